@@ -1,0 +1,262 @@
+"""Immutable configuration: :class:`ReconnectPolicy` and :class:`ClientConfig`."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import ssl
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import attrs
+
+from .enums import Feed, Market, Overflow, resolve_feed_host
+from .errors import ConfigurationError
+
+__all__ = ["ClientConfig", "ReconnectPolicy", "mask_secret"]
+
+ENV_API_KEY = "MASSIVE_API_KEY"
+ENV_FEED = "MASSIVE_FEED"
+ENV_MARKET = "MASSIVE_MARKET"
+ENV_WS_URL = "MASSIVE_WS_URL"
+
+
+class _Uniform(Protocol):
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def mask_secret(secret: str | None) -> str:
+    """Render a secret for logs and reprs: never any of its characters."""
+    return "<unset>" if not secret else "'***'"
+
+
+def _non_negative(field: str) -> Any:
+    def check(_inst: object, _attr: object, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigurationError(f"{field}={value!r} must be a finite number >= 0", field=field)
+
+    return check
+
+
+def _positive(field: str, *, allow_none: bool = False) -> Any:
+    def check(_inst: object, _attr: object, value: Any) -> None:
+        if value is None and allow_none:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ConfigurationError(f"{field}={value!r} must be a finite number > 0", field=field)
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectPolicy:
+    """How a connection retries after it drops: exponential backoff with jitter and a cap.
+
+    Attempt ``n`` (0-based) waits ``uniform(0, min(max_delay, initial_delay * multiplier**n))``
+    with ``jitter="full"`` (the default), the full bound with ``jitter="none"``, or half the bound
+    plus a random half with ``jitter="equal"``. The attempt counter resets only after a connection
+    has streamed for ``reset_after`` seconds, so a flapping server never gets a hot loop.
+
+    Attributes:
+        initial_delay: bound of the first wait, seconds.
+        max_delay: cap of every wait, seconds.
+        multiplier: growth factor per attempt (>= 1).
+        jitter: ``"full"``, ``"equal"`` or ``"none"``.
+        max_attempts: consecutive failed attempts before the connection gives up (FAILED);
+            ``None`` retries forever, ``0`` never reconnects.
+        reset_after: seconds of stable streaming after which the counter resets.
+    """
+
+    initial_delay: float = attrs.field(default=0.5, validator=_non_negative("initial_delay"))
+    max_delay: float = attrs.field(default=30.0, validator=_non_negative("max_delay"))
+    multiplier: float = attrs.field(default=2.0)
+    jitter: str = attrs.field(default="full")
+    max_attempts: int | None = attrs.field(default=None)
+    reset_after: float = attrs.field(default=30.0, validator=_non_negative("reset_after"))
+
+    @multiplier.validator
+    def _check_multiplier(self, _attr: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 1:
+            raise ConfigurationError(f"multiplier={value!r} must be a finite number >= 1", field="multiplier")
+
+    @jitter.validator
+    def _check_jitter(self, _attr: object, value: object) -> None:
+        if value not in ("full", "equal", "none"):
+            raise ConfigurationError(f"jitter={value!r} must be 'full', 'equal' or 'none'", field="jitter")
+
+    @max_attempts.validator
+    def _check_max_attempts(self, _attr: object, value: object) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ConfigurationError(f"max_attempts={value!r} must be None or an int >= 0", field="max_attempts")
+
+    def bound(self, attempt: int) -> float:
+        """Upper bound of the wait before attempt ``attempt`` (0-based), capped at ``max_delay``."""
+        if attempt < 0:
+            raise ConfigurationError(f"attempt={attempt!r} must be >= 0", field="attempt")
+        # Compare exponents rather than computing multiplier**attempt, which overflows for large n.
+        if self.initial_delay == 0:
+            return 0.0
+        if (
+            self.multiplier > 1
+            and attempt * math.log(self.multiplier) > math.log(self.max_delay / self.initial_delay + 1e-300) + 1
+        ):
+            return self.max_delay
+        return min(self.max_delay, self.initial_delay * self.multiplier**attempt)
+
+    def delay(self, attempt: int, rng: _Uniform | None = None) -> float:
+        """Seconds to wait before reconnect attempt ``attempt`` (0-based). Pure given ``rng``."""
+        bound = self.bound(attempt)
+        if self.jitter == "none":
+            return bound
+        rng = rng if rng is not None else random
+        if self.jitter == "equal":
+            return bound / 2 + rng.uniform(0, bound / 2)
+        return rng.uniform(0, bound)
+
+    def gives_up_after(self, failures: int) -> bool:
+        """True when ``failures`` consecutive failed attempts exhaust ``max_attempts``."""
+        return self.max_attempts is not None and failures > self.max_attempts
+
+    def evolve(self, **changes: Any) -> ReconnectPolicy:
+        """Return a copy with ``changes`` applied (validated)."""
+        return attrs.evolve(self, **changes)
+
+
+def _coerce_market(value: Market | str) -> Market:
+    return Market.coerce(value, "market")  # type: ignore[return-value]
+
+
+def _coerce_overflow(value: Overflow | str) -> Overflow:
+    return Overflow.coerce(value, "overflow")  # type: ignore[return-value]
+
+
+def _check_feed(_inst: object, _attr: object, value: Any) -> None:
+    resolve_feed_host(value)
+
+
+def _check_url(_inst: object, _attr: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(f"url={value!r} must be a ws:// or wss:// URL string", field="url")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"url={value!r} is not a valid URL: {exc}", field="url") from None
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ConfigurationError(f"url={value!r} must be a ws:// or wss:// URL with a host", field="url")
+
+
+def _check_api_key(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError("api_key must be a string or None", field="api_key")
+
+
+def _check_name(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not value or any(c.isspace() for c in value)):
+        raise ConfigurationError(f"name={value!r} must be a non-empty string without whitespace", field="name")
+
+
+def _check_queue_size(_inst: object, _attr: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"queue_size={value!r} must be an int >= 1", field="queue_size")
+
+
+def _check_max_message_size(_inst: object, _attr: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise ConfigurationError(f"max_message_size={value!r} must be an int >= 1024", field="max_message_size")
+
+
+def _check_reconnect(_inst: object, _attr: object, value: Any) -> None:
+    if not isinstance(value, ReconnectPolicy):
+        raise ConfigurationError(f"reconnect={value!r} must be a ReconnectPolicy", field="reconnect")
+
+
+def _check_ssl_context(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise ConfigurationError("ssl_context must be an ssl.SSLContext or None", field="ssl_context")
+
+
+def _check_subscriptions(_inst: object, _attr: object, value: tuple[str, ...]) -> None:
+    for channel in value:
+        if not isinstance(channel, str):
+            raise ConfigurationError(
+                f"subscriptions contains {channel!r}, which is not a string", field="subscriptions"
+            )
+
+
+def _to_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+def _to_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class ClientConfig:
+    """Everything one :class:`~massive_rt.MassiveWebSocketClient` needs; validated at construction.
+
+    The API key is never shown by ``repr``/``str``. See the README's configuration table for
+    every field. ``ClientConfig.from_env()`` fills unset fields from ``MASSIVE_*`` variables.
+    """
+
+    api_key: str | None = attrs.field(default=None, validator=_check_api_key)
+    market: Market = attrs.field(default=Market.STOCKS, converter=_coerce_market)
+    feed: Feed | str = attrs.field(default=Feed.REALTIME, validator=_check_feed)
+    url: str | None = attrs.field(default=None, validator=_check_url)
+    subscriptions: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple, validator=_check_subscriptions)
+    reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy, validator=_check_reconnect)
+    queue_size: int = attrs.field(default=100_000, validator=_check_queue_size)
+    overflow: Overflow = attrs.field(default=Overflow.DROP_OLDEST, converter=_coerce_overflow)
+    ping_interval: float | None = attrs.field(default=20.0, validator=_positive("ping_interval", allow_none=True))
+    ping_timeout: float = attrs.field(default=20.0, validator=_positive("ping_timeout"))
+    stale_after: float | None = attrs.field(default=None, validator=_positive("stale_after", allow_none=True))
+    connect_timeout: float = attrs.field(default=10.0, validator=_positive("connect_timeout"))
+    name: str | None = attrs.field(default=None, validator=_check_name)
+    raw: bool = attrs.field(default=False, converter=bool)
+    max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
+    limit_retry: bool = attrs.field(default=False, converter=bool)
+    ca_certs: str | None = None
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)
+    websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict)
+
+    @property
+    def resolved_url(self) -> str:
+        """The endpoint: ``url`` if given, else ``wss://<feed host>/<market path>``."""
+        if self.url is not None:
+            return self.url
+        return f"wss://{resolve_feed_host(self.feed)}/{self.market.value}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Build a config from ``MASSIVE_API_KEY``, ``MASSIVE_FEED``, ``MASSIVE_MARKET`` and
+        ``MASSIVE_WS_URL``; explicit ``overrides`` win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, var in (("api_key", ENV_API_KEY), ("feed", ENV_FEED), ("market", ENV_MARKET), ("url", ENV_WS_URL)):
+            raw = env.get(var)
+            if raw is not None and raw.strip():
+                values[field] = raw.strip()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def evolve(self, **changes: Any) -> ClientConfig:
+        """Return a copy with ``changes`` applied (validated)."""
+        return attrs.evolve(self, **changes)
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientConfig(api_key={mask_secret(self.api_key)}, market={self.market.value!r}, "
+            f"url={self.resolved_url!r}, subscriptions={len(self.subscriptions)} channels, "
+            f"queue_size={self.queue_size}, overflow={self.overflow.value!r}, name={self.name!r})"
+        )
+
+    __str__ = __repr__

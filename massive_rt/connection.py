@@ -1,0 +1,1242 @@
+"""MassiveWebSocketClient: one WebSocket connection, one daemon reader thread, one bounded queue.
+
+Threads and ownership (see ``docs/threading.md``):
+
+* The **reader thread** (``massive-rt-reader-<name>``) owns the socket. It connects,
+  authenticates, sends (un)subscribe frames, answers and sends pings, reads frames, handles
+  control statuses and puts frames on the queue. It never calls user code and never sleeps
+  except in the interruptible backoff wait.
+* **Any thread** may call ``subscribe``/``unsubscribe``/``stop``/``stats``: they change desired
+  state under a short lock and wake the reader through a socket pair; no lock is ever held
+  across socket I/O or a wait.
+* The **consumer** (your thread calling ``get``/``iter_events``, or the adapter's dispatcher)
+  decodes frames into typed events, batch by batch, off the reader thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import json
+import logging
+import os
+import queue
+import random
+import selectors
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+import websocket
+
+from ._util import ConnectionLogger, RateLimitedLog
+from .config import ClientConfig, ReconnectPolicy, mask_secret
+from .enums import ConnectionState, Feed, Market, Overflow
+from .errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionClosedError,
+    ConnectionLimitError,
+    MassiveRTError,
+    SubscriptionError,
+    WaitTimeoutError,
+)
+from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .framing import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameParser,
+    FrameTooLargeError,
+    ProtocolViolationError,
+    parse_close_payload,
+)
+from .models import Event, RawFrame, StatusMessage
+from .protocol import Decoder, build_auth, build_subscribe, build_unsubscribe, parse_channels
+
+try:  # optional, measured faster (see benchmarks/RESULTS.md); install massive-rt[fast]
+    import orjson
+
+    _fast_loads: Callable[[Any], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = json.loads
+
+__all__ = ["ConnectionStats", "MassiveWebSocketClient"]
+
+logger = logging.getLogger(__name__)
+
+_USER_AGENT = "massive-rt (python websocket-client)"
+_RECV_BYTES = 256 * 1024
+_ACK_TIMEOUT = 5.0
+_ERROR_SETTLE = 0.25
+_CLOSE_GRACE = 0.25
+_STATUS_MARK = b'"status"'
+_EV_MARK = b'"ev"'
+_names = itertools.count(1)
+_live_clients: weakref.WeakSet[MassiveWebSocketClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for client in list(_live_clients):
+        client._forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@attrs.frozen(kw_only=True)
+class ConnectionStats:
+    """A snapshot of one connection's counters, taken by :meth:`MassiveWebSocketClient.stats`.
+
+    Attributes:
+        name: connection name.
+        market: market of the connection.
+        url: endpoint (never contains the key).
+        state: state at the time of the snapshot.
+        connected_since: wall-clock seconds when the current session authenticated, or None.
+        reconnects: sessions started after the first.
+        frames_received: data and status frames read from the socket.
+        bytes_received: payload bytes read.
+        events_decoded: events produced by the consumer side so far.
+        decode_errors: frames or objects that could not be decoded.
+        unknown_events: objects delivered as UnknownEvent.
+        dropped_events: events discarded by the overflow policy.
+        dropped_frames: frames discarded by the overflow policy.
+        queue_events: events waiting in the queue.
+        queue_high_water: most events ever waiting at once.
+        subscriptions: desired channels.
+        acked: channels the server confirmed on the current session.
+        last_message_age: seconds since the last frame was read (None before any).
+        pings_sent: WebSocket pings sent.
+        last_error: description of the last failure, if any.
+    """
+
+    name: str
+    market: str
+    url: str
+    state: ConnectionState
+    connected_since: float | None
+    reconnects: int
+    frames_received: int
+    bytes_received: int
+    events_decoded: int
+    decode_errors: int
+    unknown_events: int
+    dropped_events: int
+    dropped_frames: int
+    queue_events: int
+    queue_high_water: int
+    subscriptions: int
+    acked: int
+    last_message_age: float | None
+    pings_sent: int
+    last_error: str | None
+
+
+@attrs.define
+class _Request:
+    """A subscribe frame sent on this session whose channels await acks."""
+
+    outstanding: set[str]
+    sent_at: float
+    error: str | None = None
+    error_at: float = 0.0
+
+
+@attrs.define
+class _Outcome:
+    """Why a session ended."""
+
+    reason: str
+    error: MassiveRTError | None = None
+    fatal: bool = False
+    close_code: int | None = None
+    stopped: bool = False
+
+
+class _StopRequested(Exception):
+    """Raised inside the reader when stop() interrupts a blocking step."""
+
+
+class MassiveWebSocketClient:
+    """One Massive WebSocket connection with its own daemon reader thread and a bounded queue.
+
+    Example::
+
+        with MassiveWebSocketClient(api_key="...", subscriptions=["T.AAPL", "AM.*"]) as client:
+            client.wait_ready(timeout=10)
+            for event in client.iter_events():
+                print(event)
+
+    Args:
+        api_key: Massive API key; ``None`` reads ``MASSIVE_API_KEY`` now. May also be a
+            :class:`ClientConfig`, in which case the other arguments are ignored.
+        market: :class:`Market` or its value (``"stocks"``, ``"crypto"``, ``"futures/cme"`` ...).
+        feed: :class:`Feed`, its name (``"realtime"``, ``"delayed"``) or any ``host[:port]``.
+        url: full endpoint override (``ws://127.0.0.1:8765/stocks``); wins over ``feed``.
+        subscriptions: channels to subscribe on every (re)connect, e.g. ``("T.AAPL", "AM.*")``.
+        reconnect: the :class:`ReconnectPolicy`.
+        queue_size: queue capacity in events.
+        overflow: what a full queue does (:class:`Overflow`); the default keeps the socket drained.
+        ping_interval: seconds between WebSocket pings (None disables them).
+        ping_timeout: seconds without a pong (and without any byte received) before the
+            connection is declared dead and re-established.
+        stale_after: seconds without data while subscribed before reconnecting (None: off).
+        connect_timeout: bound of TCP connect + TLS + upgrade + auth reply, seconds.
+        name: connection name used in logs, thread names, events and stats.
+        raw: deliver data frames as :class:`RawFrame` instead of typed events.
+        max_message_size: larger messages close the connection (1009) and reconnect.
+        limit_retry: on ``max_connections``, keep retrying with backoff instead of failing.
+        ca_certs: CA bundle for ``wss`` (else ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, system).
+        ssl_context: a ready ``ssl.SSLContext`` for ``wss`` (wins over ``ca_certs``).
+        websocket_options: extra options for websocket-client's handshake (``header``,
+            ``http_proxy_host``, ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type`` ...).
+        config: a :class:`ClientConfig` (alternative to the arguments above).
+    """
+
+    def __init__(
+        self,
+        api_key: str | ClientConfig | None = None,
+        market: Market | str = Market.STOCKS,
+        feed: Feed | str = Feed.REALTIME,
+        url: str | None = None,
+        subscriptions: Iterable[str] = (),
+        reconnect: ReconnectPolicy | None = None,
+        queue_size: int = 100_000,
+        overflow: Overflow | str = Overflow.DROP_OLDEST,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float = 20.0,
+        stale_after: float | None = None,
+        connect_timeout: float = 10.0,
+        name: str | None = None,
+        raw: bool = False,
+        *,
+        max_message_size: int = 16 * 1024 * 1024,
+        limit_retry: bool = False,
+        ca_certs: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        websocket_options: dict[str, Any] | None = None,
+        config: ClientConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if isinstance(api_key, ClientConfig):
+            config, api_key = api_key, None
+        if config is None:
+            config = ClientConfig(
+                api_key=api_key if api_key is not None else os.environ.get("MASSIVE_API_KEY"),
+                market=market,
+                feed=feed,
+                url=url,
+                subscriptions=subscriptions,
+                reconnect=reconnect if reconnect is not None else ReconnectPolicy(),
+                queue_size=queue_size,
+                overflow=overflow,
+                ping_interval=ping_interval,
+                ping_timeout=ping_timeout,
+                stale_after=stale_after,
+                connect_timeout=connect_timeout,
+                name=name,
+                raw=raw,
+                max_message_size=max_message_size,
+                limit_retry=limit_retry,
+                ca_certs=ca_certs,
+                ssl_context=ssl_context,
+                websocket_options=websocket_options or {},
+            )
+        elif not isinstance(config, ClientConfig):
+            raise ConfigurationError(f"config={config!r} must be a ClientConfig", field="config")
+        if not config.api_key:
+            raise ConfigurationError("api_key is required: pass api_key= or set MASSIVE_API_KEY", field="api_key")
+        if config.name is None:
+            config = config.evolve(name=f"{config.market.value.replace('/', '-')}-{next(_names)}")
+        self._config = config
+        self._name: str = config.name or ""
+        self._url = config.resolved_url
+        self._log = ConnectionLogger(logger, {"connection": self._name})
+        self._rng = rng if rng is not None else random.Random()
+
+        # Shared state, guarded by _lock (never held across I/O, waits or user code).
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._desired: dict[str, None] = dict.fromkeys(parse_channels(config.subscriptions, config.market))
+        self._acked: set[str] = set()
+        self._state = ConnectionState.NEW
+        self._fatal: MassiveRTError | None = None
+        self._last_error: str | None = None
+        self._connected_since: float | None = None
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._stop_requested = threading.Event()
+        self._forked = False
+
+        # Reader-thread state.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._sock: socket.socket | None = None
+        self._close_sent = False
+        self._ws: websocket.WebSocket | None = None
+        self._applied: set[str] = set()
+        self._requests: deque[_Request] = deque()
+        self._authenticated = False
+        self._limit_status: str | None = None
+        self._server_reason: str | None = None
+        self._sessions = 0
+        self._frames = 0
+        self._bytes = 0
+        self._pings = 0
+        self._last_frame_mono: float | None = None
+        self._last_data_ns: int | None = None
+        self._gap_start_ns: int | None = None
+        self._last_data_mono: float | None = None
+        self._streaming_started: float | None = None
+
+        # Consumer side.
+        self._queue = FrameQueue(config.queue_size, config.overflow, on_drop=self._on_drop)
+        self._drop_log = RateLimitedLog(self._log, logging.WARNING)
+        self._decoder = Decoder(config.market, self._name, loads=_fast_loads)
+        self._consume_lock = threading.Lock()
+        self._ready: deque[Event] = deque()
+        _live_clients.add(self)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def name(self) -> str:
+        """The connection name."""
+        return self._name
+
+    @property
+    def market(self) -> Market:
+        """The market this connection streams."""
+        return self._config.market
+
+    @property
+    def config(self) -> ClientConfig:
+        """The (immutable) configuration."""
+        return self._config
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL."""
+        return self._url
+
+    @property
+    def state(self) -> ConnectionState:
+        """Current :class:`ConnectionState`."""
+        return self._state
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """The desired channels (applied now or on the next connect)."""
+        with self._lock:
+            return frozenset(self._desired)
+
+    @property
+    def acked(self) -> frozenset[str]:
+        """Channels the server confirmed on the current session."""
+        with self._lock:
+            return frozenset(self._acked)
+
+    @property
+    def error(self) -> MassiveRTError | None:
+        """The terminal error once the client is FAILED, else None."""
+        return self._fatal
+
+    def start(self) -> MassiveWebSocketClient:
+        """Start the reader thread and return at once. Idempotent.
+
+        Raises:
+            ClientClosedError: the client was stopped (clients are not restartable) or forked.
+        """
+        self._check_usable()
+        with self._lock:
+            if self._started:
+                return self
+            if self._stop_requested.is_set():
+                raise ClientClosedError("client was stopped; create a new one", connection=self._name)
+            self._started = True
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+            self._thread = threading.Thread(target=self._run, name=f"massive-rt-reader-{self._name}", daemon=True)
+            self._thread.start()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> MassiveWebSocketClient:
+        """Block until authenticated and the initial subscriptions are acknowledged (STREAMING).
+
+        Raises:
+            AuthenticationError: the key was refused.
+            ConnectionLimitError: the account's connection limit was hit.
+            ConnectionClosedError: reconnect attempts were exhausted.
+            ClientClosedError: the client was stopped (or never started).
+            WaitTimeoutError: ``timeout`` passed first (also a ``TimeoutError``).
+        """
+        self._check_usable()
+        _check_timeout(timeout)
+        with self._cond:
+            if not self._started:
+                raise ClientClosedError("call start() before wait_ready()", connection=self._name)
+            ok = self._cond.wait_for(self._ready_or_terminal, timeout)
+            state, fatal, last = self._state, self._fatal, self._last_error
+        if state is ConnectionState.FAILED and fatal is not None:
+            raise fatal
+        if state is ConnectionState.STOPPED:
+            raise ClientClosedError("client was stopped", connection=self._name)
+        if not ok:
+            detail = f"; last error: {last}" if last else ""
+            raise WaitTimeoutError(f"not ready after {timeout}s (state {state.value}){detail}", connection=self._name)
+        return self
+
+    def _ready_or_terminal(self) -> bool:
+        return self._state is ConnectionState.STREAMING or self._state.is_terminal
+
+    def wait_acked(self, channels: Iterable[str], timeout: float | None = None) -> bool:
+        """Wait until the server has acknowledged every channel in ``channels``; False on timeout."""
+        wanted = set(parse_channels(channels, self._config.market))
+        with self._cond:
+            return self._cond.wait_for(lambda: wanted <= self._acked or self._state.is_terminal, timeout) and (
+                wanted <= self._acked
+            )
+
+    def subscribe(self, *channels: str) -> tuple[str, ...]:
+        """Add channels to the desired set; applied now if connected, else on connect.
+
+        Thread-safe and idempotent; returns the channels that were not already desired.
+
+        Raises:
+            ConfigurationError: a channel is malformed or not valid for this market.
+        """
+        self._check_usable()
+        valid = parse_channels(channels, self._config.market)
+        with self._lock:
+            added = tuple(c for c in valid if c not in self._desired)
+            self._desired.update(dict.fromkeys(added))
+        if added:
+            self._wake()
+        return added
+
+    def unsubscribe(self, *channels: str) -> tuple[str, ...]:
+        """Remove channels from the desired set; returns those that were desired. Thread-safe."""
+        self._check_usable()
+        valid = parse_channels(channels, self._config.market)
+        with self._lock:
+            removed = tuple(c for c in valid if c in self._desired)
+            for channel in removed:
+                del self._desired[channel]
+        if removed:
+            self._wake()
+        return removed
+
+    def unsubscribe_all(self) -> tuple[str, ...]:
+        """Remove every desired channel; returns them. Thread-safe."""
+        self._check_usable()
+        with self._lock:
+            removed = tuple(self._desired)
+            self._desired.clear()
+        if removed:
+            self._wake()
+        return removed
+
+    def stats(self) -> ConnectionStats:
+        """A consistent-enough snapshot of the counters (cheap; safe from any thread)."""
+        last = self._last_frame_mono
+        decode = self._decoder.stats
+        with self._lock:
+            state, since, desired, acked, error = (
+                self._state, self._connected_since, len(self._desired), len(self._acked), self._last_error
+            )  # fmt: skip
+        return ConnectionStats(
+            name=self._name,
+            market=self._config.market.value,
+            url=self._url,
+            state=state,
+            connected_since=since,
+            reconnects=max(0, self._sessions - 1),
+            frames_received=self._frames,
+            bytes_received=self._bytes,
+            events_decoded=decode.events,
+            decode_errors=decode.decode_errors,
+            unknown_events=decode.unknown_events,
+            dropped_events=self._queue.dropped_events,
+            dropped_frames=self._queue.dropped_frames,
+            queue_events=self._queue.queued_events,
+            queue_high_water=self._queue.high_water,
+            subscriptions=desired,
+            acked=acked,
+            last_message_age=None if last is None else time.monotonic() - last,
+            pings_sent=self._pings,
+            last_error=error,
+        )
+
+    def get(self, timeout: float | None = None) -> Event:
+        """Return the next event (typed, a :class:`StatusMessage`, or a :class:`RawFrame`).
+
+        Decoding happens here, on the calling thread. Safe from several threads.
+
+        Raises:
+            queue.Empty: nothing arrived within ``timeout``.
+            ClientClosedError: the client stopped (or failed) and every event was consumed.
+        """
+        self._check_usable()
+        _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise queue.Empty
+        try:
+            while not self._ready:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = self._queue.get(remaining)
+                if item is None:
+                    if self._queue.closed and not len(self._queue):
+                        raise ClientClosedError(self._closed_reason(), connection=self._name)
+                    raise queue.Empty
+                self._ready.extend(self._decode_item(item))
+            return self._ready.popleft()
+        finally:
+            self._consume_lock.release()
+
+    def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events until the client stops or fails (and the queue is drained).
+
+        Args:
+            timeout: also stop after this many seconds without any event (None: never).
+        """
+        while True:
+            try:
+                yield self.get(timeout)
+            except (queue.Empty, ClientClosedError):
+                return
+
+    def drain(self, max_frames: int = 256) -> list[Event]:
+        """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
+
+        For consumers that multiplex many connections, such as the adapter's dispatcher.
+        """
+        self._check_usable()
+        with self._consume_lock:
+            out = list(self._ready)
+            self._ready.clear()
+            for item in self._queue.get_many(max_frames):
+                out.extend(self._decode_item(item))
+            return out
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the client is stopped or failed and nothing is left to consume."""
+        return self._queue.closed and not len(self._queue) and not self._ready
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Register ``listener()`` to be called (on the reader thread) when data arrives in an
+        empty queue. Used by the adapter's dispatcher; keep it tiny and non-blocking."""
+        self._queue.set_listener(listener)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the connection and stop the reader thread. Idempotent; safe from any thread,
+        a consumer loop, or a signal handler. Interrupts connect, backoff and recv.
+
+        Events already queued stay available to ``get``/``drain``; after them ``get`` raises
+        :class:`ClientClosedError`.
+        """
+        _check_timeout(timeout)
+        self._stop_requested.set()
+        self._wake()
+        thread = self._thread
+        if thread is None or not self._started:
+            self._finish_without_thread()
+            return
+        if thread is threading.current_thread():
+            return
+        thread.join(timeout / 2)
+        if thread.is_alive():
+            # Blocked in a send or a TLS read: force the socket shut so the thread sees EOF.
+            sock = self._sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            thread.join(timeout / 2)
+            if thread.is_alive():
+                self._log.warning("reader thread did not stop within %.1fs", timeout)
+
+    def __enter__(self) -> MassiveWebSocketClient:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"MassiveWebSocketClient(name={self._name!r}, market={self._config.market.value!r}, "
+            f"url={self._url!r}, state={self._state.value!r}, api_key={mask_secret(self._config.api_key)})"
+        )
+
+    __str__ = __repr__
+
+    # ------------------------------------------------------------------ consumer helpers
+
+    def _decode_item(self, item: Item) -> list[Event]:
+        kind, payload, received_at_ns = item[0], item[1], item[2]
+        if kind == KIND_DATA:
+            if self._config.raw:
+                return [RawFrame(data=payload, received_at_ns=received_at_ns, connection=self._name)]
+            return self._decoder.decode(payload, received_at_ns)
+        if kind == KIND_EVENT:
+            return [payload]
+        if kind == KIND_OBJECTS:
+            if self._config.raw:
+                return [RawFrame(data=item[4], received_at_ns=received_at_ns, connection=self._name)]
+            return self._decoder.decode_objects(payload, received_at_ns)
+        return [
+            StatusMessage(
+                status="dropped",
+                message=f"{payload} events dropped by the {self._config.overflow.value} overflow policy",
+                dropped=payload,
+                received_at_ns=received_at_ns,
+                connection=self._name,
+            )
+        ]
+
+    def _closed_reason(self) -> str:
+        if self._fatal is not None:
+            return f"client failed: {self._fatal.message}"
+        return "client is stopped"
+
+    def _check_usable(self) -> None:
+        if self._forked:
+            raise ClientClosedError(
+                "this client belongs to the parent process (os.fork); create a new client in the child",
+                connection=self._name,
+            )
+
+    def _on_drop(self, events: int) -> None:
+        self._drop_log(
+            "queue full (%d events): dropped %d events (%s); %d dropped in total",
+            self._config.queue_size, events, self._config.overflow.value, self._queue.dropped_events,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ state
+
+    def _wake(self) -> None:
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                wake.send(b"\0")
+
+    def _set_state(self, state: ConnectionState, message: str = "", error: MassiveRTError | None = None) -> None:
+        with self._cond:
+            if self._state is state and error is None:
+                return
+            self._state = state
+            if error is not None:
+                self._last_error = error.message
+            if state is ConnectionState.STREAMING:
+                self._connected_since = time.time()
+            else:
+                self._connected_since = None
+            self._cond.notify_all()
+        self._log.info("state %s%s", state.value, f": {message}" if message else "")
+        self._emit(StatusMessage(status="state", state=state, message=message, error=error, connection=self._name,
+                                 received_at_ns=time.time_ns()))  # fmt: skip
+
+    def _emit(self, event: Event) -> None:
+        self._queue.put([KIND_EVENT, event, event.received_at_ns, 0])
+
+    def _finish_without_thread(self) -> None:
+        with self._cond:
+            if self._state is ConnectionState.STOPPED:
+                return
+        self._set_state(ConnectionState.STOPPED, "stopped")
+        self._queue.close()
+        self._close_wake()
+
+    def _close_wake(self) -> None:
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    # ------------------------------------------------------------------ reader thread
+
+    def _run(self) -> None:
+        failed = False
+        try:
+            failed = self._run_sessions()
+        except BaseException as exc:  # a bug must not die silently: report it and end FAILED
+            self._log.exception("reader thread crashed")
+            error = MassiveRTError(f"reader thread crashed: {type(exc).__name__}: {exc}", connection=self._name)
+            self._fail(error)
+            failed = True
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._close_socket()
+            if not failed:
+                self._set_state(ConnectionState.STOPPED, "stopped")
+            self._queue.close()
+            self._close_wake()
+
+    def _run_sessions(self) -> bool:
+        """Run sessions with backoff until stopped (False) or failed (True)."""
+        policy = self._config.reconnect
+        failures = 0
+        while not self._stop_requested.is_set():
+            outcome = self._session()
+            if outcome.stopped or self._stop_requested.is_set():
+                return False
+            if outcome.fatal:
+                self._fail(outcome.error or MassiveRTError(outcome.reason, connection=self._name))
+                return True
+            streamed_since = self._streaming_started
+            if streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after:
+                failures = 0
+            failures += 1
+            with self._lock:
+                self._last_error = outcome.reason
+            if policy.gives_up_after(failures):
+                error = ConnectionClosedError(
+                    f"gave up after {failures} consecutive failed attempts; last: {outcome.reason}",
+                    code=outcome.close_code, connection=self._name,
+                )  # fmt: skip
+                self._fail(error)
+                return True
+            delay = policy.delay(failures - 1, self._rng)
+            self._set_state(
+                ConnectionState.BACKOFF,
+                f"{outcome.reason}; reconnecting in {delay:.2f}s (attempt {failures})",
+                error=outcome.error,
+            )
+            if self._stop_requested.wait(delay):
+                return False
+        return False
+
+    def _fail(self, error: MassiveRTError) -> None:
+        with self._lock:
+            self._fatal = error
+        self._log.error("failed: %s", error.message)
+        self._set_state(ConnectionState.FAILED, error.message, error=error)
+        self._emit(
+            StatusMessage(status="failed", message=error.message, error=error, state=ConnectionState.FAILED,
+                          connection=self._name, received_at_ns=time.time_ns())
+        )  # fmt: skip
+
+    # -- one session
+
+    def _session(self) -> _Outcome:
+        self._sessions += 1
+        self._close_sent = False
+        self._authenticated = False
+        self._limit_status = None
+        self._server_reason = None
+        self._streaming_started = None
+        self._applied = set()
+        self._requests.clear()
+        with self._lock:
+            self._acked.clear()
+        self._drain_wake()
+        self._set_state(ConnectionState.CONNECTING, self._url)
+        started = time.monotonic()
+        try:
+            self._connect(started + self._config.connect_timeout)
+        except _StopRequested:
+            return _Outcome("stopped", stopped=True)
+        except ssl.SSLCertVerificationError as exc:
+            return _Outcome(
+                f"TLS certificate verification failed for {self._url}: {exc.verify_message or exc}",
+                error=MassiveRTError(f"TLS certificate verification failed: {exc.verify_message or exc}",
+                                     connection=self._name),
+                fatal=True,
+            )  # fmt: skip
+        except (OSError, websocket.WebSocketException, ValueError) as exc:
+            self._close_socket()
+            return _Outcome(f"connect failed: {_describe(exc)}")
+        try:
+            return self._stream(started)
+        finally:
+            self._end_session()
+
+    def _connect(self, deadline: float) -> None:
+        parts = urlsplit(self._url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        port = parts.port or (443 if secure else 80)
+        options = dict(self._config.websocket_options)
+        header = [*options.pop("header", []), f"User-Agent: {_USER_AGENT}"]
+        ws = websocket.WebSocket(skip_utf8_validation=True, sslopt=self._sslopt())
+        sock: socket.socket
+        if any(k.startswith("http_proxy") or k == "proxy_type" for k in options):
+            # websocket-client tunnels through the proxy itself (not interruptible by stop()).
+            _handshake(ws, self._url, timeout=_remaining(deadline), header=header, suppress_origin=True, **options)
+            if ws.sock is None:
+                raise OSError("proxy handshake returned no socket")
+            sock = ws.sock
+        else:
+            sock = self._open_tcp(host, port, deadline)
+            self._sock = sock
+            if secure:
+                sock = self._wrap_tls(sock, host, deadline)
+                self._sock = sock
+            sock.settimeout(_remaining(deadline))
+            _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header, suppress_origin=True,
+                       redirect_limit=0, **options)  # fmt: skip
+        self._sock = sock
+        self._ws = ws
+        sock.settimeout(max(self._config.connect_timeout, 1.0))
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._stop_requested.is_set():
+            raise _StopRequested
+
+    def _open_tcp(self, host: str, port: int, deadline: float) -> socket.socket:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        last: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                err = sock.connect_ex(address)
+                if err not in (0, errno.EINPROGRESS):
+                    raise OSError(err, os.strerror(err))
+                with selectors.DefaultSelector() as sel:
+                    sel.register(sock, selectors.EVENT_WRITE)
+                    if self._wake_r is not None:
+                        sel.register(self._wake_r, selectors.EVENT_READ)
+                    while True:
+                        ready = {key.fileobj for key, _ in sel.select(_remaining(deadline))}
+                        if self._stop_requested.is_set():
+                            raise _StopRequested
+                        if sock in ready:
+                            break
+                        if not ready:
+                            raise TimeoutError(f"TCP connect to {host}:{port} timed out")
+                        self._drain_wake()
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    raise OSError(err, os.strerror(err))
+                sock.setblocking(True)
+                return sock
+            except _StopRequested:
+                sock.close()
+                raise
+            except OSError as exc:
+                sock.close()
+                last = exc
+        raise last or OSError(f"no address for {host}:{port}")
+
+    def _sslopt(self) -> dict[str, Any]:
+        if self._config.ssl_context is not None:
+            return {"context": self._config.ssl_context}
+        ca = self._config.ca_certs or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+        return {"ca_certs": ca} if ca else {}
+
+    def _wrap_tls(self, sock: socket.socket, host: str, deadline: float) -> socket.socket:
+        context = self._config.ssl_context
+        if context is None:
+            context = ssl.create_default_context()
+            ca = self._config.ca_certs or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+            if ca:
+                if os.path.isdir(ca):
+                    context.load_verify_locations(capath=ca)
+                else:
+                    context.load_verify_locations(cafile=ca)
+        sock.settimeout(_remaining(deadline))
+        return context.wrap_socket(sock, server_hostname=host)
+
+    def _end_session(self) -> None:
+        if self._last_data_ns is not None and self._gap_start_ns is None and self._streaming_started is not None:
+            self._gap_start_ns = self._last_data_ns
+            self._emit(
+                StatusMessage(status="disconnected", message="connection lost; events may be missing until the gap "
+                              "status that follows the reconnect", gap_start_ns=self._last_data_ns,
+                              connection=self._name, received_at_ns=time.time_ns())
+            )  # fmt: skip
+        self._authenticated = False
+        with self._cond:
+            self._acked.clear()
+            self._cond.notify_all()
+
+    def _stream(self, started: float) -> _Outcome:
+        """Authenticate, subscribe and read until the session ends."""
+        ws, sock = self._ws, self._sock
+        assert ws is not None
+        assert sock is not None
+        config = self._config
+        parser = FrameParser(config.max_message_size)
+        self._set_state(ConnectionState.AUTHENTICATING)
+        ws.send(build_auth(config.api_key or ""))
+        auth_deadline = started + config.connect_timeout
+        now = time.monotonic()
+        next_ping = now + config.ping_interval if config.ping_interval else None
+        pong_deadline: float | None = None
+        bytes_at_ping = 0
+        self._last_frame_mono = now
+        selector = selectors.DefaultSelector()
+        selector.register(sock, selectors.EVENT_READ)
+        if self._wake_r is not None:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+        stop = self._stop_requested.is_set
+        try:
+            while True:
+                # 1. Wait for bytes or a wake-up, bounded by the nearest timer.
+                timeout = self._next_timeout(auth_deadline, next_ping, pong_deadline)
+                pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+                ready = () if pending else selector.select(timeout)
+                if stop():
+                    return _Outcome("stopped", stopped=True)
+                data = b""
+                if pending or any(key.fileobj is sock for key, _ in ready):
+                    try:
+                        data = sock.recv(_RECV_BYTES)
+                    except ssl.SSLWantReadError:
+                        data = None  # type: ignore[assignment]
+                    except (OSError, ssl.SSLError) as exc:
+                        return self._lost(f"connection lost: {_describe(exc)}")
+                    if data == b"":
+                        return self._lost(
+                            self._server_reason or "server closed the TCP connection without a close frame"
+                        )
+                if any(key.fileobj is self._wake_r for key, _ in ready):
+                    self._drain_wake()
+                    if self._authenticated:
+                        self._sync_subscriptions()
+                now = time.monotonic()
+                # 2. Frames.
+                if data:
+                    received_at_ns = time.time_ns()
+                    self._bytes += len(data)
+                    self._last_frame_mono = now
+                    parser.feed(data)
+                    try:
+                        for opcode, payload in parser.messages():
+                            self._frames += 1
+                            if opcode in (OP_TEXT, OP_BINARY):
+                                if self._authenticated and _STATUS_MARK not in payload:
+                                    self._on_data(payload, received_at_ns)
+                                else:
+                                    outcome = self._on_control_frame(payload, received_at_ns)
+                                    if outcome is not None:
+                                        return outcome
+                            elif opcode == OP_PING:
+                                ws.pong(payload)
+                            elif opcode == OP_PONG:
+                                pong_deadline = None
+                            elif opcode == OP_CLOSE:
+                                return self._on_close(payload)
+                    except FrameTooLargeError as exc:
+                        self._send_close(1009, "message too big")
+                        return self._lost(f"closed: {exc}")
+                    except ProtocolViolationError as exc:
+                        self._send_close(1002, "protocol error")
+                        return self._lost(f"closed: WebSocket protocol error: {exc}")
+                    if stop():
+                        return _Outcome("stopped", stopped=True)
+                # 3. Timers.
+                if not self._authenticated and now >= auth_deadline:
+                    return self._lost(f"no auth reply within connect_timeout={config.connect_timeout}s")
+                if next_ping is not None and now >= next_ping:
+                    ws.ping()
+                    self._pings += 1
+                    next_ping = now + (config.ping_interval or 0)
+                    if pong_deadline is None:
+                        pong_deadline = now + config.ping_timeout
+                        bytes_at_ping = self._bytes
+                if pong_deadline is not None and now >= pong_deadline:
+                    if self._bytes == bytes_at_ping:
+                        return self._lost(f"no pong and no data within ping_timeout={config.ping_timeout}s")
+                    pong_deadline = now + config.ping_timeout  # data is flowing: the peer is alive
+                    bytes_at_ping = self._bytes
+                if self._requests:
+                    self._settle_requests(now)
+                if config.stale_after and self._streaming_started is not None:
+                    last_data = max(self._last_data_mono or 0.0, self._streaming_started)
+                    if self._desired and now - last_data >= config.stale_after:
+                        return self._lost(f"no data for stale_after={config.stale_after}s while subscribed")
+        except (OSError, websocket.WebSocketException) as exc:
+            return self._lost(f"connection lost: {_describe(exc)}")
+        finally:
+            selector.close()
+            self._close_socket(graceful=True)
+
+    def _next_timeout(self, auth_deadline: float, next_ping: float | None, pong_deadline: float | None) -> float:
+        now = time.monotonic()
+        candidates = [now + 1.0]
+        if not self._authenticated:
+            candidates.append(auth_deadline)
+        if next_ping is not None:
+            candidates.append(next_ping)
+        if pong_deadline is not None:
+            candidates.append(pong_deadline)
+        if self._requests:
+            candidates.append(now + 0.05)
+        if self._config.stale_after and self._streaming_started is not None:
+            candidates.append(max(self._last_data_mono or 0.0, self._streaming_started) + self._config.stale_after)
+        return max(0.0, min(candidates) - now)
+
+    def _on_data(self, payload: bytes, received_at_ns: int) -> None:
+        if self._gap_start_ns is not None or self._state is not ConnectionState.STREAMING:
+            self._note_first_data(received_at_ns)
+        self._last_data_ns = received_at_ns
+        self._last_data_mono = time.monotonic()
+        self._queue.put([KIND_DATA, payload, received_at_ns, payload.count(_EV_MARK) or 1], self._stop_requested.is_set)
+
+    def _note_first_data(self, received_at_ns: int) -> None:
+        if self._gap_start_ns is not None:
+            self._emit(
+                StatusMessage(status="gap", message="data resumed after a disconnect; backfill between "
+                              "gap_start_ns and gap_end_ns", gap_start_ns=self._gap_start_ns,
+                              gap_end_ns=received_at_ns, connection=self._name, received_at_ns=received_at_ns)
+            )  # fmt: skip
+            self._gap_start_ns = None
+        if self._state is not ConnectionState.STREAMING:
+            self._begin_streaming("data arriving")
+
+    def _on_control_frame(self, payload: bytes, received_at_ns: int) -> _Outcome | None:
+        """A frame that may hold statuses: parse it here, act on statuses, queue the rest."""
+        try:
+            decoded = _fast_loads(payload)
+        except (ValueError, TypeError, RecursionError):
+            decoded = None
+        if type(decoded) is dict:
+            decoded = [decoded]
+        if type(decoded) is not list:
+            if self._authenticated:  # let the consumer's decoder count and report it
+                self._on_data(payload, received_at_ns)
+            else:
+                self._log.warning("undecodable frame before authentication ignored (%d bytes)", len(payload))
+            return None
+        data: list[Any] = []
+        for obj in decoded:
+            if type(obj) is dict and obj.get("ev") == "status":
+                outcome = self._on_status(obj, received_at_ns)
+                if outcome is not None:
+                    return outcome
+            else:
+                data.append(obj)
+        if data:
+            if not self._authenticated:
+                self._log.warning("%d data objects before authentication ignored", len(data))
+                return None
+            if self._gap_start_ns is not None or self._state is not ConnectionState.STREAMING:
+                self._note_first_data(received_at_ns)
+            self._last_data_ns = received_at_ns
+            self._last_data_mono = time.monotonic()
+            self._queue.put([KIND_OBJECTS, data, received_at_ns, len(data), payload], self._stop_requested.is_set)
+        return None
+
+    def _on_status(self, obj: dict[str, Any], received_at_ns: int) -> _Outcome | None:
+        status = obj.get("status")
+        message = obj.get("message")
+        status = status if isinstance(status, str) else ""
+        message = message if isinstance(message, str) else ""
+        if status == "connected":
+            self._log.debug("server: connected")
+            return None
+        if status == "auth_success" or (status == "success" and message == "authenticated"):
+            self._authenticated = True
+            self._set_state(ConnectionState.SUBSCRIBING, "authenticated")
+            self._sync_subscriptions()
+            if not self._requests:
+                self._begin_streaming("authenticated; no subscriptions pending")
+            return None
+        if status == "auth_failed":
+            refused = AuthenticationError(message or "authentication failed", connection=self._name, status=status)
+            self._deliver_server_status(status, message, received_at_ns, refused)
+            return _Outcome(f"authentication failed: {message}", error=refused, fatal=True)
+        if status == "success":
+            self._on_ack(message)
+            return None
+        error: MassiveRTError | None = None
+        if status == "max_connections":
+            self._limit_status = message
+            error = ConnectionLimitError(message or "maximum number of connections exceeded", connection=self._name,
+                                         status=status)  # fmt: skip
+        elif status == "error" and self._requests:
+            for request in self._requests:
+                if request.error is None and request.outstanding:
+                    request.error = message or "error"
+                    request.error_at = time.monotonic()
+                    break
+            return None
+        elif status in ("slow_consumer", "force_disconnect", "auth_timeout"):
+            self._server_reason = f"server sent {status}: {message}"
+        self._deliver_server_status(status, message, received_at_ns, error)
+        return None
+
+    def _deliver_server_status(
+        self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None
+    ) -> None:
+        self._log.warning("server status %s: %s", status, message)
+        self._emit(StatusMessage(status=status, message=message, error=error, from_server=True,
+                                 connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
+
+    def _on_ack(self, message: str) -> None:
+        verb, _, params = message.partition(":")
+        channels = [c.strip() for c in params.split(",") if c.strip()]
+        verb = verb.strip()
+        with self._cond:
+            if verb == "subscribed to":
+                self._acked.update(channels)
+            elif verb == "unsubscribed to":
+                self._acked.difference_update(channels)
+            else:
+                self._log.debug("unrecognised success status: %s", message)
+                return
+            self._cond.notify_all()
+        if verb == "subscribed to" and self._requests:
+            for channel in channels:
+                for request in self._requests:
+                    if channel in request.outstanding:
+                        request.outstanding.discard(channel)
+                        break
+            self._settle_requests(time.monotonic())
+
+    def _settle_requests(self, now: float) -> None:
+        """Resolve requests that are fully acked, refused (error + settle time) or timed out."""
+        while self._requests:
+            request = self._requests[0]
+            if not request.outstanding:
+                self._requests.popleft()
+                continue
+            if request.error is not None and now - request.error_at >= _ERROR_SETTLE:
+                self._requests.popleft()
+                refused = sorted(request.outstanding)
+                error = SubscriptionError(
+                    f"server refused {len(refused)} channel(s): {request.error}", channels=refused,
+                    connection=self._name, status="error",
+                )  # fmt: skip
+                self._log.warning("subscription refused (%s): %s", request.error, ", ".join(refused[:20]))
+                self._emit(StatusMessage(status="subscription_error", message=error.message, error=error,
+                                         channels=tuple(refused), connection=self._name,
+                                         received_at_ns=time.time_ns()))  # fmt: skip
+                continue
+            if now - request.sent_at >= _ACK_TIMEOUT:
+                self._requests.popleft()
+                missing = sorted(request.outstanding)
+                self._log.warning("no ack within %.0fs for %d channel(s) (unknown channel?): %s", _ACK_TIMEOUT,
+                                  len(missing), ", ".join(missing[:20]))  # fmt: skip
+                self._emit(StatusMessage(status="subscription_unconfirmed", channels=tuple(missing),
+                                         message=f"no ack within {_ACK_TIMEOUT:.0f}s for {len(missing)} channel(s)",
+                                         connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
+                continue
+            break
+        if not self._requests and self._authenticated and self._state is ConnectionState.SUBSCRIBING:
+            self._begin_streaming("subscriptions acknowledged")
+
+    def _begin_streaming(self, message: str) -> None:
+        self._streaming_started = time.monotonic()
+        self._set_state(ConnectionState.STREAMING, message)
+
+    def _sync_subscriptions(self) -> None:
+        """Send what it takes to make the server's set equal the desired set (reader thread)."""
+        ws = self._ws
+        if ws is None:
+            return
+        with self._lock:
+            desired = list(self._desired)
+        wanted = set(desired)
+        to_unsubscribe = sorted(self._applied - wanted)
+        to_subscribe = [c for c in desired if c not in self._applied]
+        for frame in build_unsubscribe(to_unsubscribe):
+            ws.send(frame)
+        self._applied.difference_update(to_unsubscribe)
+        if to_unsubscribe:
+            with self._cond:
+                self._acked.difference_update(to_unsubscribe)
+            for request in self._requests:
+                request.outstanding.difference_update(to_unsubscribe)
+        now = time.monotonic()
+        for frame in build_subscribe(to_subscribe):
+            ws.send(frame)
+            channels = json.loads(frame)["params"].split(",")
+            self._requests.append(_Request(outstanding=set(channels), sent_at=now))
+        self._applied.update(to_subscribe)
+        if to_subscribe or to_unsubscribe:
+            self._log.debug("sent subscribe %d / unsubscribe %d channels", len(to_subscribe), len(to_unsubscribe))
+
+    def _on_close(self, payload: bytes) -> _Outcome:
+        code, reason = parse_close_payload(payload)
+        self._send_close(code if code is not None and code < 3000 and code not in (1005, 1006) else 1000, "")
+        if self._limit_status is not None:
+            error = ConnectionLimitError(self._limit_status or "maximum number of connections exceeded",
+                                         connection=self._name, status="max_connections")  # fmt: skip
+            text = f"server closed ({code}) after max_connections: {self._limit_status}"
+            if not self._config.limit_retry:
+                return _Outcome(text, error=error, fatal=True, close_code=code)
+            return _Outcome(text, error=error, close_code=code)
+        detail = f" ({self._server_reason})" if self._server_reason else ""
+        return self._lost(f"server closed the connection with code {code} {reason!r}{detail}".rstrip(), code)
+
+    def _lost(self, reason: str, code: int | None = None) -> _Outcome:
+        if self._stop_requested.is_set():
+            return _Outcome("stopped", stopped=True)
+        if self._limit_status is not None and not self._config.limit_retry:
+            error = ConnectionLimitError(self._limit_status, connection=self._name, status="max_connections")
+            return _Outcome(f"connection limit: {self._limit_status}", error=error, fatal=True, close_code=code)
+        self._log.warning("%s", reason)
+        return _Outcome(reason, close_code=code)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        ws = self._ws
+        if ws is None or self._close_sent:
+            return
+        self._close_sent = True
+        with contextlib.suppress(OSError, websocket.WebSocketException, ValueError):
+            ws.send_close(code, reason.encode())
+
+    def _close_socket(self, graceful: bool = False) -> None:
+        sock, ws = self._sock, self._ws
+        self._sock = None
+        self._ws = None
+        if sock is None:
+            return
+        if graceful and ws is not None:
+            # Tell the server we are going; never wait for its reply beyond a short grace.
+            with contextlib.suppress(OSError):
+                sock.settimeout(_CLOSE_GRACE)
+            self._ws = ws
+            self._send_close(1000, "")
+            self._ws = None
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+    def _drain_wake(self) -> None:
+        wake = self._wake_r
+        if wake is not None:
+            with contextlib.suppress(OSError):
+                while wake.recv(4096):
+                    pass
+
+
+def _handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:
+    """websocket-client's opening handshake (its ``connect`` is untyped)."""
+    ws.connect(url, **options)  # type: ignore[no-untyped-call]
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("connect_timeout elapsed")
+    return remaining
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ConfigurationError(f"timeout={timeout!r} must be None or a number >= 0", field="timeout")

@@ -1,0 +1,96 @@
+"""Exception hierarchy. Every exception the library raises on purpose derives from
+:class:`MassiveRTError` and carries structured fields instead of only a message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AuthenticationError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConnectionClosedError",
+    "ConnectionLimitError",
+    "MassiveRTError",
+    "SubscriptionError",
+    "WaitTimeoutError",
+]
+
+
+class MassiveRTError(Exception):
+    """Base class of all massive_rt errors.
+
+    Attributes:
+        message: human-readable description (never contains the API key).
+        connection: name of the connection involved, if any.
+        status: the server's ``status`` string that caused it, if any.
+    """
+
+    def __init__(self, message: str, *, connection: str | None = None, status: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.connection = connection
+        self.status = status
+
+    def __str__(self) -> str:
+        return f"[{self.connection}] {self.message}" if self.connection else self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, connection={self.connection!r}, status={self.status!r})"
+
+
+class ConfigurationError(MassiveRTError, ValueError):
+    """An argument or configuration value is invalid. ``field`` names the parameter."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AuthenticationError(MassiveRTError):
+    """The server answered ``auth_failed`` (bad key or plan without access). Never retried."""
+
+
+class ConnectionLimitError(MassiveRTError):
+    """The server answered ``max_connections``: the account's connection quota is used up."""
+
+
+class SubscriptionError(MassiveRTError):
+    """Channels could not be subscribed (``not authorized``, no room in a pool, ...).
+
+    Attributes:
+        channels: the channels concerned, in the order given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        channels: Iterable[str] = (),
+        connection: str | None = None,
+        status: str | None = None,
+    ) -> None:
+        super().__init__(message, connection=connection, status=status)
+        self.channels = tuple(channels)
+
+
+class ConnectionClosedError(MassiveRTError):
+    """The connection closed and will not be re-established (reconnect attempts exhausted).
+
+    Attributes:
+        code: the WebSocket close code, if one was received.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, connection: str | None = None, status: str | None = None
+    ) -> None:
+        super().__init__(message, connection=connection, status=status)
+        self.code = code
+
+
+class ClientClosedError(MassiveRTError):
+    """The client (or pool, or adapter) was stopped, or belongs to the parent of a forked process."""
+
+
+class WaitTimeoutError(MassiveRTError, TimeoutError):
+    """A bounded wait (``wait_ready``, ``acquire`` ...) ran out of time. Also a ``TimeoutError``."""

@@ -1,0 +1,214 @@
+"""The bounded, thread-safe queue between a connection's reader thread and its consumer.
+
+Items are whole frames (one lock round-trip per frame, not per event), sized by the number of
+events they carry so ``queue_size`` bounds events. Status items are never discarded. Drops
+are counted and turned into one in-order ``dropped`` marker that the consumer sees exactly
+where the missing events were.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .enums import Overflow
+
+__all__ = ["KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item"]
+
+#: payload is a frame's bytes (or str), decoded by the consumer.
+KIND_DATA = 0
+#: payload is a ready :class:`~massive_rt.models.Event` (status messages).
+KIND_EVENT = 1
+#: payload is a list of already-decoded JSON objects (a frame the reader had to parse).
+KIND_OBJECTS = 2
+#: payload is the number of events discarded at this point of the stream.
+KIND_DROPPED = 3
+
+#: ``[kind, payload, received_at_ns, events]`` — a list so a drop marker can grow in place.
+Item = list[Any]
+
+
+class FrameQueue:
+    """Bounded FIFO of frames with an overflow policy.
+
+    Args:
+        max_events: capacity in events (a single frame larger than that is still accepted).
+        overflow: ``drop_oldest`` discards the oldest data frames to make room, ``drop_newest``
+            discards the incoming frame, ``block`` makes :meth:`put` wait for room.
+        on_drop: called (outside the lock, on the putting thread) with the number of events
+            each time frames are discarded; used for counting and rate-limited logging.
+    """
+
+    def __init__(
+        self,
+        max_events: int,
+        overflow: Overflow = Overflow.DROP_OLDEST,
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.max_events = max_events
+        self.overflow = overflow
+        self._on_drop = on_drop
+        self._items: deque[Item] = deque()
+        self._events = 0
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._closed = False
+        self._listener: Callable[[], None] | None = None
+        self.dropped_events = 0
+        self.dropped_frames = 0
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def queued_events(self) -> int:
+        """Events currently queued (approximate without the lock, exact enough for stats)."""
+        return self._events
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called; remaining items can still be taken."""
+        return self._closed
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Call ``listener()`` (outside the lock) whenever an item arrives in an empty queue.
+
+        One consumer thread can wait on many queues this way (the adapter's dispatcher).
+        """
+        self._listener = listener
+
+    def put(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:
+        """Add an item; return False if it was discarded (``drop_newest``) or the queue closed.
+
+        With ``block`` this waits for room, checking ``should_stop()`` at least every 50 ms.
+        """
+        events = item[3]
+        dropped = 0
+        with self._lock:
+            if self._closed:
+                return False
+            if item[0] == KIND_DATA and self._events + events > self.max_events:
+                if self.overflow is Overflow.DROP_NEWEST:
+                    self._mark_dropped_at_tail(events, item[2])
+                    dropped = events
+                elif self.overflow is Overflow.DROP_OLDEST:
+                    dropped = self._drop_oldest(events, item[2])
+                else:
+                    while self._events + events > self.max_events and self._events and not self.closed:
+                        if should_stop is not None and should_stop():
+                            return False
+                        self._not_full.wait(0.05)
+                    if self.closed:
+                        return False
+            if not dropped or self.overflow is not Overflow.DROP_NEWEST:
+                was_empty = not self._items
+                self._items.append(item)
+                self._events += events
+                if self._events > self.high_water:
+                    self.high_water = self._events
+                self._not_empty.notify()
+            else:
+                was_empty = False
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
+        if was_empty and self._listener is not None:
+            self._listener()
+        return not (dropped and self.overflow is Overflow.DROP_NEWEST)
+
+    def _mark_dropped_at_tail(self, events: int, received_at_ns: int) -> None:
+        self.dropped_events += events
+        self.dropped_frames += 1
+        if self._items and self._items[-1][0] == KIND_DROPPED:
+            self._items[-1][1] += events
+        else:
+            self._items.append([KIND_DROPPED, events, received_at_ns, 0])
+            self._not_empty.notify()
+
+    def _drop_oldest(self, incoming: int, received_at_ns: int) -> int:
+        # Status items carry 0 events and are kept, in order; earlier drop markers are merged.
+        kept: list[Item] = []
+        dropped = merged = frames = 0
+        items = self._items
+        while items and self._events + incoming > self.max_events:
+            old = items.popleft()
+            if old[0] == KIND_DATA:
+                self._events -= old[3]
+                dropped += old[3]
+                frames += 1
+            elif old[0] == KIND_DROPPED:
+                merged += old[1]
+            else:
+                kept.append(old)
+        if dropped or merged:
+            if items and items[0][0] == KIND_DROPPED:
+                items[0][1] += dropped + merged
+            else:
+                items.appendleft([KIND_DROPPED, dropped + merged, received_at_ns, 0])
+        items.extendleft(reversed(kept))
+        self.dropped_events += dropped
+        self.dropped_frames += frames
+        return dropped
+
+    def get(self, timeout: float | None) -> Item | None:
+        """Remove and return the oldest item, waiting up to ``timeout`` (None: forever).
+
+        Returns None on timeout, or at once when the queue is closed and empty.
+        """
+        with self._lock:
+            if not self._items:
+                if self._closed:
+                    return None
+                self._not_empty.wait(timeout)
+                if not self._items:
+                    return None
+            item = self._items.popleft()
+            self._events -= item[3]
+            if self.overflow is Overflow.BLOCK:
+                self._not_full.notify()
+            return item
+
+    def get_many(self, max_items: int) -> list[Item]:
+        """Remove and return up to ``max_items`` items without waiting."""
+        with self._lock:
+            items = self._items
+            if not items:
+                return []
+            if len(items) <= max_items:
+                out = list(items)
+                items.clear()
+                self._events = 0
+            else:
+                out = [items.popleft() for _ in range(max_items)]
+                self._events -= sum(item[3] for item in out)
+            if self.overflow is Overflow.BLOCK:
+                self._not_full.notify()
+            return out
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until an item is available (True) or ``timeout`` passes or the queue closes."""
+        with self._lock:
+            if not self._items and not self._closed:
+                self._not_empty.wait(timeout)
+            return bool(self._items)
+
+    def close(self) -> None:
+        """Refuse further items and wake every waiter. Items already queued stay available."""
+        with self._lock:
+            self._closed = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+        if self._listener is not None:
+            self._listener()
+
+    def clear(self) -> int:
+        """Discard everything queued; return the number of events discarded."""
+        with self._lock:
+            events: int = sum(item[3] for item in self._items if item[0] == KIND_DATA)
+            self._items.clear()
+            self._events = 0
+            self._not_full.notify_all()
+            return events
