@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import os
-import queue
 import random
 import selectors
 import socket
@@ -30,15 +29,16 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import websocket
 
-from ._util import ConnectionLogger, RateLimitedLog
+from ._util import ConnectionLogger
 from .config import ClientConfig, ReconnectPolicy, mask_secret
+from .consumer import QueueConsumer, check_timeout, fast_loads
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
     AuthenticationError,
@@ -50,7 +50,7 @@ from .errors import (
     SubscriptionError,
     WaitTimeoutError,
 )
-from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS
 from .framing import (
     OP_BINARY,
     OP_CLOSE,
@@ -62,15 +62,8 @@ from .framing import (
     ProtocolViolationError,
     parse_close_payload,
 )
-from .models import Event, RawFrame, StatusMessage
-from .protocol import Decoder, build_auth, build_subscribe, build_unsubscribe, parse_channels
-
-try:  # optional, measured faster (see benchmarks/RESULTS.md); install massive-rt[fast]
-    import orjson
-
-    _fast_loads: Callable[[Any], Any] = orjson.loads
-except ImportError:  # pragma: no cover - depends on the environment
-    _fast_loads = json.loads
+from .models import Event, StatusMessage
+from .protocol import build_auth, build_subscribe, build_unsubscribe, parse_channels
 
 __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 
@@ -81,7 +74,11 @@ _RECV_BYTES = 256 * 1024
 _ACK_TIMEOUT = 5.0
 _ERROR_SETTLE = 0.25
 _CLOSE_GRACE = 0.25
-_STATUS_MARK = b'"status"'
+# Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
+# start keeps the reader from scanning every data frame; a status later in a mixed array still
+# reaches the consumer (as a StatusMessage), only without the reader acting on it.
+_STATUS_MARK = b"status"
+_STATUS_WINDOW = 40
 _EV_MARK = b'"ev"'
 _names = itertools.count(1)
 _live_clients: weakref.WeakSet[MassiveWebSocketClient] = weakref.WeakSet()
@@ -170,7 +167,7 @@ class _StopRequested(Exception):
     """Raised inside the reader when stop() interrupts a blocking step."""
 
 
-class MassiveWebSocketClient:
+class MassiveWebSocketClient(QueueConsumer):
     """One Massive WebSocket connection with its own daemon reader thread and a bounded queue.
 
     Example::
@@ -269,6 +266,7 @@ class MassiveWebSocketClient:
 
         # Shared state, guarded by _lock (never held across I/O, waits or user code).
         self._lock = threading.Lock()
+        self._life_lock = threading.Lock()  # start/stop only, so stop() never waits on _lock
         self._cond = threading.Condition(self._lock)
         self._desired: dict[str, None] = dict.fromkeys(parse_channels(config.subscriptions, config.market))
         self._acked: set[str] = set()
@@ -302,12 +300,7 @@ class MassiveWebSocketClient:
         self._last_data_mono: float | None = None
         self._streaming_started: float | None = None
 
-        # Consumer side.
-        self._queue = FrameQueue(config.queue_size, config.overflow, on_drop=self._on_drop)
-        self._drop_log = RateLimitedLog(self._log, logging.WARNING)
-        self._decoder = Decoder(config.market, self._name, loads=_fast_loads)
-        self._consume_lock = threading.Lock()
-        self._ready: deque[Event] = deque()
+        self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
         _live_clients.add(self)
 
     # ------------------------------------------------------------------ public API
@@ -361,11 +354,11 @@ class MassiveWebSocketClient:
             ClientClosedError: the client was stopped (clients are not restartable) or forked.
         """
         self._check_usable()
-        with self._lock:
-            if self._started:
-                return self
+        with self._life_lock:
             if self._stop_requested.is_set():
                 raise ClientClosedError("client was stopped; create a new one", connection=self._name)
+            if self._started:
+                return self
             self._started = True
             self._wake_r, self._wake_w = socket.socketpair()
             self._wake_r.setblocking(False)
@@ -385,7 +378,7 @@ class MassiveWebSocketClient:
             WaitTimeoutError: ``timeout`` passed first (also a ``TimeoutError``).
         """
         self._check_usable()
-        _check_timeout(timeout)
+        check_timeout(timeout)
         with self._cond:
             if not self._started:
                 raise ClientClosedError("call start() before wait_ready()", connection=self._name)
@@ -481,68 +474,6 @@ class MassiveWebSocketClient:
             last_error=error,
         )
 
-    def get(self, timeout: float | None = None) -> Event:
-        """Return the next event (typed, a :class:`StatusMessage`, or a :class:`RawFrame`).
-
-        Decoding happens here, on the calling thread. Safe from several threads.
-
-        Raises:
-            queue.Empty: nothing arrived within ``timeout``.
-            ClientClosedError: the client stopped (or failed) and every event was consumed.
-        """
-        self._check_usable()
-        _check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise queue.Empty
-        try:
-            while not self._ready:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                item = self._queue.get(remaining)
-                if item is None:
-                    if self._queue.closed and not len(self._queue):
-                        raise ClientClosedError(self._closed_reason(), connection=self._name)
-                    raise queue.Empty
-                self._ready.extend(self._decode_item(item))
-            return self._ready.popleft()
-        finally:
-            self._consume_lock.release()
-
-    def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
-        """Yield events until the client stops or fails (and the queue is drained).
-
-        Args:
-            timeout: also stop after this many seconds without any event (None: never).
-        """
-        while True:
-            try:
-                yield self.get(timeout)
-            except (queue.Empty, ClientClosedError):
-                return
-
-    def drain(self, max_frames: int = 256) -> list[Event]:
-        """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
-
-        For consumers that multiplex many connections, such as the adapter's dispatcher.
-        """
-        self._check_usable()
-        with self._consume_lock:
-            out = list(self._ready)
-            self._ready.clear()
-            for item in self._queue.get_many(max_frames):
-                out.extend(self._decode_item(item))
-            return out
-
-    @property
-    def exhausted(self) -> bool:
-        """True when the client is stopped or failed and nothing is left to consume."""
-        return self._queue.closed and not len(self._queue) and not self._ready
-
-    def set_listener(self, listener: Callable[[], None] | None) -> None:
-        """Register ``listener()`` to be called (on the reader thread) when data arrives in an
-        empty queue. Used by the adapter's dispatcher; keep it tiny and non-blocking."""
-        self._queue.set_listener(listener)
-
     def stop(self, timeout: float = 5.0) -> None:
         """Close the connection and stop the reader thread. Idempotent; safe from any thread,
         a consumer loop, or a signal handler. Interrupts connect, backoff and recv.
@@ -550,14 +481,9 @@ class MassiveWebSocketClient:
         Events already queued stay available to ``get``/``drain``; after them ``get`` raises
         :class:`ClientClosedError`.
         """
-        _check_timeout(timeout)
-        self._stop_requested.set()
-        self._wake()
-        thread = self._thread
-        if thread is None or not self._started:
-            self._finish_without_thread()
-            return
-        if thread is threading.current_thread():
+        check_timeout(timeout)
+        thread = self.request_stop()
+        if thread is None or thread is threading.current_thread():
             return
         thread.join(timeout / 2)
         if thread.is_alive():
@@ -569,6 +495,31 @@ class MassiveWebSocketClient:
             thread.join(timeout / 2)
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
+
+    def clients(self) -> tuple[MassiveWebSocketClient, ...]:
+        """Event sources for the adapter: this connection alone."""
+        return (self,)
+
+    def request_stop(self) -> threading.Thread | None:
+        """Ask the reader thread to stop and return at once (``stop`` = this + join).
+
+        Returns the reader thread to join, or None if it never started.
+        """
+        with self._life_lock:
+            self._stop_requested.set()
+            thread = self._thread
+        self._wake()
+        if thread is None:
+            self._finish_without_thread()
+        return thread
+
+    def emit_status(self, status: str, message: str, error: MassiveRTError | None = None) -> None:
+        """Put a status event in this connection's stream, in order with its data.
+
+        Used by the pool to announce recycling; any thread.
+        """
+        self._emit(StatusMessage(status=status, message=message, error=error, connection=self._name,
+                                 received_at_ns=time.time_ns()))  # fmt: skip
 
     def __enter__(self) -> MassiveWebSocketClient:
         return self.start()
@@ -586,28 +537,6 @@ class MassiveWebSocketClient:
 
     # ------------------------------------------------------------------ consumer helpers
 
-    def _decode_item(self, item: Item) -> list[Event]:
-        kind, payload, received_at_ns = item[0], item[1], item[2]
-        if kind == KIND_DATA:
-            if self._config.raw:
-                return [RawFrame(data=payload, received_at_ns=received_at_ns, connection=self._name)]
-            return self._decoder.decode(payload, received_at_ns)
-        if kind == KIND_EVENT:
-            return [payload]
-        if kind == KIND_OBJECTS:
-            if self._config.raw:
-                return [RawFrame(data=item[4], received_at_ns=received_at_ns, connection=self._name)]
-            return self._decoder.decode_objects(payload, received_at_ns)
-        return [
-            StatusMessage(
-                status="dropped",
-                message=f"{payload} events dropped by the {self._config.overflow.value} overflow policy",
-                dropped=payload,
-                received_at_ns=received_at_ns,
-                connection=self._name,
-            )
-        ]
-
     def _closed_reason(self) -> str:
         if self._fatal is not None:
             return f"client failed: {self._fatal.message}"
@@ -619,12 +548,6 @@ class MassiveWebSocketClient:
                 "this client belongs to the parent process (os.fork); create a new client in the child",
                 connection=self._name,
             )
-
-    def _on_drop(self, events: int) -> None:
-        self._drop_log(
-            "queue full (%d events): dropped %d events (%s); %d dropped in total",
-            self._config.queue_size, events, self._config.overflow.value, self._queue.dropped_events,
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ state
 
@@ -921,7 +844,7 @@ class MassiveWebSocketClient:
                         for opcode, payload in parser.messages():
                             self._frames += 1
                             if opcode in (OP_TEXT, OP_BINARY):
-                                if self._authenticated and _STATUS_MARK not in payload:
+                                if self._authenticated and _STATUS_MARK not in payload[:_STATUS_WINDOW]:
                                     self._on_data(payload, received_at_ns)
                                 else:
                                     outcome = self._on_control_frame(payload, received_at_ns)
@@ -1004,7 +927,7 @@ class MassiveWebSocketClient:
     def _on_control_frame(self, payload: bytes, received_at_ns: int) -> _Outcome | None:
         """A frame that may hold statuses: parse it here, act on statuses, queue the rest."""
         try:
-            decoded = _fast_loads(payload)
+            decoded = fast_loads(payload)
         except (ValueError, TypeError, RecursionError):
             decoded = None
         if type(decoded) is dict:
@@ -1235,8 +1158,3 @@ def _remaining(deadline: float) -> float:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ConfigurationError(f"timeout={timeout!r} must be None or a number >= 0", field="timeout")

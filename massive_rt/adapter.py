@@ -1,0 +1,425 @@
+"""RealTimeDataAdapter: one dispatcher thread drains every connection of a source into callbacks.
+
+The source is a :class:`~massive_rt.MassiveWebSocketClient`, a
+:class:`~massive_rt.ConnectionPool` or a :class:`~massive_rt.SyntheticSource`; the API is the
+same for all three. Every callback runs on the one dispatcher thread
+(``massive-rt-dispatcher``), so user code never races itself. Connections are drained
+round-robin, a bounded number of frames each per round, so a flooding connection cannot starve
+the others; order is preserved per connection.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, overload
+
+import attrs
+
+from ._util import RateLimitedLog, percentiles
+from .config import ClientConfig
+from .errors import ClientClosedError, ConfigurationError
+from .models import Event, StatusMessage
+
+__all__ = ["AdapterStats", "EventSource", "RealTimeDataAdapter"]
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Any], Any]
+ErrorHandler = Callable[[BaseException, Event, Handler], Any]
+H = TypeVar("H", bound=Handler)
+
+_WILDCARD = "*"
+
+
+class _Drainable(Protocol):
+    name: str
+
+    def drain(self, max_frames: int = ...) -> list[Event]: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+
+class EventSource(Protocol):
+    """What the adapter needs from a source (client, pool or synthetic source)."""
+
+    def start(self) -> Any: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+    def clients(self) -> Sequence[_Drainable]: ...
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None: ...
+
+    def subscribe(self, *channels: str, **kwargs: Any) -> Any: ...
+
+    def unsubscribe(self, *channels: str, **kwargs: Any) -> Any: ...
+
+    def stats(self) -> Any: ...
+
+
+@attrs.frozen(kw_only=True)
+class AdapterStats:
+    """Snapshot of the adapter's counters.
+
+    Attributes:
+        running: the dispatcher thread is alive.
+        dispatched: events handed to handlers (market events, status events and unknown events).
+        status_events: of which status events.
+        handler_errors: total exceptions raised by handlers.
+        errors_by_handler: ``{handler name: count}``.
+        latency_us: receive→callback latency percentiles in microseconds (``p50``, ``p90``,
+            ``p99``, ``p99_9``) over the most recent samples.
+        source: the source's own ``stats()``.
+    """
+
+    running: bool
+    dispatched: int
+    status_events: int
+    handler_errors: int
+    errors_by_handler: dict[str, int]
+    latency_us: dict[str, float]
+    source: Any
+
+
+def _handler_name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+class RealTimeDataAdapter:
+    """Runs your callbacks for the events of a source, on one dispatcher thread.
+
+    Example::
+
+        adapter = RealTimeDataAdapter(client)
+        adapter.on(EquityTrade, lambda trade: print(trade.symbol, trade.price))
+        adapter.on_status(lambda status: print(status.status, status.message))
+        with adapter:
+            adapter.subscribe("T.AAPL")
+            ...
+
+    Routing: ``on(EquityTrade, fn)`` by class, ``on("T", fn)`` by ``ev`` code (any market),
+    ``on("*", fn)`` (or ``on_event=``) for every market event (including ``UnknownEvent`` and
+    ``RawFrame``); status events go to ``on_status`` handlers (and to handlers registered for
+    :class:`StatusMessage`). A handler that raises is logged (rate-limited), counted, and
+    reported to ``on_error`` handlers; the dispatcher carries on. ``BaseException`` (e.g.
+    ``KeyboardInterrupt``) is not swallowed: it ends the dispatcher.
+
+    ``subscribe``, ``unsubscribe`` and ``stop`` are safe from any thread, including from inside
+    a handler.
+
+    Args:
+        source: a client, a pool or a synthetic source.
+        on_event: a handler for every market event (same as ``on("*", on_event)``).
+        frames_per_round: frames taken from each connection per round (fairness quantum).
+        latency_samples: how many recent latency samples ``stats()`` keeps.
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        on_event: Handler | None = None,
+        *,
+        frames_per_round: int = 32,
+        latency_samples: int = 50_000,
+    ) -> None:
+        for method in ("start", "stop", "clients", "set_listener", "subscribe", "unsubscribe", "stats"):
+            if not callable(getattr(source, method, None)):
+                raise ConfigurationError(
+                    f"source={source!r} is not an event source (no {method}()); pass a client, a pool "
+                    "or a SyntheticSource",
+                    field="source",
+                )
+        if isinstance(frames_per_round, bool) or not isinstance(frames_per_round, int) or frames_per_round < 1:
+            raise ConfigurationError(f"frames_per_round={frames_per_round!r} must be an int >= 1", field="frames_per_round")
+        if isinstance(latency_samples, bool) or not isinstance(latency_samples, int) or latency_samples < 1:
+            raise ConfigurationError(f"latency_samples={latency_samples!r} must be an int >= 1", field="latency_samples")
+        self._source = source
+        self._frames_per_round = frames_per_round
+        self._registry_lock = threading.Lock()
+        self._handlers: dict[object, list[Handler]] = {}
+        self._status_handlers: list[Handler] = []
+        self._error_handlers: list[ErrorHandler] = []
+        self._routes: dict[tuple[type, object], tuple[Handler, ...]] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._discard = False
+        self._thread: threading.Thread | None = None
+        self._life_lock = threading.Lock()
+        self._started = False
+        self._dispatched = 0
+        self._status_events = 0
+        self._handler_errors = 0
+        self._errors_by_handler: collections.Counter[str] = collections.Counter()
+        self._latency: collections.deque[int] = collections.deque(maxlen=latency_samples)
+        self._error_log = RateLimitedLog(logger, logging.ERROR)
+        self._fatal: BaseException | None = None
+        if on_event is not None:
+            self.on(_WILDCARD, on_event)
+
+    # ------------------------------------------------------------------ registration
+
+    @overload
+    def on(self, key: type | str, handler: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, key: type | str, handler: H) -> H: ...
+
+    def on(self, key: type | str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Register ``handler`` for an event class, an ``ev`` code (``"T"``, ``"AM"``) or ``"*"``.
+
+        Usable as a decorator: ``@adapter.on(EquityTrade)``. Returns the handler.
+        """
+        if not isinstance(key, (type, str)) or (isinstance(key, str) and not key):
+            raise ConfigurationError(f"key={key!r} must be an event class, an ev code or '*'", field="key")
+        if handler is None:
+            def decorator(fn: H) -> H:
+                return self.on(key, fn)
+
+            return decorator
+        if not callable(handler):
+            raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
+        with self._registry_lock:
+            self._handlers.setdefault(key, []).append(handler)
+            self._routes = {}
+        return handler
+
+    def off(self, key: type | str, handler: Handler) -> bool:
+        """Unregister a handler; True if it was registered."""
+        with self._registry_lock:
+            handlers = self._handlers.get(key, [])
+            if handler not in handlers:
+                return False
+            handlers.remove(handler)
+            self._routes = {}
+            return True
+
+    def on_status(self, handler: H) -> H:
+        """Register a handler for status events: connection lifecycle, drops, gaps, refusals."""
+        if not callable(handler):
+            raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
+        with self._registry_lock:
+            self._status_handlers.append(handler)
+            self._routes = {}
+        return handler
+
+    def on_error(self, handler: ErrorHandler) -> ErrorHandler:
+        """Register ``handler(error, event, failed_handler)``, called when a handler raises."""
+        if not callable(handler):
+            raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
+        with self._registry_lock:
+            self._error_handlers.append(handler)
+        return handler
+
+    def _resolve(self, cls: type, ev: object) -> tuple[Handler, ...]:
+        with self._registry_lock:
+            found: list[Handler] = []
+            if issubclass(cls, StatusMessage):
+                found.extend(self._status_handlers)
+            elif _WILDCARD in self._handlers:
+                found.extend(self._handlers[_WILDCARD])
+            for klass in cls.__mro__:
+                found.extend(self._handlers.get(klass, ()))
+            if isinstance(ev, str) and not issubclass(cls, StatusMessage):
+                found.extend(self._handlers.get(ev, ()))
+            seen: dict[Handler, None] = dict.fromkeys(found)
+            route = tuple(seen)
+            self._routes[(cls, ev)] = route
+            return route
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def source(self) -> EventSource:
+        """The event source."""
+        return self._source
+
+    def start(self) -> RealTimeDataAdapter:
+        """Start the source and the dispatcher thread. Idempotent.
+
+        Raises:
+            ClientClosedError: the adapter was stopped (adapters are not restartable).
+        """
+        with self._life_lock:
+            if self._started:
+                return self
+            if self._stopping.is_set():
+                raise ClientClosedError("adapter was stopped; create a new one")
+            self._started = True
+            self._source.set_listener(self._wake.set)
+            self._thread = threading.Thread(target=self._run, name="massive-rt-dispatcher", daemon=True)
+            self._thread.start()
+        self._source.start()
+        return self
+
+    def subscribe(self, *channels: str, **kwargs: Any) -> Any:
+        """Subscribe through the source (``market=`` for a pool). Safe inside a handler."""
+        return self._source.subscribe(*channels, **kwargs)
+
+    def unsubscribe(self, *channels: str, **kwargs: Any) -> Any:
+        """Unsubscribe through the source. Safe inside a handler."""
+        return self._source.unsubscribe(*channels, **kwargs)
+
+    def stop(self, timeout: float = 5.0, drain: bool = True) -> bool:
+        """Stop the source, then the dispatcher. Idempotent; safe from any thread and from a handler.
+
+        Args:
+            timeout: bound of the whole stop, seconds.
+            drain: dispatch what is already queued before returning (bounded by ``timeout``);
+                with False, queued events are discarded.
+
+        Returns:
+            True if everything stopped in time; False if a handler was still running (it is
+            logged, and the dispatcher ends as soon as that handler returns).
+        """
+        deadline = time.monotonic() + timeout
+        with self._life_lock:
+            self._discard = self._discard or not drain
+            self._stopping.set()
+            thread = self._thread
+        self._source.stop(max(0.1, timeout / 2))
+        self._wake.set()
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            self._discard = True
+            logger.warning("dispatcher still busy in a handler after %.1fs; it will exit when the handler returns",
+                           timeout)  # fmt: skip
+            return False
+        return True
+
+    def __enter__(self) -> RealTimeDataAdapter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"RealTimeDataAdapter(source={self._source!r}, running={self.running})"
+
+    @property
+    def running(self) -> bool:
+        """True while the dispatcher thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stats(self) -> AdapterStats:
+        """Counters, handler errors and latency percentiles (cheap; any thread)."""
+        samples = list(self._latency)
+        return AdapterStats(
+            running=self.running,
+            dispatched=self._dispatched,
+            status_events=self._status_events,
+            handler_errors=self._handler_errors,
+            errors_by_handler=dict(self._errors_by_handler),
+            latency_us={k: v / 1000 for k, v in percentiles(samples).items()},
+            source=self._source.stats(),
+        )
+
+    # ------------------------------------------------------------------ dispatcher
+
+    def _run(self) -> None:
+        wake = self._wake
+        quantum = self._frames_per_round
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                if stopping and self._discard:
+                    return
+                wake.clear()
+                progressed = False
+                clients = self._source.clients()
+                for client in clients:
+                    try:
+                        events = client.drain(quantum)
+                    except ClientClosedError:
+                        continue
+                    if events:
+                        progressed = True
+                        self._dispatch(events)
+                        if self._discard and self._stopping.is_set():
+                            return
+                if not progressed:
+                    if stopping and all(c.exhausted for c in clients):
+                        return
+                    wake.wait(0.1 if stopping else 0.5)
+        except BaseException as exc:
+            self._fatal = exc
+            logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
+            raise
+
+    def _dispatch(self, events: list[Event]) -> None:
+        routes = self._routes
+        samples = self._latency
+        first = events[0]
+        samples.append(time.time_ns() - first.received_at_ns)
+        last = len(events) - 1
+        for index, event in enumerate(events):
+            cls = event.__class__
+            ev = event.event_type  # type: ignore[attr-defined]
+            handlers = routes.get((cls, ev))
+            if handlers is None:
+                handlers = self._resolve(cls, ev)
+                routes = self._routes
+            if index == last and index:
+                samples.append(time.time_ns() - event.received_at_ns)
+            if cls is StatusMessage:
+                self._status_events += 1
+            for handler in handlers:
+                try:
+                    handler(event)
+                except Exception as exc:
+                    self._handler_failed(exc, event, handler)
+        self._dispatched += len(events)
+
+    def _handler_failed(self, exc: Exception, event: Event, handler: Handler) -> None:
+        name = _handler_name(handler)
+        self._handler_errors += 1
+        self._errors_by_handler[name] += 1
+        self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
+        for error_handler in list(self._error_handlers):
+            try:
+                error_handler(exc, event, handler)
+            except Exception:
+                logger.exception("on_error handler %s raised", _handler_name(error_handler))
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_env(
+        cls,
+        subscriptions: Iterable[str] = ("T.*", "Q.*", "AM.*"),
+        *,
+        on_event: Handler | None = None,
+        environ: Mapping[str, str] | None = None,
+        symbols: Sequence[str] | None = None,
+        seed: int | None = None,
+        rate: float | None = 1000.0,
+        **client_options: Any,
+    ) -> RealTimeDataAdapter:
+        """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.
+
+        ``MASSIVE_MARKET``, ``MASSIVE_FEED`` and ``MASSIVE_WS_URL`` apply to the real feed.
+        Which one was chosen is logged at INFO. ``symbols``, ``seed`` and ``rate`` apply to the
+        synthetic market only; ``client_options`` to the real client only.
+        """
+        env = os.environ if environ is None else environ
+        if (env.get("MASSIVE_API_KEY") or "").strip():
+            from .connection import MassiveWebSocketClient
+
+            config = ClientConfig.from_env(env, subscriptions=tuple(subscriptions), **client_options)
+            client = MassiveWebSocketClient(config=config)
+            logger.info("MASSIVE_API_KEY is set: streaming from Massive (%s)", config.resolved_url)
+            return cls(client, on_event=on_event)
+        from .synthetic import SyntheticSource
+
+        market = (env.get("MASSIVE_MARKET") or "stocks").strip() or "stocks"
+        source = SyntheticSource(subscriptions, market=market, symbols=symbols, seed=seed, rate=rate)
+        logger.info("MASSIVE_API_KEY is not set: streaming the synthetic %s market (no network, no key)", market)
+        return cls(source, on_event=on_event)

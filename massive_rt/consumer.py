@@ -1,0 +1,169 @@
+"""The consuming side of a connection's queue, shared by every event source.
+
+Frames are decoded into typed events here, on the consumer's thread (your thread calling
+``get``, or the adapter's dispatcher), batch by batch, never on the reader thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ._util import RateLimitedLog
+from .enums import Market, Overflow
+from .errors import ClientClosedError, ConfigurationError
+from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .models import Event, RawFrame, StatusMessage
+from .protocol import Decoder
+
+try:  # optional, measured faster (see benchmarks/RESULTS.md); install massive-rt[fast]
+    import orjson
+
+    fast_loads: Callable[[Any], Any] = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    import json
+
+    fast_loads = json.loads
+
+__all__ = ["QueueConsumer", "check_timeout", "fast_loads"]
+
+
+def check_timeout(timeout: float | None, field: str = "timeout") -> None:
+    """Raise :class:`ConfigurationError` unless ``timeout`` is None or a number >= 0."""
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ConfigurationError(f"{field}={timeout!r} must be None or a number >= 0", field=field)
+
+
+class QueueConsumer:
+    """Mixin: ``get``/``iter_events``/``drain`` over a :class:`FrameQueue` filled by a producer thread."""
+
+    _name: str
+    _queue: FrameQueue
+    _decoder: Decoder
+    _ready: deque[Event]
+    _consume_lock: threading.Lock
+    _raw: bool
+    _overflow: Overflow
+    _drop_log: RateLimitedLog
+
+    def _init_consumer(
+        self,
+        name: str,
+        market: Market,
+        queue_size: int,
+        overflow: Overflow,
+        raw: bool,
+        log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
+    ) -> None:
+        self._raw = raw
+        self._overflow = overflow
+        self._queue = FrameQueue(queue_size, overflow, on_drop=self._on_drop)
+        self._drop_log = RateLimitedLog(log, logging.WARNING)
+        self._decoder = Decoder(market, name, loads=fast_loads)
+        self._consume_lock = threading.Lock()
+        self._ready = deque()
+
+    def get(self, timeout: float | None = None) -> Event:
+        """Return the next event (typed, a :class:`StatusMessage`, or a :class:`RawFrame`).
+
+        Decoding happens here, on the calling thread. Safe from several threads.
+
+        Raises:
+            queue.Empty: nothing arrived within ``timeout``.
+            ClientClosedError: the source stopped (or failed) and every event was consumed.
+        """
+        self._check_usable()
+        check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise queue.Empty
+        try:
+            while not self._ready:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                item = self._queue.get(remaining)
+                if item is None:
+                    if self._queue.closed and not len(self._queue):
+                        raise ClientClosedError(self._closed_reason(), connection=self._name)
+                    raise queue.Empty
+                self._ready.extend(self._decode_item(item))
+            return self._ready.popleft()
+        finally:
+            self._consume_lock.release()
+
+    def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events until the source stops or fails (and its queue is drained).
+
+        Args:
+            timeout: also stop after this many seconds without any event (None: never).
+        """
+        while True:
+            try:
+                yield self.get(timeout)
+            except (queue.Empty, ClientClosedError):
+                return
+
+    def drain(self, max_frames: int = 256) -> list[Event]:
+        """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
+
+        For consumers that multiplex many sources, such as the adapter's dispatcher.
+        """
+        self._check_usable()
+        with self._consume_lock:
+            out = list(self._ready)
+            self._ready.clear()
+            for item in self._queue.get_many(max_frames):
+                out.extend(self._decode_item(item))
+            return out
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until something is queued (True) or ``timeout`` passes / the source ends."""
+        return bool(self._ready) or self._queue.wait(timeout)
+
+    @property
+    def exhausted(self) -> bool:
+        """True when the source is stopped or failed and nothing is left to consume."""
+        return self._queue.closed and not len(self._queue) and not self._ready
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Register ``listener()``, called on the producer thread when data arrives in an empty
+        queue (and when the source ends). Used by the adapter's dispatcher; keep it tiny."""
+        self._queue.set_listener(listener)
+
+    def _decode_item(self, item: Item) -> list[Event]:
+        kind, payload, received_at_ns = item[0], item[1], item[2]
+        if kind == KIND_DATA:
+            if self._raw:
+                return [RawFrame(data=payload, received_at_ns=received_at_ns, connection=self._name)]
+            return self._decoder.decode(payload, received_at_ns)
+        if kind == KIND_EVENT:
+            return [payload]
+        if kind == KIND_OBJECTS:
+            if self._raw and len(item) > 4:
+                return [RawFrame(data=item[4], received_at_ns=received_at_ns, connection=self._name)]
+            return self._decoder.decode_objects(payload, received_at_ns)
+        return [
+            StatusMessage(
+                status="dropped",
+                message=f"{payload} events dropped by the {self._overflow.value} overflow policy",
+                dropped=payload,
+                received_at_ns=received_at_ns,
+                connection=self._name,
+            )
+        ]
+
+    def _on_drop(self, events: int) -> None:
+        self._drop_log(
+            "queue full (%d): dropped %d events (%s); %d dropped in total",
+            self._queue.max_events, events, self._overflow.value, self._queue.dropped_events,
+        )  # fmt: skip
+
+    def _check_usable(self) -> None:
+        """Raise if the source may not be used (e.g. after fork); the default allows everything."""
+
+    def _closed_reason(self) -> str:
+        return "source is stopped"

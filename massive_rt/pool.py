@@ -1,0 +1,623 @@
+"""ConnectionPool: many connections under one account's connection limit.
+
+One lock guards only the pool's in-memory map (members, channel assignment, leases). Starting,
+stopping and joining connections happen outside it; telling a connection to (un)subscribe
+happens under it because that only updates the connection's desired set and never blocks.
+
+A supervisor thread (``massive-rt-pool-supervisor``) recycles connections that FAILED or whose
+reader died, closing the old socket before opening the replacement (never make-before-break:
+Massive counts sockets per account and would evict one of ours), and closes idle connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from .config import ReconnectPolicy, mask_secret
+from .connection import ConnectionStats, MassiveWebSocketClient
+from .enums import ConnectionState, Feed, Market
+from .errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectionLimitError,
+    SubscriptionError,
+    WaitTimeoutError,
+)
+from .protocol import parse_channels
+
+__all__ = ["ConnectionPool", "PoolStats"]
+
+logger = logging.getLogger(__name__)
+
+#: Options quotes: "a hard limit of 1,000 option contracts per connection" (PROTOCOL.md §3.1).
+OPTIONS_QUOTES_PER_CONNECTION = 1000
+
+
+@attrs.frozen(kw_only=True)
+class PoolStats:
+    """Snapshot of a pool: totals plus one :class:`ConnectionStats` per connection.
+
+    Attributes:
+        name: pool name.
+        connections: number of open connections.
+        max_connections: the account limit the pool respects.
+        channels: channels placed across the pool.
+        events_decoded, dropped_events, reconnects, recycled: totals.
+        per_connection: the connections' own snapshots.
+    """
+
+    name: str
+    connections: int
+    max_connections: int
+    channels: int
+    events_decoded: int
+    dropped_events: int
+    reconnects: int
+    recycled: int
+    leases: int
+    per_connection: tuple[ConnectionStats, ...]
+
+
+@attrs.define(eq=False)
+class _Member:
+    client: MassiveWebSocketClient
+    market: Market
+    channels: dict[str, None] = attrs.Factory(dict)
+    leases: int = 0
+    idle_since: float = attrs.Factory(time.monotonic)
+    retiring: bool = False
+    limit_failures: int = 0
+    retry_at: float = 0.0
+
+
+class ConnectionPool:
+    """Many :class:`MassiveWebSocketClient` connections under one account's limit.
+
+    Channels are placed exactly once (no duplicate delivery): on the least-loaded connection of
+    their market that has room, opening a connection only when none has room and the pool is
+    under ``max_connections``. Connections start in parallel.
+
+    Args:
+        api_key: Massive API key (``None`` reads ``MASSIVE_API_KEY``).
+        max_connections: the account's connection limit, across every market of the pool.
+        max_subscriptions_per_connection: cap of channels per connection (None: no cap;
+            options quotes are always capped at 1,000 contracts per connection).
+        market: default market for :meth:`subscribe` and :meth:`acquire`.
+        feed: feed host for every connection.
+        url: endpoint override; ``{market}`` in it is replaced by the market path, or pass a
+            callable ``market -> url`` (for local servers, e.g. ``server.url``).
+        idle_timeout: close a connection with no channels and no leases after this many
+            seconds (None: keep it).
+        health_interval: seconds between supervisor checks.
+        limit_cooldown: first wait before retrying a connection the server refused with
+            ``max_connections`` (doubles on each refusal, capped at 10 minutes).
+        name: pool name (prefix of connection names).
+        client_options: extra keyword arguments for every connection (``reconnect``,
+            ``queue_size``, ``ping_interval``, ``stale_after`` ...).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        max_connections: int = 1,
+        max_subscriptions_per_connection: int | None = None,
+        *,
+        market: Market | str = Market.STOCKS,
+        feed: Feed | str = Feed.REALTIME,
+        url: str | Callable[[Market], str] | None = None,
+        idle_timeout: float | None = None,
+        health_interval: float = 1.0,
+        limit_cooldown: float = 30.0,
+        name: str = "pool",
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ConfigurationError(
+                f"max_connections={max_connections!r} must be an int >= 1", field="max_connections"
+            )
+        cap = max_subscriptions_per_connection
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigurationError(
+                f"max_subscriptions_per_connection={cap!r} must be None or an int >= 1",
+                field="max_subscriptions_per_connection",
+            )
+        for field, value in (("health_interval", health_interval), ("limit_cooldown", limit_cooldown)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigurationError(f"{field}={value!r} must be a number > 0", field=field)
+        if idle_timeout is not None and (not isinstance(idle_timeout, (int, float)) or idle_timeout < 0):
+            raise ConfigurationError(f"idle_timeout={idle_timeout!r} must be None or >= 0", field="idle_timeout")
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ConfigurationError(f"name={name!r} must be a non-empty string without whitespace", field="name")
+        options = dict(client_options or {})
+        for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config"):
+            if reserved in options:
+                raise ConfigurationError(f"client_options may not set {reserved!r}", field="client_options")
+        if "reconnect" in options and not isinstance(options["reconnect"], ReconnectPolicy):
+            raise ConfigurationError("client_options['reconnect'] must be a ReconnectPolicy", field="client_options")
+        self._default_market: Market = Market.coerce(market, "market")  # type: ignore[assignment]
+        self._api_key = api_key
+        self._feed = feed
+        self._url = url
+        self._max_connections = max_connections
+        self._cap = cap
+        self._idle_timeout = idle_timeout
+        self._health_interval = float(health_interval)
+        self._limit_cooldown = float(limit_cooldown)
+        self._name = name
+        self._options = options
+        # Validate the shared options once, with a throw-away client that never starts.
+        MassiveWebSocketClient(api_key, market=self._default_market, url=self._url_for(self._default_market),
+                               feed=feed, name=f"{name}-check", **options).stop()  # fmt: skip
+
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._members: dict[str, _Member] = {}
+        self._assignment: dict[tuple[Market, str], str] = {}
+        self._sequence = 0
+        self._version = 0
+        self._recycled = 0
+        self._closed = False
+        self._started = False
+        self._listener: Callable[[], None] | None = None
+        self._stop_event = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def name(self) -> str:
+        """The pool name."""
+        return self._name
+
+    @property
+    def max_connections(self) -> int:
+        """The account connection limit the pool respects."""
+        return self._max_connections
+
+    @property
+    def connections(self) -> tuple[MassiveWebSocketClient, ...]:
+        """The open connections (a snapshot)."""
+        with self._lock:
+            return tuple(m.client for m in self._members.values())
+
+    def clients(self) -> tuple[MassiveWebSocketClient, ...]:
+        """Event sources for the adapter: the current connections (same as :attr:`connections`)."""
+        return self.connections
+
+    @property
+    def version(self) -> int:
+        """Increments whenever a connection is added, replaced or removed."""
+        return self._version
+
+    def start(self) -> ConnectionPool:
+        """Start the supervisor and every connection (in parallel). Idempotent."""
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError(f"pool {self._name} is stopped")
+            if self._started:
+                return self
+            self._started = True
+            members = list(self._members.values())
+            self._supervisor = threading.Thread(target=self._supervise, name="massive-rt-pool-supervisor", daemon=True)
+            self._supervisor.start()
+        for member in members:
+            member.client.start()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> ConnectionPool:
+        """Wait until every connection is streaming.
+
+        Raises:
+            WaitTimeoutError: naming the connections that were not ready in time.
+            AuthenticationError, ConnectionLimitError, ConnectionClosedError: a connection failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        not_ready: list[str] = []
+        for client in self.connections:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                client.wait_ready(remaining)
+            except WaitTimeoutError:
+                not_ready.append(client.name)
+        if not_ready:
+            raise WaitTimeoutError(f"connections not ready after {timeout}s: {', '.join(not_ready)}")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the supervisor and every connection, in parallel. Idempotent; any thread."""
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            members = list(self._members.values())
+            self._changed.notify_all()
+        self._stop_event.set()
+        deadline = time.monotonic() + timeout
+        threads = [m.client.request_stop() for m in members]
+        for member, thread in zip(members, threads, strict=True):
+            if thread is not None and thread is not threading.current_thread():
+                member.client.stop(max(0.0, deadline - time.monotonic()))
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(max(0.0, deadline - time.monotonic()))
+        if not already:
+            logger.info("pool %s stopped (%d connections)", self._name, len(members))
+
+    def __enter__(self) -> ConnectionPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            count, channels = len(self._members), len(self._assignment)
+        return (
+            f"ConnectionPool(name={self._name!r}, connections={count}/{self._max_connections}, "
+            f"channels={channels}, api_key={mask_secret(self._api_key)})"
+        )
+
+    # ------------------------------------------------------------------ placement
+
+    def subscribe(self, *channels: str, market: Market | str | None = None) -> dict[str, str]:
+        """Place channels on connections; returns ``{channel: connection name}`` for new ones.
+
+        All or nothing: if some channels do not fit (every connection of the market is full and
+        the pool is at ``max_connections``), nothing changes.
+
+        Raises:
+            ConfigurationError: a channel is invalid for the market.
+            SubscriptionError: channels that did not fit (``error.channels``).
+            ClientClosedError: the pool is stopped.
+        """
+        resolved = self._market(market)
+        wanted = parse_channels(channels, resolved)
+        to_start: list[MassiveWebSocketClient] = []
+        placed: dict[str, str] = {}
+        with self._lock:
+            self._check_open()
+            pending = [c for c in wanted if (resolved, c) not in self._assignment]
+            plan, new_members, unplaced = self._plan(resolved, pending)
+            if unplaced:
+                raise SubscriptionError(
+                    f"no room for {len(unplaced)} channel(s) on {resolved.value}: all "
+                    f"{self._max_connections} connection(s) in use and full",
+                    channels=unplaced,
+                )
+            for member in new_members:
+                self._members[member.client.name] = member
+                self._version += 1
+                to_start.append(member.client)
+            by_member: dict[str, list[str]] = {}
+            for channel, member in plan:
+                member.channels[channel] = None
+                self._assignment[(resolved, channel)] = member.client.name
+                by_member.setdefault(member.client.name, []).append(channel)
+                placed[channel] = member.client.name
+            for member_name, member_channels in by_member.items():
+                self._members[member_name].client.subscribe(*member_channels)
+            started = self._started
+            listener = self._listener
+        for client in to_start:
+            if listener is not None:
+                client.set_listener(listener)
+            if started:
+                client.start()
+        if to_start and listener is not None:
+            listener()  # the adapter refreshes its list of sources
+        return placed
+
+    def unsubscribe(self, *channels: str, market: Market | str | None = None) -> tuple[str, ...]:
+        """Remove channels from their connections; returns those that were placed."""
+        resolved = self._market(market)
+        wanted = parse_channels(channels, resolved)
+        removed: list[str] = []
+        with self._lock:
+            by_member: dict[str, list[str]] = {}
+            for channel in wanted:
+                owner = self._assignment.pop((resolved, channel), None)
+                if owner is None:
+                    continue
+                member = self._members.get(owner)
+                if member is not None:
+                    member.channels.pop(channel, None)
+                    if not member.channels and not member.leases:
+                        member.idle_since = time.monotonic()
+                    by_member.setdefault(owner, []).append(channel)
+                removed.append(channel)
+            for owner, owner_channels in by_member.items():
+                self._members[owner].client.unsubscribe(*owner_channels)
+            self._changed.notify_all()
+        return tuple(removed)
+
+    def unsubscribe_all(self) -> int:
+        """Remove every channel from every connection; returns how many were removed."""
+        with self._lock:
+            count = len(self._assignment)
+            self._assignment.clear()
+            for member in self._members.values():
+                if member.channels:
+                    member.client.unsubscribe(*member.channels)
+                    member.channels.clear()
+                    member.idle_since = time.monotonic()
+            self._changed.notify_all()
+        return count
+
+    def assignment(self, channel: str, market: Market | str | None = None) -> str | None:
+        """Name of the connection that carries ``channel``, or None if it is not placed."""
+        resolved = self._market(market)
+        (valid,) = parse_channels((channel,), resolved)
+        with self._lock:
+            return self._assignment.get((resolved, valid))
+
+    @property
+    def subscriptions(self) -> dict[str, tuple[str, ...]]:
+        """``{connection name: channels}`` for every connection."""
+        with self._lock:
+            return {name: tuple(m.channels) for name, m in self._members.items()}
+
+    def _plan(
+        self, market: Market, channels: list[str]
+    ) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
+        """Choose a connection for each channel (under the lock; no side effects on members)."""
+        candidates = [m for m in self._members.values() if m.market is market and not m.retiring]
+        load = {id(m): len(m.channels) for m in candidates}
+        quotes = {id(m): sum(1 for c in m.channels if c.startswith("Q.")) for m in candidates}
+        new_members: list[_Member] = []
+        plan: list[tuple[str, _Member]] = []
+        unplaced: list[str] = []
+        for channel in channels:
+            is_option_quote = market is Market.OPTIONS and channel.startswith("Q.")
+
+            def has_room(member: _Member, is_option_quote: bool = is_option_quote) -> bool:
+                if self._cap is not None and load[id(member)] >= self._cap:
+                    return False
+                return not (is_option_quote and quotes[id(member)] >= OPTIONS_QUOTES_PER_CONNECTION)
+
+            roomy = [m for m in candidates if has_room(m)]
+            if not roomy and len(self._members) + len(new_members) < self._max_connections:
+                member = _Member(client=self._new_client(market), market=market)
+                candidates.append(member)
+                new_members.append(member)
+                load[id(member)] = 0
+                quotes[id(member)] = 0
+                roomy = [member]
+            if not roomy:
+                unplaced.append(channel)
+                continue
+            chosen = min(roomy, key=lambda m: load[id(m)])
+            load[id(chosen)] += 1
+            if is_option_quote:
+                quotes[id(chosen)] += 1
+            plan.append((channel, chosen))
+        return plan, new_members, unplaced
+
+    # ------------------------------------------------------------------ leases
+
+    def acquire(self, market: Market | str | None = None, timeout: float | None = 5.0) -> MassiveWebSocketClient:
+        """Lease a connection of ``market``: an existing one with room (least loaded), or a new one
+        while under ``max_connections``; otherwise wait up to ``timeout`` for a slot.
+
+        A leased connection is never closed as idle. Return it with :meth:`release`.
+
+        Raises:
+            WaitTimeoutError: no connection could be had within ``timeout``.
+        """
+        resolved = self._market(market)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        created: MassiveWebSocketClient | None = None
+        with self._changed:
+            while True:
+                self._check_open()
+                candidates = [
+                    m for m in self._members.values()
+                    if m.market is resolved and not m.retiring and (self._cap is None or len(m.channels) < self._cap)
+                ]  # fmt: skip
+                if candidates:
+                    member = min(candidates, key=lambda m: (len(m.channels) + m.leases, m.client.name))
+                    break
+                if len(self._members) < self._max_connections:
+                    member = _Member(client=self._new_client(resolved), market=resolved)
+                    self._members[member.client.name] = member
+                    self._version += 1
+                    created = member.client
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"no {resolved.value} connection available within {timeout}s: "
+                        f"{len(self._members)}/{self._max_connections} connections in use"
+                    )
+                self._changed.wait(remaining)
+            member.leases += 1
+            started, listener = self._started, self._listener
+        if created is not None:
+            if listener is not None:
+                created.set_listener(listener)
+            if started:
+                created.start()
+            if listener is not None:
+                listener()
+        return member.client
+
+    def release(self, client: MassiveWebSocketClient, close: bool = False) -> None:
+        """Return a leased connection; with ``close=True`` (and no channels or other leases) close it
+        now to free its slot."""
+        victim: MassiveWebSocketClient | None = None
+        with self._lock:
+            member = self._members.get(client.name)
+            if member is None or member.client is not client:
+                raise ConfigurationError(f"{client.name} is not a connection of pool {self._name}", field="client")
+            if member.leases <= 0:
+                raise ConfigurationError(f"{client.name} is not leased", field="client")
+            member.leases -= 1
+            if not member.leases and not member.channels:
+                member.idle_since = time.monotonic()
+                if close:
+                    del self._members[client.name]
+                    self._version += 1
+                    victim = client
+            self._changed.notify_all()
+        if victim is not None:
+            victim.stop()
+            with self._changed:
+                self._changed.notify_all()
+
+    # ------------------------------------------------------------------ adapter support
+
+    def set_listener(self, listener: Callable[[], None] | None) -> None:
+        """Install ``listener`` on every current and future connection (see the client's)."""
+        with self._lock:
+            self._listener = listener
+            clients = [m.client for m in self._members.values()]
+        for client in clients:
+            client.set_listener(listener)
+
+    def stats(self) -> PoolStats:
+        """Totals and per-connection snapshots."""
+        with self._lock:
+            members = list(self._members.values())
+            channels = len(self._assignment)
+            recycled = self._recycled
+            leases = sum(m.leases for m in members)
+        per = tuple(m.client.stats() for m in members)
+        return PoolStats(
+            name=self._name,
+            connections=len(members),
+            max_connections=self._max_connections,
+            channels=channels,
+            events_decoded=sum(s.events_decoded for s in per),
+            dropped_events=sum(s.dropped_events for s in per),
+            reconnects=sum(s.reconnects for s in per),
+            recycled=recycled,
+            leases=leases,
+            per_connection=per,
+        )
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _supervise(self) -> None:
+        while not self._stop_event.wait(self._health_interval):
+            try:
+                self.check_health()
+            except Exception:  # the supervisor must outlive any bug in one check
+                logger.exception("pool %s: health check failed", self._name)
+
+    def check_health(self) -> int:
+        """Recycle failed or dead connections and close idle ones now; returns how many changed.
+
+        The supervisor calls this every ``health_interval``; tests may call it directly.
+        """
+        now = time.monotonic()
+        to_recycle: list[_Member] = []
+        to_close: list[_Member] = []
+        with self._lock:
+            if self._closed:
+                return 0
+            for member in self._members.values():
+                if member.retiring:
+                    continue
+                client = member.client
+                dead = client.state is ConnectionState.FAILED or (
+                    client.state is not ConnectionState.NEW and client.state is not ConnectionState.STOPPED
+                    and not _alive(client)
+                )  # fmt: skip
+                if dead:
+                    if isinstance(client.error, AuthenticationError):
+                        continue  # a refused key stays refused: report, never hammer
+                    if isinstance(client.error, ConnectionLimitError):
+                        if member.retry_at == 0.0:
+                            member.limit_failures += 1
+                            wait = min(600.0, self._limit_cooldown * 2 ** (member.limit_failures - 1))
+                            member.retry_at = now + wait
+                            client.emit_status("limit_cooldown", f"max_connections: retrying in {wait:.0f}s")
+                            logger.warning("pool %s: %s hit max_connections; retrying in %.0fs",
+                                           self._name, client.name, wait)  # fmt: skip
+                        if now < member.retry_at:
+                            continue
+                    member.retiring = True
+                    to_recycle.append(member)
+                elif (
+                    self._idle_timeout is not None and not member.channels and not member.leases
+                    and now - member.idle_since >= self._idle_timeout
+                ):  # fmt: skip
+                    member.retiring = True
+                    to_close.append(member)
+        for member in to_close:
+            member.client.stop()
+            with self._changed:
+                if self._members.get(member.client.name) is member:
+                    del self._members[member.client.name]
+                    self._version += 1
+                self._changed.notify_all()
+            logger.info("pool %s: closed idle connection %s", self._name, member.client.name)
+        for member in to_recycle:
+            self._recycle(member)
+        if (to_close or to_recycle) and self._listener is not None:
+            self._listener()
+        return len(to_close) + len(to_recycle)
+
+    def _recycle(self, member: _Member) -> None:
+        old = member.client
+        reason = old.error.message if old.error is not None else "reader thread ended"
+        # Break before make: the old socket is closed before the replacement connects.
+        old.stop()
+        with self._changed:
+            if self._closed or self._members.get(old.name) is not member:
+                return
+            replacement = self._new_client(member.market, name=old.name, channels=tuple(member.channels))
+            limit_failures = member.limit_failures if isinstance(old.error, ConnectionLimitError) else 0
+            self._members[old.name] = _Member(
+                client=replacement, market=member.market, channels=member.channels, leases=member.leases,
+                limit_failures=limit_failures,
+            )  # fmt: skip
+            self._version += 1
+            self._recycled += 1
+            listener = self._listener
+            self._changed.notify_all()
+        if listener is not None:
+            replacement.set_listener(listener)
+        replacement.emit_status("recycled", f"replaced a connection that ended ({reason})")
+        logger.warning("pool %s: recycled %s (%s); %d channels moved", self._name, old.name, reason,
+                       len(member.channels))  # fmt: skip
+        replacement.start()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _market(self, market: Market | str | None) -> Market:
+        if market is None:
+            return self._default_market
+        return Market.coerce(market, "market")  # type: ignore[return-value]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError(f"pool {self._name} is stopped")
+
+    def _url_for(self, market: Market) -> str | None:
+        if self._url is None:
+            return None
+        if callable(self._url):
+            return self._url(market)
+        return self._url.replace("{market}", market.value)
+
+    def _new_client(
+        self, market: Market, name: str | None = None, channels: Iterable[str] = ()
+    ) -> MassiveWebSocketClient:
+        if name is None:
+            self._sequence += 1
+            name = f"{self._name}-{market.value.replace('/', '-')}-{self._sequence}"
+        return MassiveWebSocketClient(
+            self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
+            subscriptions=tuple(channels), **self._options,
+        )  # fmt: skip
+
+
+def _alive(client: MassiveWebSocketClient) -> bool:
+    thread = client._thread
+    return thread is not None and thread.is_alive()
