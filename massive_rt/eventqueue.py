@@ -89,8 +89,8 @@ class FrameQueue:
         events = item[3]
         dropped = 0
         with self._lock:
-            if self._closed:
-                return False
+            if self._closed and item[0] != KIND_EVENT:
+                return False  # status events still get through, so a late "why" is never lost
             if item[0] == KIND_DATA and self._events + events > self.max_events:
                 if self.overflow is Overflow.DROP_NEWEST:
                     self._mark_dropped_at_tail(events, item[2])
@@ -196,7 +196,8 @@ class FrameQueue:
             return bool(self._items)
 
     def close(self) -> None:
-        """Refuse further items and wake every waiter. Items already queued stay available."""
+        """Refuse further data and wake every waiter. Items already queued stay available;
+        status events (``KIND_EVENT``) are still accepted."""
         with self._lock:
             self._closed = True
             self._not_empty.notify_all()
