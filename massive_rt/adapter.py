@@ -246,10 +246,10 @@ class RealTimeDataAdapter:
             ClientClosedError: the adapter was stopped (adapters are not restartable).
         """
         with self._life_lock:
-            if self._started:
-                return self
             if self._stopping.is_set():
                 raise ClientClosedError("adapter was stopped; create a new one")
+            if self._started:
+                return self
             self._started = True
             self._source.set_listener(self._wake.set)
             self._thread = threading.Thread(target=self._run, name="massive-rt-dispatcher", daemon=True)
