@@ -97,13 +97,11 @@ class ReconnectPolicy:
         """Upper bound of the wait before attempt ``attempt`` (0-based), capped at ``max_delay``."""
         if attempt < 0:
             raise ConfigurationError(f"attempt={attempt!r} must be >= 0", field="attempt")
-        # Compare exponents rather than computing multiplier**attempt, which overflows for large n.
-        if self.initial_delay == 0:
+        if self.initial_delay == 0 or self.max_delay == 0:
             return 0.0
-        if (
-            self.multiplier > 1
-            and attempt * math.log(self.multiplier) > math.log(self.max_delay / self.initial_delay + 1e-300) + 1
-        ):
+        # Compare logarithms rather than computing multiplier**attempt, which overflows for large n.
+        headroom = math.log(self.max_delay) - math.log(self.initial_delay)
+        if self.multiplier > 1 and attempt * math.log(self.multiplier) > headroom:
             return self.max_delay
         return min(self.max_delay, self.initial_delay * self.multiplier**attempt)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
@@ -111,6 +112,10 @@ def resolve_feed_host(feed: Feed | str) -> str:
             f"feed={feed!r} is neither a known feed nor a 'host[:port]' string (use url= for a full URL)",
             field="feed",
         )
+    try:
+        urlsplit(f"//{feed}").port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError:
+        raise ConfigurationError(f"feed={feed!r} has a port out of range 0-65535", field="feed") from None
     return feed
 
 

@@ -26,6 +26,8 @@ KIND_OBJECTS = 2
 #: payload is the number of events discarded at this point of the stream.
 KIND_DROPPED = 3
 
+_DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
+
 #: ``[kind, payload, received_at_ns, events]`` — a list so a drop marker can grow in place.
 Item = list[Any]
 
@@ -91,8 +93,10 @@ class FrameQueue:
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
                 return False  # status events still get through, so a late "why" is never lost
-            if item[0] == KIND_DATA and self._events + events > self.max_events:
-                if self.overflow is Overflow.DROP_NEWEST:
+            if item[0] in _DATA_KINDS and self._events + events > self.max_events:
+                if self.overflow is Overflow.DROP_NEWEST and not self._events:
+                    pass  # a frame larger than the whole queue is still taken when nothing else is queued
+                elif self.overflow is Overflow.DROP_NEWEST:
                     self._mark_dropped_at_tail(events, item[2])
                     dropped = events
                 elif self.overflow is Overflow.DROP_OLDEST:
@@ -135,7 +139,7 @@ class FrameQueue:
         items = self._items
         while items and self._events + incoming > self.max_events:
             old = items.popleft()
-            if old[0] == KIND_DATA:
+            if old[0] in _DATA_KINDS:
                 self._events -= old[3]
                 dropped += old[3]
                 frames += 1
@@ -208,7 +212,7 @@ class FrameQueue:
     def clear(self) -> int:
         """Discard everything queued; return the number of events discarded."""
         with self._lock:
-            events: int = sum(item[3] for item in self._items if item[0] == KIND_DATA)
+            events: int = sum(item[3] for item in self._items if item[0] in _DATA_KINDS)
             self._items.clear()
             self._events = 0
             self._not_full.notify_all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -184,7 +185,7 @@ def _batched(action: str, channels: Iterable[str], max_chars: int) -> list[str]:
     batch: list[str] = []
     size = 0
     for channel in channels:
-        if batch and size + 1 + len(channel) > max_chars:
+        if batch and size + len(channel) > max_chars:
             frames.append(json.dumps({"action": action, "params": ",".join(batch)}, separators=(",", ":")))
             batch, size = [], 0
         batch.append(channel)
@@ -274,9 +275,19 @@ def _make_status(d: dict[str, Any], received_at_ns: int, connection: str) -> Eve
     )
 
 
+_PREVIEW = reprlib.Repr()
+_PREVIEW.maxlevel, _PREVIEW.maxstring, _PREVIEW.maxother, _PREVIEW.maxlist, _PREVIEW.maxdict = 3, 100, 100, 5, 5
+
+
 def _preview(data: object, limit: int = 120) -> str:
-    text = repr(data)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+    if isinstance(data, (bytes, str)):
+        text = repr(data[:limit])
+        return text if len(data) <= limit else f"{text}... ({len(data)} chars)"
+    try:
+        text = _PREVIEW.repr(data)
+    except RecursionError:  # pragma: no cover - reprlib bounds the depth already
+        text = f"<{type(data).__name__}>"
+    return text[:limit]
 
 
 @attrs.define

@@ -65,12 +65,6 @@ def test_bound_never_decreases_and_never_exceeds_the_cap() -> None:
     assert all(b <= 60.0 for b in bounds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: bound() compares against log(max_delay / initial_delay + 1e-300); when that ratio overflows "
-    "to inf the cap test never fires and multiplier**attempt raises OverflowError",
-)
 def test_bound_does_not_overflow_when_the_delay_ratio_is_huge() -> None:
     policy = ReconnectPolicy(initial_delay=1e-300, max_delay=1e10, multiplier=2.0)
 
@@ -478,11 +472,6 @@ def test_invalid_config_raises_configuration_error_naming_the_field(kwargs: dict
     assert field in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: resolve_feed_host's regex accepts any 1-5 digit port, so feed='localhost:99999' passes "
-    "validation and resolved_url is an unusable wss://localhost:99999/stocks",
-)
 @pytest.mark.parametrize("feed", ["localhost:99999", "localhost:65536"])
 def test_feed_with_an_out_of_range_port_is_rejected(feed: str) -> None:
     with pytest.raises(ConfigurationError) as info:

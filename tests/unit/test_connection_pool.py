@@ -152,10 +152,12 @@ class TestPlacement:
     ) -> None:
         pool = make_pool(max_subscriptions_per_connection=100).start()
         placed = pool.subscribe(*[f"T.S{i:03d}" for i in range(200)])
-        assert Counter(placed.values()) == {name: 100 for name in {c.name for c in pool.connections}}
+        assert Counter(placed.values()) == dict.fromkeys({c.name for c in pool.connections}, 100)
         assert len(pool.connections) == 2
         pool.wait_ready(5)
-        assert server.wait_for(lambda: sorted(len(c.subscriptions) for c in server.active_connections()) == [100, 100], 5)
+        assert server.wait_for(
+            lambda: sorted(len(c.subscriptions) for c in server.active_connections()) == [100, 100], 5
+        )
 
     def test_overlapping_subscriptions_deliver_each_event_once(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(max_subscriptions_per_connection=2).start()
@@ -238,16 +240,25 @@ class TestFailures:
         assert lost <= {victim_name}  # the other two never dropped
         assert server.max_concurrent(KEY) <= 3
 
-    def test_killing_all_recovers_all_and_nothing_is_subscribed_twice(self, server: MockMassiveServer, make_pool) -> None:
+    def test_killing_all_recovers_all_and_nothing_is_subscribed_twice(
+        self, server: MockMassiveServer, make_pool
+    ) -> None:
         pool = make_pool(max_subscriptions_per_connection=2).start()
         pool.subscribe("T.A", "T.B", "T.C", "T.D", "T.E", "T.F")
         pool.wait_ready(5)
         before = len(server.connections)
         server.drop_all()
-        assert server.wait_for(lambda: len(server.connections) == before + 3 and sorted(
-            len(c.subscriptions) for c in server.active_connections()) == [2, 2, 2], 5)
+        assert server.wait_for(
+            lambda: (
+                len(server.connections) == before + 3
+                and sorted(len(c.subscriptions) for c in server.active_connections()) == [2, 2, 2]
+            ),
+            5,
+        )
         for info in server.connections[before:]:
-            params = [p for m in server.received if m.connection == info.id and m.action == "subscribe" for p in m.params]
+            params = [
+                p for m in server.received if m.connection == info.id and m.action == "subscribe" for p in m.params
+            ]
             assert len(params) == len(set(params)) == 2
         server.publish([trade(s) for s in "ABCDEF"])
         assert sorted(s for s, _ in trades(collect(pool, 6))) == list("ABCDEF")
@@ -259,8 +270,13 @@ class TestFailures:
         pool.wait_ready(5)
         for _ in range(3):
             server.drop_all()
-            assert wait_until(lambda: pool.stats().recycled >= 3 and all(
-                c.state is mrt.ConnectionState.STREAMING for c in pool.connections), 10)
+            assert wait_until(
+                lambda: (
+                    pool.stats().recycled >= 3
+                    and all(c.state is mrt.ConnectionState.STREAMING for c in pool.connections)
+                ),
+                10,
+            )
             recycled = pool.stats().recycled
             assert recycled >= 3
         assert server.max_concurrent(KEY) <= 3
@@ -291,7 +307,9 @@ class TestFailures:
                 for _ in range(5):
                     pool.check_health()
                 assert len(strict.connections) == 2  # one refused attempt, then a 30 s cooldown
-                cooldown = [e for e in client.drain() if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown"]
+                cooldown = [
+                    e for e in client.drain() if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown"
+                ]
                 assert cooldown
                 assert other_service.state is mrt.ConnectionState.STREAMING
             finally:
@@ -376,7 +394,7 @@ class TestPoolConcurrency:
                         pool.release(pool.acquire("stocks", timeout=5))
             except mrt.SubscriptionError:
                 pass  # the pool may be full; that is an allowed outcome, not an inconsistency
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=churn, args=(w,), name=f"test-churn-{w}", daemon=True) for w in range(50)]

@@ -356,12 +356,6 @@ def test_drop_markers_count_no_events() -> None:
         Overflow.BLOCK,
         pytest.param(
             Overflow.DROP_NEWEST,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: drop_newest refuses any frame with more events than max_events, even into an "
-                "empty queue (the docstring promises a single oversized frame is still accepted); the drop "
-                "marker it leaves in the empty queue does not call the listener either",
-            ),
         ),
     ],
     ids=str,
@@ -385,7 +379,6 @@ def test_a_frame_larger_than_capacity_is_accepted_into_an_empty_queue(overflow: 
         Overflow.DROP_OLDEST,
         pytest.param(
             Overflow.DROP_NEWEST,
-            marks=pytest.mark.xfail(strict=True, reason="BUG: drop_newest refuses oversized frames (see above)"),
         ),
     ],
     ids=str,

@@ -334,16 +334,11 @@ def test_batches_are_packed_greedily() -> None:
 
     params = [json.loads(f)["params"] for f in build_subscribe(channels, max_chars=200)]
 
-    # Adding the next frame's first channel to any frame would (nearly: see the off-by-one xfail) overflow it.
+    # Adding the next frame's first channel to any frame would overflow it.
     for current, following in itertools.pairwise(params):
         assert len(current) + 1 + len(following.split(",")[0]) >= 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _batched flushes when len(params)+1+len(channel) > max_chars-1; a params of exactly "
-    "max_chars is never produced (off by one)",
-)
 def test_batches_fill_params_up_to_exactly_max_chars() -> None:
     frames = build_subscribe(["T.A", "T.B"], max_chars=len("T.A,T.B"))
 
@@ -635,12 +630,6 @@ def test_nested_arrays_within_the_parser_limit_yield_one_decode_error_for_the_el
         "json",
         pytest.param(
             "orjson",
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=RecursionError,
-                reason="BUG: orjson parses arrays nested up to 1024 deep, deeper than the Python recursion limit "
-                "allows repr(); _preview()'s repr(item) then raises RecursionError out of Decoder.decode",
-            ),
         ),
     ],
 )

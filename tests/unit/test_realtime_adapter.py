@@ -430,11 +430,12 @@ class TestRoutingAndThreading:
             server.publish([trade(q=i)], batch=1)
         assert wait_until(lambda: source.stats().dropped_events > 0 and source.stats().frames_received >= 33, 5)
         gate.set()
-        dropped = statuses.wait(1, where=lambda e: e.status == "dropped")
+        assert statuses.wait(1, where=lambda e: e.status == "dropped")
         assert sum(e.dropped for e in statuses.events if e.status == "dropped") == source.stats().dropped_events
 
-    def test_stop_while_a_handler_blocks_is_bounded_and_reported(self, make_adapter,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    def test_stop_while_a_handler_blocks_is_bounded_and_reported(
+        self, make_adapter, caplog: pytest.LogCaptureFixture
+    ) -> None:
         release = threading.Event()
         entered = threading.Event()
 
