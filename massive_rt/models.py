@@ -43,9 +43,12 @@ __all__ = [
 ]
 
 
-@attrs.frozen(kw_only=True)
+# The two abstract bases are not frozen themselves (every concrete event class is): that lets
+# the decoder fill a fresh instance through plain slot stores before it becomes immutable
+# (see protocol._compile_maker), about twice as fast as going through the frozen __setattr__.
+@attrs.define(kw_only=True)
 class Event:
-    """Base of everything a connection delivers.
+    """Base of everything a connection delivers (abstract; every concrete event is frozen).
 
     Attributes:
         received_at_ns: ``time.time_ns()`` when the frame carrying this event was read.
@@ -56,9 +59,9 @@ class Event:
     connection: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True)
 class MarketEvent(Event):
-    """Base of the market-data events; ``WIRE`` maps wire keys to attribute names."""
+    """Base of the market-data events (abstract); ``WIRE`` maps wire keys to attribute names."""
 
     WIRE: ClassVar[tuple[tuple[str, str], ...]] = ()
     event_type: str | None = None

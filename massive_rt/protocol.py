@@ -242,18 +242,23 @@ Maker = Callable[[dict[str, Any], int, str], Event]
 def _compile_maker(cls: type[MarketEvent]) -> Maker:
     """Build a constructor specialised for ``cls`` that reads the wire keys of a dict.
 
-    It sets the slots through their descriptors instead of calling the attrs ``__init__`` with
-    keyword arguments: the same result (every field set, no validation either way), in about
-    60% of the time, which matters at hundreds of thousands of events a second.
+    Decoding is the hot path (hundreds of thousands of events a second), and a frozen attrs
+    class can only be filled through its raising ``__setattr__`` bypass, one call per field.
+    Instead the generated function fills an instance of a private twin class — same base, same
+    slots, so the same memory layout, but not frozen, so each field is a plain slot store — and
+    then switches the instance's ``__class__`` to the frozen class. The result is a normal,
+    immutable ``cls`` instance (equal to ``cls(**fields)``), built in about half the time.
     """
-    setters = {attr: getattr(cls, attr).__set__ for _, attr in cls.WIRE}
-    setters["received_at_ns"] = cls.received_at_ns.__set__  # type: ignore[attr-defined]
-    setters["connection"] = cls.connection.__set__  # type: ignore[attr-defined]
-    lines = ["def make(d, received_at_ns, connection):", "    get = d.get", "    obj = new(cls)"]
-    lines += [f"    set_{attr}(obj, get({key!r}))" for key, attr in cls.WIRE]
-    lines += ["    set_received_at_ns(obj, received_at_ns)", "    set_connection(obj, connection)", "    return obj"]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    namespace.update({f"set_{attr}": setter for attr, setter in setters.items()})
+    twin = type(f"_Mutable{cls.__name__}", cls.__bases__, {"__slots__": cls.__slots__})
+    lines = ["def make(d, received_at_ns, connection):", "    get = d.get", "    obj = new(twin)"]
+    lines += [f"    obj.{attr} = get({key!r})" for key, attr in cls.WIRE]
+    lines += [
+        "    obj.received_at_ns = received_at_ns",
+        "    obj.connection = connection",
+        "    obj.__class__ = cls",
+        "    return obj",
+    ]
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from the class's own constant WIRE table
     maker: Maker = namespace["make"]
     return maker
