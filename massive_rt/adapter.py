@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 import attrs
 
@@ -37,7 +37,8 @@ _WILDCARD = "*"
 
 
 class _Drainable(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def drain(self, max_frames: int = ...) -> list[Event]: ...
 
@@ -56,9 +57,9 @@ class EventSource(Protocol):
 
     def set_listener(self, listener: Callable[[], None] | None) -> None: ...
 
-    def subscribe(self, *channels: str, **kwargs: Any) -> Any: ...
+    def subscribe(self, *channels: str) -> Any: ...
 
-    def unsubscribe(self, *channels: str, **kwargs: Any) -> Any: ...
+    def unsubscribe(self, *channels: str) -> Any: ...
 
     def stats(self) -> Any: ...
 
@@ -259,11 +260,11 @@ class RealTimeDataAdapter:
 
     def subscribe(self, *channels: str, **kwargs: Any) -> Any:
         """Subscribe through the source (``market=`` for a pool). Safe inside a handler."""
-        return self._source.subscribe(*channels, **kwargs)
+        return cast(Any, self._source).subscribe(*channels, **kwargs)
 
     def unsubscribe(self, *channels: str, **kwargs: Any) -> Any:
         """Unsubscribe through the source. Safe inside a handler."""
-        return self._source.unsubscribe(*channels, **kwargs)
+        return cast(Any, self._source).unsubscribe(*channels, **kwargs)
 
     def stop(self, timeout: float = 5.0, drain: bool = True) -> bool:
         """Stop the source, then the dispatcher. Idempotent; safe from any thread and from a handler.
