@@ -1,0 +1,33 @@
+"""pytest plugin (entry point ``pytest11: massive_rt``): the ``massive_server`` fixture.
+
+Kept import-light on purpose: installing massive_rt must not slow down or break anyone else's
+pytest run, so the server (and ``websockets``) is imported only when a test uses the fixture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from .server import MockMassiveServer
+
+__all__ = ["massive_server"]
+
+
+@pytest.fixture
+def massive_server() -> Iterator[MockMassiveServer]:
+    """A started :class:`~massive_rt.testing.MockMassiveServer` accepting the key ``"test-key"``.
+
+    Function-scoped; closed (every connection and thread) after the test.
+    """
+    from .server import MockMassiveServer
+
+    server = MockMassiveServer(api_keys={"test-key"}, name="fixture")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
