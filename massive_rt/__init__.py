@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 
+from .adapter import AdapterStats, RealTimeDataAdapter
 from .config import ClientConfig, ReconnectPolicy
+from .connection import ConnectionStats, MassiveWebSocketClient
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
     AuthenticationError,
@@ -45,17 +47,22 @@ from .models import (
     StatusMessage,
     UnknownEvent,
 )
+from .pool import ConnectionPool, PoolStats
+from .synthetic import SyntheticMarket, SyntheticSource, SyntheticStats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterStats",
     "AuthenticationError",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
     "ConnectionClosedError",
     "ConnectionLimitError",
+    "ConnectionPool",
     "ConnectionState",
+    "ConnectionStats",
     "CryptoQuote",
     "CryptoTrade",
     "CurrencyAgg",
@@ -77,11 +84,17 @@ __all__ = [
     "Market",
     "MarketEvent",
     "MassiveRTError",
+    "MassiveWebSocketClient",
     "Overflow",
+    "PoolStats",
     "RawFrame",
+    "RealTimeDataAdapter",
     "ReconnectPolicy",
     "StatusMessage",
     "SubscriptionError",
+    "SyntheticMarket",
+    "SyntheticSource",
+    "SyntheticStats",
     "UnknownEvent",
     "WaitTimeoutError",
     "__version__",

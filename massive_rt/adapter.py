@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar, cast, overload
 import attrs
 
 from ._util import RateLimitedLog, percentiles
+from ._validate import require_int
 from .config import ClientConfig
 from .errors import ClientClosedError, ConfigurationError
 from .models import Event, StatusMessage
@@ -136,10 +137,8 @@ class RealTimeDataAdapter:
                     "or a SyntheticSource",
                     field="source",
                 )
-        if isinstance(frames_per_round, bool) or not isinstance(frames_per_round, int) or frames_per_round < 1:
-            raise ConfigurationError(f"frames_per_round={frames_per_round!r} must be an int >= 1", field="frames_per_round")
-        if isinstance(latency_samples, bool) or not isinstance(latency_samples, int) or latency_samples < 1:
-            raise ConfigurationError(f"latency_samples={latency_samples!r} must be an int >= 1", field="latency_samples")
+        require_int("frames_per_round", frames_per_round)
+        require_int("latency_samples", latency_samples)
         self._source = source
         self._frames_per_round = frames_per_round
         self._registry_lock = threading.Lock()
@@ -221,6 +220,7 @@ class RealTimeDataAdapter:
         with self._registry_lock:
             found: list[Handler] = []
             if issubclass(cls, StatusMessage):
+                found.append(self._count_status)
                 found.extend(self._status_handlers)
             elif _WILDCARD in self._handlers:
                 found.extend(self._handlers[_WILDCARD])
@@ -357,27 +357,24 @@ class RealTimeDataAdapter:
 
     def _dispatch(self, events: list[Event]) -> None:
         routes = self._routes
-        samples = self._latency
-        first = events[0]
-        samples.append(time.time_ns() - first.received_at_ns)
-        last = len(events) - 1
-        for index, event in enumerate(events):
-            cls = event.__class__
-            ev = event.event_type  # type: ignore[attr-defined]
-            handlers = routes.get((cls, ev))
+        # Latency samples: the first event of the batch as dispatch starts, the last as it ends.
+        self._latency.append(time.time_ns() - events[0].received_at_ns)
+        for event in events:
+            handlers = routes.get((event.__class__, event.event_type))  # type: ignore[attr-defined]
             if handlers is None:
-                handlers = self._resolve(cls, ev)
+                handlers = self._resolve(event.__class__, event.event_type)  # type: ignore[attr-defined]
                 routes = self._routes
-            if index == last and index:
-                samples.append(time.time_ns() - event.received_at_ns)
-            if cls is StatusMessage:
-                self._status_events += 1
             for handler in handlers:
                 try:
                     handler(event)
                 except Exception as exc:
                     self._handler_failed(exc, event, handler)
+        if len(events) > 1:
+            self._latency.append(time.time_ns() - events[-1].received_at_ns)
         self._dispatched += len(events)
+
+    def _count_status(self, _event: Event) -> None:
+        self._status_events += 1
 
     def _handler_failed(self, exc: Exception, event: Event, handler: Handler) -> None:
         name = _handler_name(handler)

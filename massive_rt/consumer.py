@@ -32,6 +32,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = ["QueueConsumer", "check_timeout", "fast_loads"]
 
+# Frames get() decodes per refill: amortises the queue lock without holding many events back.
+_REFILL_FRAMES = 63
+
 
 def check_timeout(timeout: float | None, field: str = "timeout") -> None:
     """Raise :class:`ConfigurationError` unless ``timeout`` is None or a number >= 0."""
@@ -78,20 +81,28 @@ class QueueConsumer:
             ClientClosedError: the source stopped (or failed) and every event was consumed.
         """
         self._check_usable()
+        ready = self._ready
+        if ready:  # fast path: events of frames already decoded
+            try:
+                return ready.popleft()
+            except IndexError:  # another consumer took the last one
+                pass
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise queue.Empty
         try:
-            while not self._ready:
+            while not ready:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 item = self._queue.get(remaining)
                 if item is None:
                     if self._queue.closed and not len(self._queue):
                         raise ClientClosedError(self._closed_reason(), connection=self._name)
                     raise queue.Empty
-                self._ready.extend(self._decode_item(item))
-            return self._ready.popleft()
+                ready.extend(self._decode_item(item))
+                for more in self._queue.get_many(_REFILL_FRAMES):  # decode what else is there, in one go
+                    ready.extend(self._decode_item(more))
+            return ready.popleft()
         finally:
             self._consume_lock.release()
 
@@ -114,10 +125,17 @@ class QueueConsumer:
         """
         self._check_usable()
         with self._consume_lock:
-            out = list(self._ready)
-            self._ready.clear()
+            if self._ready:
+                out = list(self._ready)
+                self._ready.clear()
+            else:
+                out = []
+            decode = self._decode_item
             for item in self._queue.get_many(max_frames):
-                out.extend(self._decode_item(item))
+                if item[0] == KIND_DATA and not self._raw:
+                    out += self._decoder.decode(item[1], item[2])
+                else:
+                    out += decode(item)
             return out
 
     def wait(self, timeout: float | None) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from ._validate import require_int, require_name, require_number
 from .config import ReconnectPolicy, mask_secret
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .enums import ConnectionState, Feed, Market
@@ -118,23 +119,15 @@ class ConnectionPool:
         name: str = "pool",
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ConfigurationError(
-                f"max_connections={max_connections!r} must be an int >= 1", field="max_connections"
-            )
+        require_int("max_connections", max_connections)
         cap = max_subscriptions_per_connection
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise ConfigurationError(
-                f"max_subscriptions_per_connection={cap!r} must be None or an int >= 1",
-                field="max_subscriptions_per_connection",
-            )
-        for field, value in (("health_interval", health_interval), ("limit_cooldown", limit_cooldown)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigurationError(f"{field}={value!r} must be a number > 0", field=field)
-        if idle_timeout is not None and (not isinstance(idle_timeout, (int, float)) or idle_timeout < 0):
-            raise ConfigurationError(f"idle_timeout={idle_timeout!r} must be None or >= 0", field="idle_timeout")
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise ConfigurationError(f"name={name!r} must be a non-empty string without whitespace", field="name")
+        if cap is not None:
+            require_int("max_subscriptions_per_connection", cap)
+        require_number("health_interval", health_interval, strict=True)
+        require_number("limit_cooldown", limit_cooldown, strict=True)
+        if idle_timeout is not None:
+            require_number("idle_timeout", idle_timeout)
+        require_name("name", name)
         options = dict(client_options or {})
         for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config"):
             if reserved in options:

@@ -985,8 +985,14 @@ class MockMassiveServer:
                 delivered += count
         return delivered
 
-    def publish_raw_frames(self, frames: Sequence[str | bytes], market: Market | str = "stocks") -> int:
-        """Send pre-encoded frames to every authenticated connection of ``market`` (no channel filter).
+    def publish_raw_frames(
+        self,
+        frames: Sequence[str | bytes],
+        market: Market | str = "stocks",
+        connection: str | ConnectionInfo | None = None,
+    ) -> int:
+        """Send pre-encoded frames to every authenticated connection of ``market`` (no channel
+        filter), or only to ``connection``.
 
         The fast path for benchmarks: each frame is framed once and many frames go out per system
         call. ``str`` and ``bytes`` (UTF-8) are both sent as text frames.
@@ -995,6 +1001,9 @@ class MockMassiveServer:
             Number of frames delivered, summed over connections.
         """
         targets = self._targets(_market_value(market))
+        if connection is not None:
+            wanted = connection.id if isinstance(connection, ConnectionInfo) else connection
+            targets = [(conn, subs) for conn, subs in targets if conn.id == wanted]
         if not targets or not frames:
             return 0
         chunks = _chunks(_frame(f.encode() if isinstance(f, str) else f) for f in frames)

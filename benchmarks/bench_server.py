@@ -1,0 +1,82 @@
+"""The benchmark's server process: a MockMassiveServer that streams on request.
+
+It runs in its own process so the client under test never shares a GIL with it. A client asks
+for a stream by subscribing to a channel that encodes the request:
+``T.BENCHN<events>B<batch>R<rate>`` — ``R0`` sends everything as fast as the socket takes it
+(pre-encoded frames, many per system call); ``R<n>`` paces ``n`` events per second and stamps
+each event's ``t`` with the server's ``time.time_ns()`` at send, for end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from multiprocessing.connection import Connection
+
+from massive_rt.testing import MockMassiveServer
+
+REQUEST = re.compile(r"^T\.BENCHN(\d+)B(\d+)R(\d+)$")
+TEMPLATE = {"ev": "T", "sym": "BENCH", "x": 4, "i": "52983525029461", "z": 3, "p": 187.235, "s": 100,
+            "c": [12, 37], "t": 0, "q": 0}  # fmt: skip
+_burst_cache: dict[tuple[int, int], list[bytes]] = {}
+
+
+def channel(events: int, batch: int, rate: int = 0) -> str:
+    """The channel that asks the benchmark server for a stream."""
+    return f"T.BENCHN{events}B{batch}R{rate}"
+
+
+def _frames(events: int, batch: int) -> list[bytes]:
+    key = (events, batch)
+    if key not in _burst_cache:
+        now = time.time_ns()
+        frames = []
+        for start in range(0, events, batch):
+            objs = [dict(TEMPLATE, q=i, t=now) for i in range(start, min(events, start + batch))]
+            frames.append(json.dumps(objs, separators=(",", ":")).encode())
+        _burst_cache[key] = frames
+    return _burst_cache[key]
+
+
+def _stream(server: MockMassiveServer, connection: str, events: int, batch: int, rate: int) -> None:
+    if rate == 0:
+        server.publish_raw_frames(_frames(events, batch), "stocks", connection=connection)
+        return
+    interval = batch / rate
+    next_at = time.perf_counter()
+    sent = 0
+    while sent < events:
+        now = time.perf_counter()
+        if now < next_at:
+            time.sleep(min(next_at - now, 0.001))
+            continue
+        count = min(batch, events - sent)
+        stamp = time.time_ns()
+        frame = json.dumps([dict(TEMPLATE, q=sent + i, t=stamp) for i in range(count)], separators=(",", ":"))
+        if not server.publish_raw_frames([frame], "stocks", connection=connection):
+            return  # the client went away
+        sent += count
+        next_at += interval
+
+
+def serve(pipe: Connection) -> None:
+    """Process entry point: send the port, serve stream requests until told to stop."""
+    with MockMassiveServer(api_keys=None, name="bench") as server:
+        pipe.send(server.port)
+        served: set[tuple[str, str]] = set()
+
+        def pending() -> list[tuple[str, str]]:
+            return [(c.id, ch) for c in server.active_connections() for ch in c.subscriptions
+                    if REQUEST.match(ch) and (c.id, ch) not in served]  # fmt: skip
+
+        while not pipe.poll():
+            server.wait_for(lambda: bool(pending()), 0.05)
+            for connection, ch in pending():
+                served.add((connection, ch))
+                match = REQUEST.match(ch)
+                assert match is not None
+                events, batch, rate = (int(g) for g in match.groups())
+                threading.Thread(target=_stream, args=(server, connection, events, batch, rate),
+                                 name="massive-rt-bench-stream", daemon=True).start()  # fmt: skip

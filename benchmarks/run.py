@@ -1,0 +1,143 @@
+"""Side-by-side benchmarks: massive_rt vs the official `massive` client vs the raw ceiling.
+
+Run with ``make bench`` (or ``python benchmarks/run.py [--quick]``). One benchmark server process
+(a MockMassiveServer, see ``bench_server.py``) serves every variant; each variant runs in a fresh
+process (no shared GIL, its own peak RSS), several times in alternating order, and the table
+shows min/median/max with ratios against the official client measured in the same run.
+The tables are printed and written to ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_server  # noqa: E402
+
+THROUGHPUT = ["massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt pool", "massive_rt raw",
+              "official typed", "official raw", "websocket-client recv"]  # fmt: skip
+LATENCY = ["massive_rt get()", "massive_rt adapter", "official typed"]
+
+
+def run_variant(url: str, variant: str, events: int, batch: int, rate: int = 0, connections: int = 3) -> dict:
+    command = [sys.executable, str(HERE / "variants.py"), variant, "--url", url, "--events", str(events),
+               "--batch", str(batch), "--rate", str(rate), "--connections", str(connections)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{variant} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def repeat(url: str, variants: list[str], reps: int, **kwargs: int) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    for rep in range(reps):
+        order = variants if rep % 2 == 0 else list(reversed(variants))
+        for variant in order:
+            results[variant].append(run_variant(url, variant, **kwargs))
+            print(f"  {variant:24s} rep {rep + 1}: {results[variant][-1]['eps']:>12,.0f} ev/s", file=sys.stderr)
+    return results
+
+
+def throughput_table(title: str, results: dict[str, list[dict]]) -> str:
+    base = statistics.median(r["eps"] for r in results["official typed"])
+    base_raw = statistics.median(r["eps"] for r in results["official raw"])
+    lines = [f"### {title}", "", "| variant | min ev/s | median ev/s | max ev/s | × official typed | × official raw | peak RSS MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for variant, runs in results.items():
+        eps = sorted(r["eps"] for r in runs)
+        median = statistics.median(eps)
+        rss = max(r["maxrss_kb"] for r in runs) / 1024
+        lines.append(f"| {variant} | {eps[0]:,.0f} | {median:,.0f} | {eps[-1]:,.0f} | {median / base:.2f} | "
+                     f"{median / base_raw:.2f} | {rss:.0f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def latency_table(title: str, results: dict[str, list[dict]]) -> str:
+    base = statistics.median(r["lat_p99_us"] for r in results["official typed"])
+    lines = [f"### {title}", "", "| variant | p50 µs | p90 µs | p99 µs | p99.9 µs | p99 × official |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for variant, runs in results.items():
+        med = {k: statistics.median(r[f"lat_{k}_us"] for r in runs) for k in ("p50", "p90", "p99", "p99_9")}
+        lines.append(f"| {variant} | {med['p50']:.0f} | {med['p90']:.0f} | {med['p99']:.0f} | {med['p99_9']:.0f} | "
+                     f"{med['p99'] / base:.2f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def machine_note() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import massive
+    import websocket
+    import websockets
+
+    try:
+        import orjson
+
+        fast = f"orjson {orjson.__version__}"
+    except ImportError:
+        fast = "stdlib json (no orjson)"
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}; "
+            f"{os.cpu_count()} cores ({cpu}); massive {massive.__version__ if hasattr(massive, '__version__') else '2.9.x'}, "
+            f"websockets {websockets.__version__}, websocket-client {websocket.__version__}; massive_rt decodes with {fast}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer events and one repetition")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    reps = 1 if args.quick else args.reps
+    scale = 5 if args.quick else 1
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    server = context.Process(target=bench_server.serve, args=(child,), name="bench-server", daemon=True)
+    server.start()
+    port = parent.recv()
+    url = f"ws://127.0.0.1:{port}/stocks"
+    sections = []
+    try:
+        for batch, events in ((10, 300_000 // scale), (1, 100_000 // scale)):
+            print(f"throughput, frames of {batch}:", file=sys.stderr)
+            results = repeat(url, THROUGHPUT, reps, events=events, batch=batch)
+            sections.append(throughput_table(f"Typed events/s, {events:,} trades in frames of {batch}", results))
+        for rate in (1_000, 20_000):
+            events = rate * 3 // scale
+            print(f"latency at {rate} events/s:", file=sys.stderr)
+            results = repeat(url, LATENCY, reps, events=events, batch=1, rate=rate)
+            sections.append(latency_table(f"Server send → consumer latency at {rate:,} events/s (frames of 1)",
+                                          results))  # fmt: skip
+        idle = run_variant(url, "idle rss", events=0, batch=1, connections=20)
+        sections.append(f"### Memory\n\nRSS per idle, authenticated connection (20 connections): "
+                        f"{idle['kb_per_connection']:.0f} KB")  # fmt: skip
+    finally:
+        parent.send("stop")
+        server.join(10)
+    report = "\n\n".join(
+        ["# Benchmark results", "", f"Measured {machine_note()}.",
+         "Generated by `make bench` (`benchmarks/run.py`); each variant ran in its own process against one "
+         "benchmark-server process, alternating order, "
+         f"{reps} repetition(s). Throughput is subscribe → last event consumed; latency is the server's send "
+         "timestamp → the consumer (loopback, both clients on the same server).", *sections]
+    )  # fmt: skip
+    print(report)
+    args.output.write_text(report + "\n")
+
+
+if __name__ == "__main__":
+    main()

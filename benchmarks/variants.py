@@ -1,0 +1,233 @@
+"""One benchmark variant per process: ``python benchmarks/variants.py VARIANT --url ... --events N``.
+
+Prints one JSON line: events, seconds (subscribe → last event consumed), events/s, end-to-end
+latency percentiles (server send → consumer, when ``--rate`` > 0) and peak RSS.
+Every variant consumes the same stream from the same benchmark server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_server import channel  # noqa: E402
+
+import massive_rt as mrt  # noqa: E402
+from massive_rt._util import percentiles  # noqa: E402
+
+KEY = "bench"
+
+
+class Meter:
+    """Counts events and latency samples; ``done`` is set at ``target`` events."""
+
+    def __init__(self, target: int, latency: bool) -> None:
+        self.target = target
+        self.count = 0
+        self.latency = latency
+        self.samples: list[int] = []
+        self.done = threading.Event()
+        self.finished_at = 0.0
+
+    def add(self, n: int, stamps: list[int] | None = None) -> None:
+        if stamps and self.latency:
+            now = time.time_ns()
+            self.samples.extend(now - t for t in stamps)
+        self.count += n
+        if self.count >= self.target and not self.done.is_set():
+            self.finished_at = time.perf_counter()
+            self.done.set()
+
+
+def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
+    client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, raw=mode == "raw", ping_interval=None)
+    client.start()
+    client.wait_ready(10)
+    started = time.perf_counter()
+    client.subscribe(ch)
+    if mode == "get":
+        trade = mrt.EquityTrade
+        while not meter.done.is_set():
+            event = client.get(timeout=30)
+            if event.__class__ is trade:
+                meter.add(1, [event.timestamp] if meter.latency else None)  # type: ignore[attr-defined]
+    else:
+        while not meter.done.is_set():
+            client.wait(30)
+            events = client.drain(1024)
+            if mode == "raw":
+                frames = [e for e in events if isinstance(e, mrt.RawFrame)]
+                meter.add(sum(f.data.count(b'"ev"') for f in frames))  # type: ignore[union-attr]
+            else:
+                trades = [e for e in events if e.__class__ is mrt.EquityTrade]
+                meter.add(len(trades), [e.timestamp for e in trades] if meter.latency else None)  # type: ignore[attr-defined]
+    client.stop()
+    return started
+
+
+def mrt_adapter(url: str, meter: Meter, ch: str) -> float:
+    from massive_rt.adapter import RealTimeDataAdapter
+
+    client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, ping_interval=None)
+    adapter = RealTimeDataAdapter(client)
+    if meter.latency:
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp]))
+    else:
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
+    adapter.start()
+    client.wait_ready(10)
+    started = time.perf_counter()
+    adapter.subscribe(ch)
+    meter.done.wait(120)
+    adapter.stop()
+    return started
+
+
+def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, connections: int) -> float:
+    """A pool of ``connections`` connections, each carrying an equal share of the stream."""
+    from massive_rt.adapter import RealTimeDataAdapter
+    from massive_rt.pool import ConnectionPool
+
+    pool = ConnectionPool(KEY, max_connections=connections, max_subscriptions_per_connection=1, url=url,
+                          client_options={"queue_size": 10_000_000, "ping_interval": None})  # fmt: skip
+    adapter = RealTimeDataAdapter(pool)
+    if meter.latency:
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp]))
+    else:
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
+    # Warm the connections first (same as the single-connection variant's wait_ready).
+    placeholders = [f"T.WARM{i}" for i in range(connections)]
+    pool.subscribe(*placeholders)
+    adapter.start()
+    pool.wait_ready(10)
+    share = events // connections
+    started = time.perf_counter()
+    for i, placeholder in enumerate(placeholders):
+        owner = pool.assignment(placeholder)
+        client = next(c for c in pool.connections if c.name == owner)
+        client.subscribe(channel(share + (events - share * connections if i == 0 else 0), batch, rate))
+    meter.done.wait(120)
+    adapter.stop()
+    return started
+
+
+def official(url: str, meter: Meter, ch: str, raw: bool) -> float:
+    from massive import WebSocketClient
+
+    host = url.split("//", 1)[1].split("/", 1)[0]
+    client = WebSocketClient(api_key=KEY, feed=host, market="stocks", secure=False, raw=raw, subscriptions=[ch])
+    state = {"started": 0.0}
+
+    async def handle(msgs: object) -> None:
+        if raw:
+            data = msgs if isinstance(msgs, bytes) else str(msgs).encode()
+            if data.startswith(b'[{"ev":"T"'):
+                meter.add(data.count(b'"ev"'))
+        else:
+            if meter.latency:
+                meter.add(len(msgs), [m.timestamp for m in msgs])  # type: ignore[union-attr, attr-defined]
+            else:
+                meter.add(len(msgs))  # type: ignore[arg-type]
+        if meter.done.is_set():
+            await client.close()
+
+    state["started"] = time.perf_counter()
+    asyncio.run(client.connect(handle))
+    return state["started"]
+
+
+def raw_ceiling(url: str, meter: Meter, ch: str) -> float:
+    import websocket
+
+    ws = websocket.create_connection(url, skip_utf8_validation=True)
+    ws.recv()
+    ws.send(json.dumps({"action": "auth", "params": KEY}))
+    ws.recv()
+    started = time.perf_counter()
+    ws.send(json.dumps({"action": "subscribe", "params": ch}))
+    while not meter.done.is_set():
+        data = ws.recv()
+        if data.startswith('[{"ev":"T"'):
+            meter.add(data.count('"ev"'))
+    ws.close()
+    return started
+
+
+VARIANTS: dict[str, Callable[..., float]] = {
+    "massive_rt get()": lambda url, m, ch: mrt_client(url, m, ch, "get"),
+    "massive_rt drain()": lambda url, m, ch: mrt_client(url, m, ch, "drain"),
+    "massive_rt adapter": mrt_adapter,
+    "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
+    "official typed": lambda url, m, ch: official(url, m, ch, False),
+    "official raw": lambda url, m, ch: official(url, m, ch, True),
+    "websocket-client recv": raw_ceiling,
+}
+
+
+def idle_rss(url: str, connections: int) -> dict[str, float]:
+    """RSS growth per idle, authenticated connection."""
+    import gc
+
+    gc.collect()
+    before = _rss_kb()
+    clients = [mrt.MassiveWebSocketClient(KEY, url=url, ping_interval=None) for _ in range(connections)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.wait_ready(10)
+    gc.collect()
+    after = _rss_kb()
+    for client in clients:
+        client.stop()
+    return {"connections": connections, "kb_per_connection": (after - before) / connections}
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * resource.getpagesize() // 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--rate", type=int, default=0)
+    parser.add_argument("--connections", type=int, default=3)
+    args = parser.parse_args()
+    if args.variant == "idle rss":
+        print(json.dumps(idle_rss(args.url, args.connections)))
+        return
+    meter = Meter(args.events, latency=args.rate > 0)
+    if args.variant == "massive_rt pool":
+        started = pool_variant(args.url, meter, args.events, args.batch, args.rate, args.connections)
+    else:
+        started = VARIANTS[args.variant](args.url, meter, channel(args.events, args.batch, args.rate))
+    if not meter.done.is_set():
+        raise SystemExit(f"{args.variant}: only {meter.count}/{args.events} events")
+    seconds = meter.finished_at - started
+    result = {
+        "variant": args.variant,
+        "events": meter.count,
+        "seconds": seconds,
+        "eps": meter.count / seconds,
+        "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+    if meter.samples:
+        result.update({f"lat_{k}_us": v / 1000 for k, v in percentiles(meter.samples).items()})
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
