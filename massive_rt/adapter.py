@@ -327,33 +327,54 @@ class RealTimeDataAdapter:
 
     def _run(self) -> None:
         wake = self._wake
-        quantum = self._frames_per_round
+        stopping_event = self._stopping
+        source = self._source
+        version = getattr(source, "version", None)
+        clients = source.clients()
+        armed = False  # wake was cleared and the queues re-checked since the last progress
         try:
             while True:
-                stopping = self._stopping.is_set()
+                stopping = stopping_event.is_set()
                 if stopping and self._discard:
                     return
-                wake.clear()
-                progressed = False
-                clients = self._source.clients()
-                for client in clients:
-                    try:
-                        events = client.drain(quantum)
-                    except ClientClosedError:
-                        continue
-                    if events:
-                        progressed = True
-                        self._dispatch(events)
-                        if self._discard and self._stopping.is_set():
-                            return
-                if not progressed:
-                    if stopping and all(c.exhausted for c in clients):
-                        return
-                    wake.wait(0.1 if stopping else 0.5)
+                current = getattr(source, "version", None)
+                if current != version:  # a pool added or replaced a connection
+                    version, clients = current, source.clients()
+                if self._round(clients):
+                    armed = False
+                    continue
+                if not armed:
+                    # Clear, then look once more: an item that arrived in between either shows up
+                    # now or sets the event again, so no wake-up is ever lost.
+                    wake.clear()
+                    armed = True
+                    continue
+                if stopping and all(c.exhausted for c in clients):
+                    return
+                wake.wait(0.1 if stopping else 0.5)
+                armed = False
+                if version is None:
+                    clients = source.clients()
         except BaseException as exc:
             self._fatal = exc
             logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
             raise
+
+    def _round(self, clients: Sequence[_Drainable]) -> bool:
+        """Drain each source once (a bounded number of frames each); True if anything came."""
+        progressed = False
+        quantum = self._frames_per_round
+        for client in clients:
+            try:
+                events = client.drain(quantum)
+            except ClientClosedError:
+                continue
+            if events:
+                progressed = True
+                self._dispatch(events)
+                if self._discard and self._stopping.is_set():
+                    return True
+        return progressed
 
     def _dispatch(self, events: list[Event]) -> None:
         routes = self._routes
