@@ -42,6 +42,9 @@ typecheck: $(STAMP) ## mypy --strict on the package
 bench: $(STAMP) ## Side-by-side benchmarks (massive_rt vs the official client vs the raw ceiling)
 	$(PY) benchmarks/run.py
 
+soak: $(STAMP) ## 1,000,000 events through a pool with reconnects; invariants checked (not in make test)
+	$(PY) benchmarks/soak.py
+
 flake: $(STAMP) ## The whole suite 10 times in a row; fails on any failure
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n auto -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
 

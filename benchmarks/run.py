@@ -122,6 +122,12 @@ def main() -> None:
             results = repeat(url, LATENCY, reps, events=events, batch=1, rate=rate)
             sections.append(latency_table(f"Server send → consumer latency at {rate:,} events/s (frames of 1)",
                                           results))  # fmt: skip
+        print("synthetic source:", file=sys.stderr)
+        synthetic = [run_variant(url, "synthetic", events=500_000 // scale, batch=1) for _ in range(reps)]
+        rates = sorted(r["eps"] for r in synthetic)
+        sections.append(f"### Synthetic source\n\nSyntheticSource → RealTimeDataAdapter → no-op callback "
+                        f"(stocks T/Q/A/AM, generation included): min {rates[0]:,.0f}, median "
+                        f"{statistics.median(rates):,.0f}, max {rates[-1]:,.0f} events/s")  # fmt: skip
         idle = run_variant(url, "idle rss", events=0, batch=1, connections=20)
         sections.append(f"### Memory\n\nRSS per idle, authenticated connection (20 connections): "
                         f"{idle['kb_per_connection']:.0f} KB")  # fmt: skip

@@ -173,6 +173,30 @@ VARIANTS: dict[str, Callable[..., float]] = {
 }
 
 
+def synthetic(events: int) -> dict[str, float]:
+    """SyntheticSource → adapter → a no-op callback, as fast as it goes (no server involved)."""
+    from massive_rt.adapter import RealTimeDataAdapter
+
+    done = threading.Event()
+    count = 0
+
+    def handler(_event: object) -> None:
+        nonlocal count
+        count += 1
+        if count >= events:
+            done.set()
+
+    source = mrt.SyntheticSource(["T.*", "Q.*", "A.*", "AM.*"], seed=1, rate=None, batch=100)
+    adapter = RealTimeDataAdapter(source, on_event=handler)
+    started = time.perf_counter()
+    adapter.start()
+    done.wait(120)
+    seconds = time.perf_counter() - started
+    adapter.stop(drain=False)
+    return {"variant": "synthetic → adapter", "events": count, "seconds": seconds, "eps": count / seconds,
+            "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}  # fmt: skip
+
+
 def idle_rss(url: str, connections: int) -> dict[str, float]:
     """RSS growth per idle, authenticated connection."""
     import gc
@@ -208,6 +232,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.variant == "idle rss":
         print(json.dumps(idle_rss(args.url, args.connections)))
+        return
+    if args.variant == "synthetic":
+        print(json.dumps(synthetic(args.events)))
         return
     meter = Meter(args.events, latency=args.rate > 0)
     if args.variant == "massive_rt pool":
