@@ -108,13 +108,15 @@ class Tracker:
     def wait_consumed(self, published: int, timeout: float) -> None:
         """Wait until every published event was delivered or counted as dropped."""
         self.target = published
-        self.reached.clear()
-        if self.delivered + self.dropped >= published:
-            return
-        if not self.reached.wait(timeout):
-            raise TimeoutError(
-                f"consumption stalled: published {published}, delivered {self.delivered}, dropped {self.dropped}"
-            )
+        deadline = time.monotonic() + timeout
+        while self.delivered + self.dropped < published:
+            self.reached.clear()  # then look again: a wake-up can be early (an older target), never lost
+            if self.delivered + self.dropped >= published:
+                break
+            if not self.reached.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError(
+                    f"consumption stalled: published {published}, delivered {self.delivered}, dropped {self.dropped}"
+                )
 
 
 def build_chunk(symbols: Sequence[str], next_seq: dict[str, int], size: int) -> list[dict[str, Any]]:
@@ -159,6 +161,7 @@ def run(args: argparse.Namespace) -> int:
     adapter.on_status(tracker.on_status)
     generated = published = 0  # events made / events the server actually wrote to a socket
     kicks: list[str] = []
+    gone: set[str] = set()
     bursts = overflowing = 0
     rss_start = rss_end = 0
     threads_start: list[str] = []
@@ -199,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
                     threads_start = library_threads()
                 victim = sorted(owners)[rotation % len(owners)]
                 rotation += 1
-                kick(server, pool, victim, owners[victim], args.timeout)
+                kick(server, pool, victim, owners[victim], gone, args.timeout)
                 kicks.append(victim)
         tracker.wait_consumed(published, args.timeout)
         elapsed = time.perf_counter() - started
@@ -317,16 +320,22 @@ def burst(
     return made, written, overflowed
 
 
-def kick(server: MockMassiveServer, pool: ConnectionPool, victim: str, channels: list[str], timeout: float) -> None:
-    """Drop ``victim``'s socket on the server side; return once its new session is subscribed."""
+def kick(
+    server: MockMassiveServer, pool: ConnectionPool, victim: str, channels: list[str], gone: set[str], timeout: float
+) -> None:
+    """Drop ``victim``'s socket on the server side; return once its new session is subscribed.
+
+    ``gone`` holds the server ids dropped so far (the mock may list one as open for a moment).
+    """
     wanted = set(channels)
-    (old,) = [c.id for c in server.active_connections() if c.subscriptions == wanted]
+    (old,) = [c.id for c in server.active_connections() if c.subscriptions == wanted and c.id not in gone]
     client = next(c for c in pool.connections if c.name == victim)
     reconnects = client.stats().reconnects
+    gone.add(old)
     server.kick(old)
 
     def resubscribed() -> bool:
-        return any(c.id != old and c.subscriptions == wanted for c in server.active_connections())
+        return any(c.id not in gone and c.subscriptions == wanted for c in server.active_connections())
 
     if not server.wait_for(resubscribed, timeout):
         raise TimeoutError(f"{victim} did not re-subscribe {sorted(wanted)} within {timeout}s")
