@@ -45,11 +45,15 @@ bench: $(STAMP) ## Side-by-side benchmarks (massive_rt vs the official client vs
 soak: $(STAMP) ## 1,000,000 events through a pool with reconnects; invariants checked (not in make test)
 	$(PY) benchmarks/soak.py
 
+fuzz: $(STAMP) ## Hostile-input fuzzing of a live client with a deep hypothesis budget (HYPOTHESIS_PROFILE=deep)
+	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -n auto -q -p no:cacheprovider -o timeout=3600 \
+		tests/hardening/test_hostile_input.py $(PYTEST_ARGS)
+
 flake: $(STAMP) ## The whole suite 10 times in a row; fails on any failure
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n auto -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
 
 run: $(STAMP) ## Stream synthetic live data through the full stack for ~15 s (no API key needed)
-	$(VENV)/bin/massive-rt stream T.AAPL T.MSFT T.NVDA Q.AAPL Q.MSFT AM.* --demo --duration 15
+	$(VENV)/bin/massive-rt stream T.AAPL T.MSFT T.NVDA Q.AAPL Q.MSFT 'AM.*' --demo --duration 15
 
 clean: ## Remove the virtualenv, caches and coverage data
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov build dist *.egg-info
