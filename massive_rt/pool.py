@@ -22,6 +22,7 @@ import attrs
 from ._validate import require_int, require_name, require_number
 from .config import ReconnectPolicy, mask_secret
 from .connection import ConnectionStats, MassiveWebSocketClient
+from .consumer import check_timeout
 from .enums import ConnectionState, Feed, Market
 from .errors import (
     AuthenticationError,
@@ -128,6 +129,9 @@ class ConnectionPool:
         if idle_timeout is not None:
             require_number("idle_timeout", idle_timeout)
         require_name("name", name)
+        if url is not None and not isinstance(url, str) and not callable(url):
+            raise ConfigurationError(f"url={url!r} must be a URL string, a callable market -> URL, or None",
+                                     field="url")  # fmt: skip
         options = dict(client_options or {})
         for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config"):
             if reserved in options:
@@ -146,12 +150,18 @@ class ConnectionPool:
         self._name = name
         self._options = options
         # Validate the shared options once, with a throw-away client that never starts.
-        MassiveWebSocketClient(api_key, market=self._default_market, url=self._url_for(self._default_market),
-                               feed=feed, name=f"{name}-check", **options).stop()  # fmt: skip
+        try:
+            MassiveWebSocketClient(api_key, market=self._default_market, url=self._url_for(self._default_market),
+                                   feed=feed, name=f"{name}-check", **options).stop()  # fmt: skip
+        except TypeError as exc:  # an option the client does not have
+            raise ConfigurationError(f"client_options: {exc}", field="client_options") from None
 
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._members: dict[str, _Member] = {}
+        # Connections closed by recycling or idling whose queues still hold events: the adapter
+        # keeps draining them until they are empty, so nothing queued is lost.
+        self._retired: list[MassiveWebSocketClient] = []
         self._assignment: dict[tuple[Market, str], str] = {}
         self._sequence = 0
         self._version = 0
@@ -181,13 +191,19 @@ class ConnectionPool:
             return tuple(m.client for m in self._members.values())
 
     def clients(self) -> tuple[MassiveWebSocketClient, ...]:
-        """Event sources for the adapter: the current connections (same as :attr:`connections`)."""
-        return self.connections
+        """Event sources for the adapter: the current connections, then retired ones that still
+        hold queued events (drain those too, or their last events and statuses are lost)."""
+        with self._lock:
+            self._retired = [c for c in self._retired if not c.exhausted]
+            return tuple(m.client for m in self._members.values()) + tuple(self._retired)
 
     @property
     def version(self) -> int:
-        """Increments whenever a connection is added, replaced or removed."""
-        return self._version
+        """Changes whenever :meth:`clients` would return something else."""
+        with self._lock:
+            if any(c.exhausted for c in self._retired):
+                self._version += 1  # a retired connection is empty now: drop it from clients()
+            return self._version
 
     def start(self) -> ConnectionPool:
         """Start the supervisor and every connection (in parallel). Idempotent."""
@@ -211,6 +227,7 @@ class ConnectionPool:
             WaitTimeoutError: naming the connections that were not ready in time.
             AuthenticationError, ConnectionLimitError, ConnectionClosedError: a connection failed.
         """
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         not_ready: list[str] = []
         for client in self.connections:
@@ -225,6 +242,7 @@ class ConnectionPool:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the supervisor and every connection, in parallel. Idempotent; any thread."""
+        require_number("timeout", timeout)
         with self._lock:
             already = self._closed
             self._closed = True
@@ -276,7 +294,9 @@ class ConnectionPool:
         with self._lock:
             self._check_open()
             pending = [c for c in wanted if (resolved, c) not in self._assignment]
-            plan, new_members, unplaced = self._plan(resolved, pending)
+            # A ticker whose wildcard is already placed rides on the wildcard's connection.
+            covered = [c for c in pending if not c.endswith(".*") and (resolved, _wildcard(c)) in self._assignment]
+            plan, new_members, unplaced = self._plan(resolved, [c for c in pending if c not in covered])
             if unplaced:
                 raise SubscriptionError(
                     f"no room for {len(unplaced)} channel(s) on {resolved.value}: all "
@@ -287,14 +307,21 @@ class ConnectionPool:
                 self._members[member.client.name] = member
                 self._version += 1
                 to_start.append(member.client)
-            by_member: dict[str, list[str]] = {}
+            touched: dict[str, _Member] = {}
             for channel, member in plan:
-                member.channels[channel] = None
-                self._assignment[(resolved, channel)] = member.client.name
-                by_member.setdefault(member.client.name, []).append(channel)
+                self._place(resolved, channel, member)
+                touched[member.client.name] = member
                 placed[channel] = member.client.name
-            for member_name, member_channels in by_member.items():
-                self._members[member_name].client.subscribe(*member_channels)
+            for channel in covered:
+                member = self._members[self._assignment[(resolved, _wildcard(channel))]]
+                self._place(resolved, channel, member)
+                touched[member.client.name] = member
+                placed[channel] = member.client.name
+            for channel, member in plan:
+                if channel.endswith(".*"):
+                    touched.update(self._gather_covered(resolved, channel, member))
+            for member in touched.values():
+                self._sync(member)
             started = self._started
             listener = self._listener
         for client in to_start:
@@ -305,6 +332,37 @@ class ConnectionPool:
         if to_start and listener is not None:
             listener()  # the adapter refreshes its list of sources
         return placed
+
+    def _place(self, market: Market, channel: str, member: _Member) -> None:
+        member.channels[channel] = None
+        self._assignment[(market, channel)] = member.client.name
+
+    def _gather_covered(self, market: Market, wildcard: str, owner: _Member) -> dict[str, _Member]:
+        """Move the tickers a new wildcard covers onto its connection (no duplicate delivery)."""
+        prefix = wildcard[:-1]
+        touched: dict[str, _Member] = {}
+        for (placed_market, channel), name in list(self._assignment.items()):
+            if placed_market is market and name != owner.client.name and channel.startswith(prefix):
+                source = self._members[name]
+                del source.channels[channel]
+                touched[name] = source
+                self._place(market, channel, owner)
+        return touched
+
+    def _sync(self, member: _Member) -> None:
+        """Make the connection's desired set the member's channels minus those a wildcard covers.
+
+        Called under the lock: the client only updates its desired set and wakes its reader.
+        """
+        client = member.client
+        wanted = _effective(member.channels)
+        current = client.subscriptions
+        added = [c for c in wanted if c not in current]
+        removed = [c for c in current if c not in wanted]
+        if added:
+            client.subscribe(*added)
+        if removed:
+            client.unsubscribe(*removed)
 
     def unsubscribe(self, *channels: str, market: Market | str | None = None) -> tuple[str, ...]:
         """Remove channels from their connections; returns those that were placed."""
@@ -324,8 +382,8 @@ class ConnectionPool:
                         member.idle_since = time.monotonic()
                     by_member.setdefault(owner, []).append(channel)
                 removed.append(channel)
-            for owner, owner_channels in by_member.items():
-                self._members[owner].client.unsubscribe(*owner_channels)
+            for owner in by_member:
+                self._sync(self._members[owner])
             self._changed.notify_all()
         return tuple(removed)
 
@@ -336,8 +394,8 @@ class ConnectionPool:
             self._assignment.clear()
             for member in self._members.values():
                 if member.channels:
-                    member.client.unsubscribe(*member.channels)
                     member.channels.clear()
+                    self._sync(member)
                     member.idle_since = time.monotonic()
             self._changed.notify_all()
         return count
@@ -360,7 +418,7 @@ class ConnectionPool:
     ) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
         """Choose a connection for each channel (under the lock; no side effects on members)."""
         candidates = [m for m in self._members.values() if m.market is market and not m.retiring]
-        load = {id(m): len(m.channels) for m in candidates}
+        load = {id(m): len(_effective(m.channels)) for m in candidates}
         quotes = {id(m): sum(1 for c in m.channels if c.startswith("Q.")) for m in candidates}
         new_members: list[_Member] = []
         plan: list[tuple[str, _Member]] = []
@@ -402,6 +460,7 @@ class ConnectionPool:
         Raises:
             WaitTimeoutError: no connection could be had within ``timeout``.
         """
+        check_timeout(timeout)
         resolved = self._market(market)
         deadline = None if timeout is None else time.monotonic() + timeout
         created: MassiveWebSocketClient | None = None
@@ -442,6 +501,8 @@ class ConnectionPool:
     def release(self, client: MassiveWebSocketClient, close: bool = False) -> None:
         """Return a leased connection; with ``close=True`` (and no channels or other leases) close it
         now to free its slot."""
+        if not isinstance(client, MassiveWebSocketClient):
+            raise ConfigurationError(f"client={client!r} must be a connection acquired from this pool", field="client")
         victim: MassiveWebSocketClient | None = None
         with self._lock:
             member = self._members.get(client.name)
@@ -454,7 +515,7 @@ class ConnectionPool:
                 member.idle_since = time.monotonic()
                 if close:
                     del self._members[client.name]
-                    self._version += 1
+                    self._retire(client)
                     victim = client
             self._changed.notify_all()
         if victim is not None:
@@ -547,7 +608,7 @@ class ConnectionPool:
             with self._changed:
                 if self._members.get(member.client.name) is member:
                     del self._members[member.client.name]
-                    self._version += 1
+                    self._retire(member.client)
                 self._changed.notify_all()
             logger.info("pool %s: closed idle connection %s", self._name, member.client.name)
         for member in to_recycle:
@@ -570,7 +631,7 @@ class ConnectionPool:
                 client=replacement, market=member.market, channels=member.channels, leases=member.leases,
                 limit_failures=limit_failures,
             )  # fmt: skip
-            self._version += 1
+            self._retire(old)
             self._recycled += 1
             listener = self._listener
             self._changed.notify_all()
@@ -582,6 +643,11 @@ class ConnectionPool:
         replacement.start()
 
     # ------------------------------------------------------------------ helpers
+
+    def _retire(self, client: MassiveWebSocketClient) -> None:
+        """Under the lock: keep a closed connection among the sources until it is drained."""
+        self._retired.append(client)
+        self._version += 1
 
     def _market(self, market: Market | str | None) -> Market:
         if market is None:
@@ -609,6 +675,16 @@ class ConnectionPool:
             self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
             subscriptions=tuple(channels), **self._options,
         )  # fmt: skip
+
+
+def _wildcard(channel: str) -> str:
+    return channel.partition(".")[0] + ".*"
+
+
+def _effective(channels: Iterable[str]) -> list[str]:
+    """The channels to subscribe: a ticker is left out when its prefix's wildcard is there."""
+    wildcards = {c for c in channels if c.endswith(".*")}
+    return [c for c in channels if c.endswith(".*") or _wildcard(c) not in wildcards]
 
 
 def _alive(client: MassiveWebSocketClient) -> bool:

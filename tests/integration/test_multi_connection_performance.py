@@ -469,12 +469,6 @@ class TestMultiConnectionResilience:
         self._assert_unaffected(pool, recorder, survivors, step.rounds)
         assert len(server.connections) == 5  # break before make: exactly one replacement socket
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="when the pool recycles a connection, events still queued in the old "
-        "client are never dispatched nor counted as dropped: the adapter only drains pool.clients(), "
-        "which no longer lists the retired client (its 'disconnected'/'failed' statuses are lost too)",
-    )
     def test_recycling_loses_no_queued_event(self, server: MockMassiveServer, make_pool, make_adapter) -> None:
         pool = make_pool(max_connections=1, client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)})
         gate, entered = threading.Event(), threading.Event()
