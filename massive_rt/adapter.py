@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar, cast, overload
 import attrs
 
 from ._util import RateLimitedLog, percentiles
-from ._validate import require_int
+from ._validate import require_int, require_number
 from .config import ClientConfig
 from .errors import ClientClosedError, ConfigurationError
 from .models import Event, StatusMessage
@@ -278,6 +278,7 @@ class RealTimeDataAdapter:
             True if everything stopped in time; False if a handler was still running (it is
             logged, and the dispatcher ends as soon as that handler returns).
         """
+        require_number("timeout", timeout)
         deadline = time.monotonic() + timeout
         with self._life_lock:
             self._discard = self._discard or not drain

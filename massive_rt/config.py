@@ -14,6 +14,7 @@ import attrs
 
 from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
+from .protocol import parse_channels
 
 __all__ = ["ClientConfig", "ReconnectPolicy", "mask_secret"]
 
@@ -180,16 +181,53 @@ def _check_ssl_context(_inst: object, _attr: object, value: Any) -> None:
         raise ConfigurationError("ssl_context must be an ssl.SSLContext or None", field="ssl_context")
 
 
-def _check_subscriptions(_inst: object, _attr: object, value: tuple[str, ...]) -> None:
+def _check_subscriptions(inst: ClientConfig, _attr: object, value: tuple[str, ...]) -> None:
     for channel in value:
         if not isinstance(channel, str):
             raise ConfigurationError(
                 f"subscriptions contains {channel!r}, which is not a string", field="subscriptions"
             )
+    try:
+        parse_channels(value, inst.market)
+    except ConfigurationError as exc:  # name the parameter the caller used
+        raise ConfigurationError(f"subscriptions: {exc.message}", field="subscriptions") from None
+
+
+def _to_path(value: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _check_ca_certs(_inst: object, _attr: object, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not os.path.exists(value):
+        raise ConfigurationError(f"ca_certs={value!r} must be the path of a CA bundle file or directory",
+                                 field="ca_certs")  # fmt: skip
+
+
+# Passed by the client itself: a second value would crash the handshake (TypeError), and
+# sslopt would be silently ignored (use ssl_context=).
+_RESERVED_WEBSOCKET_OPTIONS = ("socket", "timeout", "suppress_origin", "redirect_limit", "sslopt")
 
 
 def _to_dict(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    if value is not None and not isinstance(value, Mapping):
+        raise ConfigurationError(f"websocket_options={value!r} must be a mapping", field="websocket_options")
     return dict(value or {})
+
+
+def _check_websocket_options(_inst: object, _attr: object, value: dict[str, Any]) -> None:
+    for key in value:
+        if not isinstance(key, str) or key in _RESERVED_WEBSOCKET_OPTIONS:
+            raise ConfigurationError(
+                f"websocket_options may not set {key!r} (reserved: {', '.join(_RESERVED_WEBSOCKET_OPTIONS)}; "
+                "use connect_timeout= and ssl_context= instead)",
+                field="websocket_options",
+            )
+    header = value.get("header", [])
+    if not isinstance(header, (list, tuple)) or not all(isinstance(line, str) for line in header):
+        raise ConfigurationError(f"websocket_options['header']={header!r} must be a list of 'Name: value' strings",
+                                 field="websocket_options")  # fmt: skip
 
 
 def _to_tuple(value: Iterable[str] | str) -> tuple[str, ...]:
@@ -222,9 +260,10 @@ class ClientConfig:
     raw: bool = attrs.field(default=False, converter=bool)
     max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
     limit_retry: bool = attrs.field(default=False, converter=bool)
-    ca_certs: str | None = None
+    ca_certs: str | None = attrs.field(default=None, converter=_to_path, validator=_check_ca_certs)
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)
-    websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict)
+    websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict,
+                                                       validator=_check_websocket_options)  # fmt: skip
 
     @property
     def resolved_url(self) -> str:

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ import attrs
 import websocket
 
 from ._util import ConnectionLogger
+from ._validate import require_number
 from .config import ClientConfig, ReconnectPolicy, mask_secret
 from .consumer import QueueConsumer, check_timeout, fast_loads
 from .enums import ConnectionState, Feed, Market, Overflow
@@ -253,7 +254,8 @@ class MassiveWebSocketClient(QueueConsumer):
                 websocket_options=websocket_options or {},
             )
         elif not isinstance(config, ClientConfig):
-            raise ConfigurationError(f"config={config!r} must be a ClientConfig", field="config")
+            # Never echo the value: a mapping passed by mistake may hold the key.
+            raise ConfigurationError(f"config must be a ClientConfig, not {type(config).__name__}", field="config")
         if not config.api_key:
             raise ConfigurationError("api_key is required: pass api_key= or set MASSIVE_API_KEY", field="api_key")
         if config.name is None:
@@ -333,12 +335,14 @@ class MassiveWebSocketClient(QueueConsumer):
     @property
     def subscriptions(self) -> frozenset[str]:
         """The desired channels (applied now or on the next connect)."""
+        self._check_usable()
         with self._lock:
             return frozenset(self._desired)
 
     @property
     def acked(self) -> frozenset[str]:
         """Channels the server confirmed on the current session."""
+        self._check_usable()
         with self._lock:
             return frozenset(self._acked)
 
@@ -398,6 +402,8 @@ class MassiveWebSocketClient(QueueConsumer):
 
     def wait_acked(self, channels: Iterable[str], timeout: float | None = None) -> bool:
         """Wait until the server has acknowledged every channel in ``channels``; False on timeout."""
+        self._check_usable()
+        check_timeout(timeout)
         wanted = set(parse_channels(channels, self._config.market))
         with self._cond:
             return self._cond.wait_for(lambda: wanted <= self._acked or self._state.is_terminal, timeout) and (
@@ -445,6 +451,7 @@ class MassiveWebSocketClient(QueueConsumer):
 
     def stats(self) -> ConnectionStats:
         """A consistent-enough snapshot of the counters (cheap; safe from any thread)."""
+        self._check_usable()
         last = self._last_frame_mono
         decode = self._decoder.stats
         with self._lock:
@@ -481,7 +488,7 @@ class MassiveWebSocketClient(QueueConsumer):
         Events already queued stay available to ``get``/``drain``; after them ``get`` raises
         :class:`ClientClosedError`.
         """
-        check_timeout(timeout)
+        require_number("timeout", timeout)
         thread = self.request_stop()
         if thread is None or thread is threading.current_thread():
             return
@@ -495,6 +502,17 @@ class MassiveWebSocketClient(QueueConsumer):
             thread.join(timeout / 2)
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
+
+    def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events until the client stops or fails (and its queue is drained).
+
+        Raises (at once, not at the first iteration):
+            ClientClosedError: in a forked child (a silently empty stream would hide the mistake).
+            ConfigurationError: a negative ``timeout``.
+        """
+        self._check_usable()
+        check_timeout(timeout)
+        return super().iter_events(timeout)
 
     def clients(self) -> tuple[MassiveWebSocketClient, ...]:
         """Event sources for the adapter: this connection alone."""
@@ -518,6 +536,7 @@ class MassiveWebSocketClient(QueueConsumer):
 
         Used by the pool to announce recycling; any thread.
         """
+        self._check_usable()
         self._emit(StatusMessage(status=status, message=message, error=error, connection=self._name,
                                  received_at_ns=time.time_ns()))  # fmt: skip
 
@@ -674,6 +693,9 @@ class MassiveWebSocketClient(QueueConsumer):
             self._connect(started + self._config.connect_timeout)
         except _StopRequested:
             return _Outcome("stopped", stopped=True)
+        except ConfigurationError as exc:  # e.g. an unreadable CA bundle: retrying cannot fix it
+            self._close_socket()
+            return _Outcome(f"TLS configuration error: {exc.message}", error=exc, fatal=True)
         except ssl.SSLCertVerificationError as exc:
             return _Outcome(
                 f"TLS certificate verification failed for {self._url}: {exc.verify_message or exc}",
@@ -696,9 +718,11 @@ class MassiveWebSocketClient(QueueConsumer):
         port = parts.port or (443 if secure else 80)
         options = dict(self._config.websocket_options)
         header = [*options.pop("header", []), f"User-Agent: {_USER_AGENT}"]
-        ws = websocket.WebSocket(skip_utf8_validation=True, sslopt=self._sslopt())
+        context = self._tls_context() if secure else None
+        proxied = any(k.startswith("http_proxy") or k == "proxy_type" for k in options)
+        ws = websocket.WebSocket(skip_utf8_validation=True, sslopt={"context": context} if proxied and context else {})
         sock: socket.socket
-        if any(k.startswith("http_proxy") or k == "proxy_type" for k in options):
+        if proxied:
             # websocket-client tunnels through the proxy itself (not interruptible by stop()).
             _handshake(ws, self._url, timeout=_remaining(deadline), header=header, suppress_origin=True, **options)
             if ws.sock is None:
@@ -707,8 +731,9 @@ class MassiveWebSocketClient(QueueConsumer):
         else:
             sock = self._open_tcp(host, port, deadline)
             self._sock = sock
-            if secure:
-                sock = self._wrap_tls(sock, host, deadline)
+            if context is not None:
+                sock.settimeout(_remaining(deadline))
+                sock = context.wrap_socket(sock, server_hostname=host)
                 self._sock = sock
             sock.settimeout(_remaining(deadline))
             _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header, suppress_origin=True,
@@ -757,24 +782,29 @@ class MassiveWebSocketClient(QueueConsumer):
                 last = exc
         raise last or OSError(f"no address for {host}:{port}")
 
-    def _sslopt(self) -> dict[str, Any]:
-        if self._config.ssl_context is not None:
-            return {"context": self._config.ssl_context}
-        ca = self._config.ca_certs or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
-        return {"ca_certs": ca} if ca else {}
+    def _tls_context(self) -> ssl.SSLContext:
+        """``ssl_context``, else a verifying context trusting ``ca_certs``, ``SSL_CERT_FILE`` or
+        ``REQUESTS_CA_BUNDLE`` (the first set) or the system store.
 
-    def _wrap_tls(self, sock: socket.socket, host: str, deadline: float) -> socket.socket:
-        context = self._config.ssl_context
-        if context is None:
-            context = ssl.create_default_context()
-            ca = self._config.ca_certs or os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE")
+        Raises:
+            ConfigurationError: the CA bundle cannot be loaded (fatal: retrying cannot fix it).
+        """
+        if self._config.ssl_context is not None:
+            return self._config.ssl_context
+        context = ssl.create_default_context()
+        for field, ca in (("ca_certs", self._config.ca_certs), ("SSL_CERT_FILE", os.environ.get("SSL_CERT_FILE")),
+                          ("REQUESTS_CA_BUNDLE", os.environ.get("REQUESTS_CA_BUNDLE"))):  # fmt: skip
             if ca:
-                if os.path.isdir(ca):
-                    context.load_verify_locations(capath=ca)
-                else:
-                    context.load_verify_locations(cafile=ca)
-        sock.settimeout(_remaining(deadline))
-        return context.wrap_socket(sock, server_hostname=host)
+                try:
+                    if os.path.isdir(ca):
+                        context.load_verify_locations(capath=ca)
+                    else:
+                        context.load_verify_locations(cafile=ca)
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    raise ConfigurationError(f"cannot load CA certificates from {field}={ca!r}: {_describe(exc)}",
+                                             field=field) from exc  # fmt: skip
+                break
+        return context
 
     def _end_session(self) -> None:
         if self._last_data_ns is not None and self._gap_start_ns is None and self._streaming_started is not None:
@@ -797,7 +827,6 @@ class MassiveWebSocketClient(QueueConsumer):
         config = self._config
         parser = FrameParser(config.max_message_size)
         self._set_state(ConnectionState.AUTHENTICATING)
-        ws.send(build_auth(config.api_key or ""))
         auth_deadline = started + config.connect_timeout
         now = time.monotonic()
         next_ping = now + config.ping_interval if config.ping_interval else None
@@ -810,6 +839,10 @@ class MassiveWebSocketClient(QueueConsumer):
             selector.register(self._wake_r, selectors.EVENT_READ)
         stop = self._stop_requested.is_set
         try:
+            # The peer may already be gone (reset right after the upgrade): a lost session, not a crash.
+            # Framed here rather than by ws.send, whose trace (websocket.enableTrace) would log the key.
+            auth = websocket.ABNF.create_frame(build_auth(config.api_key or ""), websocket.ABNF.OPCODE_TEXT)
+            sock.sendall(auth.format())
             while True:
                 # 1. Wait for bytes or a wake-up, bounded by the nearest timer.
                 timeout = self._next_timeout(auth_deadline, next_ping, pong_deadline)
@@ -1009,7 +1042,7 @@ class MassiveWebSocketClient(QueueConsumer):
         verb = verb.strip()
         with self._cond:
             if verb == "subscribed to":
-                self._acked.update(channels)
+                self._acked.update(c for c in channels if c in self._applied)  # never what we did not ask
             elif verb == "unsubscribed to":
                 self._acked.difference_update(channels)
             else:

@@ -38,7 +38,8 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from .consumer import QueueConsumer
+from ._validate import require_number
+from .consumer import QueueConsumer, check_timeout
 from .enums import ConnectionState, Market, Overflow
 from .errors import ClientClosedError, ConfigurationError
 from .eventqueue import KIND_EVENT, KIND_OBJECTS
@@ -751,7 +752,10 @@ class SyntheticSource(QueueConsumer):
         name: str = "synthetic",
     ) -> None:
         resolved: Market = Market.coerce(market, "market")  # type: ignore[assignment]
-        channels = parse_channels(subscriptions, resolved)
+        try:
+            channels = parse_channels(subscriptions, resolved)
+        except ConfigurationError as exc:  # name the parameter the caller used
+            raise _config_error("subscriptions", exc.message) from None
         if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
             raise _config_error("rate", f"rate={rate!r} must be None or a number > 0")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -824,6 +828,7 @@ class SyntheticSource(QueueConsumer):
 
     def wait_ready(self, timeout: float | None = None) -> SyntheticSource:
         """Return at once once started (the synthetic market needs no handshake)."""
+        check_timeout(timeout)
         if self._thread is None:
             raise ClientClosedError("call start() before wait_ready()", connection=self._name)
         return self
@@ -860,6 +865,7 @@ class SyntheticSource(QueueConsumer):
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop generating; queued events stay available. Idempotent; any thread."""
+        require_number("timeout", timeout)
         with self._lock:
             self._stop_event.set()
             thread = self._thread
