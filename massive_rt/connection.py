@@ -285,6 +285,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._sock: socket.socket | None = None
+        self._handshaking = False
         self._close_sent = False
         self._ws: websocket.WebSocket | None = None
         self._applied: set[str] = set()
@@ -527,6 +528,12 @@ class MassiveWebSocketClient(QueueConsumer):
             self._stop_requested.set()
             thread = self._thread
         self._wake()
+        sock = self._sock
+        if self._handshaking and sock is not None:
+            # The TLS and WebSocket handshakes block in websocket-client/ssl, not in our select:
+            # shutting the socket down is what interrupts them.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         if thread is None:
             self._finish_without_thread()
         return thread
@@ -731,13 +738,19 @@ class MassiveWebSocketClient(QueueConsumer):
         else:
             sock = self._open_tcp(host, port, deadline)
             self._sock = sock
-            if context is not None:
+            self._handshaking = True
+            try:
+                if self._stop_requested.is_set():
+                    raise _StopRequested
+                if context is not None:
+                    sock.settimeout(_remaining(deadline))
+                    sock = context.wrap_socket(sock, server_hostname=host)
+                    self._sock = sock
                 sock.settimeout(_remaining(deadline))
-                sock = context.wrap_socket(sock, server_hostname=host)
-                self._sock = sock
-            sock.settimeout(_remaining(deadline))
-            _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header, suppress_origin=True,
-                       redirect_limit=0, **options)  # fmt: skip
+                _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header,
+                           suppress_origin=True, redirect_limit=0, **options)  # fmt: skip
+            finally:
+                self._handshaking = False
         self._sock = sock
         self._ws = ws
         sock.settimeout(max(self._config.connect_timeout, 1.0))
@@ -807,7 +820,10 @@ class MassiveWebSocketClient(QueueConsumer):
         return context
 
     def _end_session(self) -> None:
-        if self._last_data_ns is not None and self._gap_start_ns is None and self._streaming_started is not None:
+        if (
+            self._last_data_ns is not None and self._gap_start_ns is None and self._streaming_started is not None
+            and not self._stop_requested.is_set()  # a stop we asked for is not a gap to backfill
+        ):  # fmt: skip
             self._gap_start_ns = self._last_data_ns
             self._emit(
                 StatusMessage(status="disconnected", message="connection lost; events may be missing until the gap "

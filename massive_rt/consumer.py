@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._util import RateLimitedLog
+from ._validate import require_int, require_number
 from .enums import Market, Overflow
-from .errors import ClientClosedError, ConfigurationError
+from .errors import ClientClosedError
 from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
 from .models import Event, RawFrame, StatusMessage
 from .protocol import Decoder
@@ -37,9 +38,9 @@ _REFILL_FRAMES = 63
 
 
 def check_timeout(timeout: float | None, field: str = "timeout") -> None:
-    """Raise :class:`ConfigurationError` unless ``timeout`` is None or a number >= 0."""
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
-        raise ConfigurationError(f"{field}={timeout!r} must be None or a number >= 0", field=field)
+    """Raise :class:`ConfigurationError` unless ``timeout`` is None or a finite number >= 0."""
+    if timeout is not None:
+        require_number(field, timeout)
 
 
 class QueueConsumer:
@@ -124,6 +125,7 @@ class QueueConsumer:
         For consumers that multiplex many sources, such as the adapter's dispatcher.
         """
         self._check_usable()
+        require_int("max_frames", max_frames)
         with self._consume_lock:
             if self._ready:
                 out = list(self._ready)

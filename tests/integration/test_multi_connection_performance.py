@@ -589,12 +589,6 @@ class TestMultiConnectionResilience:
         assert stopped_in < 1.5  # bounded by stop(timeout=1.0)
         assert client.state is mrt.ConnectionState.STOPPED
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="stop() does not interrupt the WebSocket upgrade (the handshake recv "
-        "ignores the wake socket): it waits timeout/2 then shuts the socket, so stop(timeout=5) takes "
-        "2.5 s although the docstring says stop 'interrupts connect, backoff and recv'",
-    )
     def test_stop_during_an_unanswered_upgrade_is_prompt(self) -> None:
         with socket.create_server(("127.0.0.1", 0)) as listener:
             listener.settimeout(WAIT)
