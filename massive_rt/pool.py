@@ -213,11 +213,10 @@ class ConnectionPool:
             if self._started:
                 return self
             self._started = True
-            members = list(self._members.values())
+            for member in self._members.values():
+                self._launch(member.client)
             self._supervisor = threading.Thread(target=self._supervise, name="massive-rt-pool-supervisor", daemon=True)
             self._supervisor.start()
-        for member in members:
-            member.client.start()
         return self
 
     def wait_ready(self, timeout: float | None = None) -> ConnectionPool:
@@ -322,13 +321,9 @@ class ConnectionPool:
                     touched.update(self._gather_covered(resolved, channel, member))
             for member in touched.values():
                 self._sync(member)
-            started = self._started
+            for client in to_start:
+                self._launch(client)
             listener = self._listener
-        for client in to_start:
-            if listener is not None:
-                client.set_listener(listener)
-            if started:
-                client.start()
         if to_start and listener is not None:
             listener()  # the adapter refreshes its list of sources
         return placed
@@ -488,14 +483,11 @@ class ConnectionPool:
                     )
                 self._changed.wait(remaining)
             member.leases += 1
-            started, listener = self._started, self._listener
-        if created is not None:
-            if listener is not None:
-                created.set_listener(listener)
-            if started:
-                created.start()
-            if listener is not None:
-                listener()
+            if created is not None:
+                self._launch(created)
+            listener = self._listener
+        if created is not None and listener is not None:
+            listener()
         return member.client
 
     def release(self, client: MassiveWebSocketClient, close: bool = False) -> None:
@@ -625,7 +617,7 @@ class ConnectionPool:
         with self._changed:
             if self._closed or self._members.get(old.name) is not member:
                 return
-            replacement = self._new_client(member.market, name=old.name, channels=tuple(member.channels))
+            replacement = self._new_client(member.market, name=old.name, channels=_effective(member.channels))
             limit_failures = member.limit_failures if isinstance(old.error, ConnectionLimitError) else 0
             self._members[old.name] = _Member(
                 client=replacement, market=member.market, channels=member.channels, leases=member.leases,
@@ -633,16 +625,27 @@ class ConnectionPool:
             )  # fmt: skip
             self._retire(old)
             self._recycled += 1
+            replacement.emit_status("recycled", f"replaced a connection that ended ({reason})")
+            self._launch(replacement)
             listener = self._listener
             self._changed.notify_all()
-        if listener is not None:
-            replacement.set_listener(listener)
-        replacement.emit_status("recycled", f"replaced a connection that ended ({reason})")
         logger.warning("pool %s: recycled %s (%s); %d channels moved", self._name, old.name, reason,
                        len(member.channels))  # fmt: skip
-        replacement.start()
+        if listener is not None:
+            listener()
 
     # ------------------------------------------------------------------ helpers
+
+    def _launch(self, client: MassiveWebSocketClient) -> None:
+        """Under the lock: hook a new connection to the adapter and start it if the pool runs.
+
+        Starting only spawns its reader thread (no I/O here), and doing it under the lock means
+        no other thread ever sees a pool connection that is not started yet.
+        """
+        if self._listener is not None:
+            client.set_listener(self._listener)
+        if self._started:
+            client.start()
 
     def _retire(self, client: MassiveWebSocketClient) -> None:
         """Under the lock: keep a closed connection among the sources until it is drained."""
