@@ -411,3 +411,65 @@ class TestPoolConcurrency:
             assert client.subscriptions == set(placed[client.name])
         assert len(pool.connections) <= 3
         assert pool.stats().leases == 0
+
+
+# ----------------------------------------------------------------------------- API edges
+
+
+class TestPoolApiEdges:
+    def test_context_manager_starts_and_stops(self, server: MockMassiveServer) -> None:
+        with ConnectionPool(api_key=KEY, max_connections=2, url=server.url) as pool:
+            assert pool.max_connections == 2
+            pool.subscribe("T.AAPL")
+            pool.wait_ready(5)
+        assert all(c.state is mrt.ConnectionState.STOPPED for c in pool.connections)
+        with pytest.raises(mrt.ClientClosedError):
+            pool.start()
+
+    def test_wait_ready_names_the_connections_that_are_not_ready(self, make_pool) -> None:
+        pool = make_pool(url="ws://127.0.0.1:9/{market}").start()  # discard port: nothing listens
+        pool.subscribe("T.AAPL")
+        with pytest.raises(mrt.WaitTimeoutError, match="pool-stocks-1"):
+            pool.wait_ready(0.2)
+
+    def test_unsubscribe_all_empties_every_connection(self, server: MockMassiveServer, make_pool) -> None:
+        pool = make_pool(max_subscriptions_per_connection=2).start()
+        pool.subscribe("T.A", "T.B", "T.C", "T.*", market="stocks")
+        pool.subscribe("XT.BTC-USD", market="crypto")
+        pool.wait_ready(5)
+        assert pool.unsubscribe_all() == 5
+        assert all(not channels for channels in pool.subscriptions.values())
+        assert server.wait_for(lambda: all(not c.subscriptions for c in server.active_connections()), 5)
+
+    def test_releasing_what_was_not_leased_is_refused(self, make_pool) -> None:
+        pool = make_pool().start()
+        client = pool.acquire("stocks")
+        pool.release(client)
+        with pytest.raises(mrt.ConfigurationError, match="not leased"):
+            pool.release(client)
+        stranger = MassiveWebSocketClient(api_key=KEY, name="stranger")
+        with pytest.raises(mrt.ConfigurationError, match="not a connection of pool"):
+            pool.release(stranger)
+        stranger.stop()
+
+    def test_health_check_on_a_stopped_pool_does_nothing(self, make_pool) -> None:
+        pool = make_pool().start()
+        pool.subscribe("T.AAPL")
+        pool.stop()
+        assert pool.check_health() == 0
+
+    def test_a_supervisor_bug_is_logged_and_survived(self, make_pool, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+        calls = threading.Semaphore(0)
+
+        def broken() -> int:
+            calls.release()
+            raise RuntimeError("bug in a health check")
+
+        pool = make_pool(health_interval=0.01)
+        monkeypatch.setattr(pool, "check_health", broken)
+        pool.start()
+        assert calls.acquire(timeout=5)
+        assert calls.acquire(timeout=5)  # still running after the first failure
+        pool.stop()
+        assert "health check failed" in caplog.text

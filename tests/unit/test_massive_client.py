@@ -847,3 +847,66 @@ class TestThreadSafety:
             thread.join(5)
         client.wait_ready(5)
         assert len(server.connections) == 1
+
+
+# ----------------------------------------------------------------------------- edges
+
+
+class TestEdges:
+    def test_attempt_counter_resets_after_stable_streaming(self, server: MockMassiveServer, make_client) -> None:
+        policy = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=1, reset_after=0.0)
+        client = make_client(subscriptions=["T.AAPL"], reconnect=policy)
+        client.start()
+        client.wait_ready(5)
+        for cycle in range(3):  # more drops than max_attempts allows in a row: each came after streaming
+            server.drop_all()
+            assert server.wait_for(
+                lambda c=cycle: (
+                    len(server.connections) == c + 2
+                    and bool(server.active_connections())
+                    and server.active_connections()[0].subscriptions == {"T.AAPL"}
+                ),
+                5,
+            )
+        assert client.state is not mrt.ConnectionState.FAILED
+        assert client.stats().reconnects == 3
+
+    def test_wait_ready_after_stop_says_the_client_is_closed(self, make_client) -> None:
+        client = make_client()
+        client.start()
+        client.wait_ready(5)
+        client.stop()
+        with pytest.raises(mrt.ClientClosedError, match="stopped"):
+            client.wait_ready(1)
+
+    def test_unsubscribing_before_the_ack_settles_the_request(self, server: MockMassiveServer, make_client) -> None:
+        client = make_client()
+        client.start()
+        client.wait_ready(5)
+        client.subscribe("T.AAPL", "T.MSFT")
+        client.unsubscribe("T.AAPL")
+        assert server.wait_for(lambda: server.active_connections()[0].subscriptions == {"T.MSFT"}, 5)
+        assert wait_until(lambda: client.acked == frozenset({"T.MSFT"}), 5)
+        assert client.state is mrt.ConnectionState.STREAMING
+
+    def test_unsubscribing_what_is_not_desired_sends_nothing(self, server: MockMassiveServer, make_client) -> None:
+        client = make_client()
+        client.start()
+        client.wait_ready(5)
+        assert client.unsubscribe("T.NOPE") == ()
+        assert client.unsubscribe_all() == ()
+        client.subscribe("T.AAPL")
+        assert client.wait_acked(["T.AAPL"], 5)
+        assert [m.action for m in server.received] == ["auth", "subscribe"]
+
+    def test_data_before_the_acks_counts_as_streaming(self, make_client) -> None:
+        with MockMassiveServer(api_keys={KEY}, ack_mode="separate") as srv:
+            client = make_client(url=srv.url(), subscriptions=[f"T.S{i}" for i in range(50)] + ["T.AAPL"])
+            client.start()
+            assert wait_until(
+                lambda: client.state in (mrt.ConnectionState.SUBSCRIBING, mrt.ConnectionState.STREAMING), 5
+            )
+            assert srv.wait_for_subscribed(["T.AAPL"], 5)
+            srv.publish([TRADE])
+            assert next_of(client, mrt.EquityTrade).symbol == "AAPL"
+            client.wait_ready(5)
