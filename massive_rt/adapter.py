@@ -150,7 +150,7 @@ class RealTimeDataAdapter:
         self._stopping = threading.Event()
         self._discard = False
         self._thread: threading.Thread | None = None
-        self._life_lock = threading.Lock()
+        self._life_lock = threading.RLock()  # re-entrant: stop() may run in a signal handler during start()
         self._started = False
         self._dispatched = 0
         self._status_events = 0
@@ -288,11 +288,15 @@ class RealTimeDataAdapter:
         self._wake.set()
         if thread is None or thread is threading.current_thread():
             return True
-        thread.join(max(0.0, deadline - time.monotonic()))
+        try:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        except RuntimeError:  # called (from a signal handler) while start() was starting it
+            return True
         if thread.is_alive():
             self._discard = True
-            logger.warning("dispatcher still busy in a handler after %.1fs; it will exit when the handler returns",
-                           timeout)  # fmt: skip
+            logger.warning("adapter stop: still dispatching after %.1fs (a slow handler or a large backlog); "
+                           "what is still queued is discarded and the dispatcher exits after the current "
+                           "handler returns", timeout)  # fmt: skip
             return False
         return True
 

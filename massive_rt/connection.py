@@ -268,7 +268,9 @@ class MassiveWebSocketClient(QueueConsumer):
 
         # Shared state, guarded by _lock (never held across I/O, waits or user code).
         self._lock = threading.Lock()
-        self._life_lock = threading.Lock()  # start/stop only, so stop() never waits on _lock
+        # start/stop only, so stop() never waits on _lock; re-entrant because a signal handler may
+        # call stop() while this very thread is inside start() (Thread.start() waits, and handlers run).
+        self._life_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._desired: dict[str, None] = dict.fromkeys(parse_channels(config.subscriptions, config.market))
         self._acked: set[str] = set()
@@ -493,7 +495,10 @@ class MassiveWebSocketClient(QueueConsumer):
         thread = self.request_stop()
         if thread is None or thread is threading.current_thread():
             return
-        thread.join(timeout / 2)
+        try:
+            thread.join(timeout / 2)
+        except RuntimeError:  # called (from a signal handler) while start() was starting it
+            return  # it sees the stop request as soon as it runs
         if thread.is_alive():
             # Blocked in a send or a TLS read: force the socket shut so the thread sees EOF.
             sock = self._sock
@@ -537,6 +542,16 @@ class MassiveWebSocketClient(QueueConsumer):
         if thread is None:
             self._finish_without_thread()
         return thread
+
+    def continue_gap_from(self, previous: MassiveWebSocketClient) -> None:
+        """Before start: report the first data of this client as closing ``previous``'s gap.
+
+        Used by the pool when it replaces a connection, so the ``disconnected`` status of the old
+        one is followed by a ``gap`` status (with the window to backfill) on the new one.
+        """
+        gap = previous._gap_start_ns if previous._gap_start_ns is not None else previous._last_data_ns
+        if gap is not None and not self._started:
+            self._gap_start_ns = gap
 
     def emit_status(self, status: str, message: str, error: MassiveRTError | None = None) -> None:
         """Put a status event in this connection's stream, in order with its data.
@@ -744,8 +759,12 @@ class MassiveWebSocketClient(QueueConsumer):
                     raise _StopRequested
                 if context is not None:
                     sock.settimeout(_remaining(deadline))
-                    sock = context.wrap_socket(sock, server_hostname=host)
+                    # Publish the TLS socket before its handshake, so stop() shuts down the live one.
+                    sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
                     self._sock = sock
+                    if self._stop_requested.is_set():
+                        raise _StopRequested
+                    sock.do_handshake()
                 sock.settimeout(_remaining(deadline))
                 _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header,
                            suppress_origin=True, redirect_limit=0, **options)  # fmt: skip

@@ -93,17 +93,21 @@ class QueueConsumer:
         if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise queue.Empty
         try:
-            while not ready:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                item = self._queue.get(remaining)
-                if item is None:
-                    if self._queue.closed and not len(self._queue):
-                        raise ClientClosedError(self._closed_reason(), connection=self._name)
-                    raise queue.Empty
-                ready.extend(self._decode_item(item))
-                for more in self._queue.get_many(_REFILL_FRAMES):  # decode what else is there, in one go
-                    ready.extend(self._decode_item(more))
-            return ready.popleft()
+            while True:
+                while not ready:
+                    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    item = self._queue.get(remaining)
+                    if item is None:
+                        if self._queue.closed and not len(self._queue):
+                            raise ClientClosedError(self._closed_reason(), connection=self._name)
+                        raise queue.Empty
+                    ready.extend(self._decode_item(item))
+                    for more in self._queue.get_many(_REFILL_FRAMES):  # decode what else is there, at once
+                        ready.extend(self._decode_item(more))
+                try:
+                    return ready.popleft()
+                except IndexError:  # a fast-path get() on another thread took the last one
+                    continue
         finally:
             self._consume_lock.release()
 

@@ -114,7 +114,7 @@ class FrameQueue:
                 self._events += events
                 if self._events > self.high_water:
                     self.high_water = self._events
-                self._not_empty.notify()
+                self._not_empty.notify_all()  # get() and wait() may both be waiting
             else:
                 was_empty = False
         if dropped and self._on_drop is not None:

@@ -156,7 +156,7 @@ class ConnectionPool:
         except TypeError as exc:  # an option the client does not have
             raise ConfigurationError(f"client_options: {exc}", field="client_options") from None
 
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler inside subscribe()
         self._changed = threading.Condition(self._lock)
         self._members: dict[str, _Member] = {}
         # Connections closed by recycling or idling whose queues still hold events: the adapter
@@ -195,7 +195,11 @@ class ConnectionPool:
         hold queued events (drain those too, or their last events and statuses are lost)."""
         with self._lock:
             self._retired = [c for c in self._retired if not c.exhausted]
-            return tuple(m.client for m in self._members.values()) + tuple(self._retired)
+            draining = {c.name for c in self._retired}
+            # A replacement shares its predecessor's name: it waits until the old queue is empty,
+            # so that connection's events (and statuses) stay in order.
+            current = tuple(m.client for m in self._members.values() if m.client.name not in draining)
+            return tuple(self._retired) + current
 
     @property
     def version(self) -> int:
@@ -495,25 +499,34 @@ class ConnectionPool:
         now to free its slot."""
         if not isinstance(client, MassiveWebSocketClient):
             raise ConfigurationError(f"client={client!r} must be a connection acquired from this pool", field="client")
-        victim: MassiveWebSocketClient | None = None
+        victim: _Member | None = None
         with self._lock:
             member = self._members.get(client.name)
-            if member is None or member.client is not client:
+            # A lease survives recycling: the replacement keeps the name (and the lease count).
+            if member is None or (member.client is not client and client not in self._retired):
                 raise ConfigurationError(f"{client.name} is not a connection of pool {self._name}", field="client")
             if member.leases <= 0:
                 raise ConfigurationError(f"{client.name} is not leased", field="client")
             member.leases -= 1
             if not member.leases and not member.channels:
                 member.idle_since = time.monotonic()
-                if close:
-                    del self._members[client.name]
-                    self._retire(client)
-                    victim = client
+                if close and not member.retiring:
+                    member.retiring = True  # still counted against the limit until its socket is closed
+                    victim = member
             self._changed.notify_all()
         if victim is not None:
-            victim.stop()
-            with self._changed:
-                self._changed.notify_all()
+            self._close_member(victim)
+
+    def _close_member(self, member: _Member) -> None:
+        """Stop a retiring member's connection, then free its slot (break before make)."""
+        member.client.stop()
+        with self._changed:
+            if self._members.get(member.client.name) is member and not _alive(member.client):
+                del self._members[member.client.name]
+                self._retire(member.client)
+            else:
+                member.retiring = False  # its reader did not stop in time: keep it counted, retry later
+            self._changed.notify_all()
 
     # ------------------------------------------------------------------ adapter support
 
@@ -596,12 +609,7 @@ class ConnectionPool:
                     member.retiring = True
                     to_close.append(member)
         for member in to_close:
-            member.client.stop()
-            with self._changed:
-                if self._members.get(member.client.name) is member:
-                    del self._members[member.client.name]
-                    self._retire(member.client)
-                self._changed.notify_all()
+            self._close_member(member)
             logger.info("pool %s: closed idle connection %s", self._name, member.client.name)
         for member in to_recycle:
             self._recycle(member)
@@ -618,6 +626,7 @@ class ConnectionPool:
             if self._closed or self._members.get(old.name) is not member:
                 return
             replacement = self._new_client(member.market, name=old.name, channels=_effective(member.channels))
+            replacement.continue_gap_from(old)
             limit_failures = member.limit_failures if isinstance(old.error, ConnectionLimitError) else 0
             self._members[old.name] = _Member(
                 client=replacement, market=member.market, channels=member.channels, leases=member.leases,

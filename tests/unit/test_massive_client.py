@@ -868,6 +868,10 @@ class TestEdges:
                 ),
                 5,
             )
+            # Streaming again (acks in) before the next drop: only then was the session stable.
+            assert wait_until(
+                lambda c=cycle: client.state is mrt.ConnectionState.STREAMING and client.stats().reconnects == c + 1, 5
+            )
         assert client.state is not mrt.ConnectionState.FAILED
         assert client.stats().reconnects == 3
 

@@ -448,7 +448,7 @@ class TestRoutingAndThreading:
         started = time.monotonic()
         assert adapter.stop(timeout=0.5) is False
         assert time.monotonic() - started < 2
-        assert "still busy" in caplog.text
+        assert "still dispatching" in caplog.text
         release.set()
         assert wait_until(lambda: not adapter.running, 5)
 
