@@ -35,6 +35,7 @@ import http
 import itertools
 import json
 import logging
+import re
 import socket
 import ssl
 import struct
@@ -64,6 +65,23 @@ from .protocol import parse_channel, parse_control, split_params, status_frame
 __all__ = ["ConnectionInfo", "ProtocolServer", "ServerConn"]
 
 logger = logging.getLogger(__name__)
+
+
+class _MaskAuthFilter(logging.Filter):
+    """websockets logs every frame at DEBUG; a client's auth frame carries its API key."""
+
+    _PARAMS = re.compile(r'("params"\s*:\s*")[^"]*')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "auth" in text and "params" in text:
+            record.msg, record.args = self._PARAMS.sub(r"\1***", text), ()
+        return True
+
+
+#: The logger websockets' server writes to (frames at DEBUG), with API keys masked.
+wire_logger = logging.getLogger(f"{__name__}.wire")
+wire_logger.addFilter(_MaskAuthFilter())
 
 # Status replies (PROTOCOL.md §2.2). "auth_required" comes from the SPEC's SubscribeEvent enum; its
 # text and whether the real server sends it at all are unverified (see MockMassiveServer docs).
@@ -455,6 +473,7 @@ class ProtocolServer:
             ping_interval=None,  # the server answers pings but sends none
             close_timeout=self.close_timeout,
             create_connection=conn_class,
+            logger=wire_logger,
         )
         self._port = ws_server.socket.getsockname()[1]
         accept_handler = ws_server.handler
@@ -826,6 +845,9 @@ class ProtocolServer:
             socket.socket.shutdown(conn.ws.socket, socket.SHUT_RDWR)
         except OSError:
             pass  # already closed
+        # Count it closed now, not when its handler thread notices: a client that reconnects at
+        # once must not be refused with max_connections because of the socket just dropped.
+        self._mark_closed(conn)
         self._release_stall(conn)
 
     def _initiate_close(self, conn: ServerConn, code: int, reason: str) -> bool:

@@ -899,6 +899,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _cmd_relay(args: argparse.Namespace, console: _Console) -> int:
+    try:
+        from .relay import main as relay_main
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"the relay needs the 'websockets' package ({exc.name} is missing): "
+                         "pip install 'massive-rt[relay]'") from None  # fmt: skip
+    return relay_main(args.relay_args, message=console.message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``massive-rt``."""
     parser = argparse.ArgumentParser(
@@ -969,6 +978,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--events", type=_positive(int), default=200_000, metavar="N", help="events (default 200000)")
     bench.add_argument("--batch", type=_positive(int), default=10, metavar="K", help="events per frame (default 10)")
+    relay = commands.add_parser("relay", add_help=False, prefix_chars="+",  # its options: massive_rt.relay.main
+                                help="share Massive connections with many local clients (relay --help)")  # fmt: skip
+    relay.add_argument("relay_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -983,7 +995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     package_logger.addHandler(handler)
     previous_level = package_logger.level
     package_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
-    command = {"stream": _cmd_stream, "serve": _cmd_serve, "bench": _cmd_bench}[args.command]
+    command = {"stream": _cmd_stream, "serve": _cmd_serve, "bench": _cmd_bench, "relay": _cmd_relay}[args.command]
     try:
         return command(args, console)
     except (ConfigurationError, UsageError) as exc:

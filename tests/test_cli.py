@@ -377,3 +377,12 @@ def test_version() -> None:
 
     assert result.returncode == 0
     assert result.stdout == f"massive-rt {__version__}\n"
+
+
+def test_relay_subcommand_passes_its_own_options_through() -> None:
+    done = run("relay", "--help")
+    assert done.returncode == 0
+    assert "--upstream-url" in done.stdout
+    bad = run("relay", "--port", "not-a-port")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr

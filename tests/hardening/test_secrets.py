@@ -27,7 +27,7 @@ BAD_KEY = "Wr0ng-hardening-KEY-0cc175b9c0f1"
 SECRETS = (KEY, BAD_KEY)
 LOGGERS = ("massive_rt", "websocket", "websockets")
 # The mock server's websockets logger records what the *server* received (the peer's log).
-PEER_LOGGER = "websockets.server"
+PEER_LOGGER = "massive_rt._server.wire"
 
 
 class Capture(logging.Handler):
@@ -204,13 +204,6 @@ def test_the_key_is_in_no_repr_str_stats_exception_or_event(session: Session) ->
     assert leaks == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MockMassiveServer runs websockets' server with its default logger, which logs every received "
-    "frame at DEBUG on 'websockets.server' - including the client's auth frame with the key. That is the peer's "
-    "log, not the client's; fix in massive_rt/testing/server.py by passing serve(logger=...) a logger that "
-    "masks auth frames (or raising websockets.server to INFO)",
-)
 def test_the_mock_servers_own_debug_log_does_not_echo_the_key(session: Session) -> None:
     peer = [r for r in session.records if r.name == PEER_LOGGER]
     assert peer, "the peer logged nothing: the check below would prove nothing"

@@ -375,12 +375,6 @@ class TestMultiConnectionFailures:
             assert recorder.status_names(client.name, "disconnected", "gap") == ["disconnected", "gap"] * 3
         assert pool.stats().recycled == 0  # the clients reconnected by themselves
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="MockMassiveServer.kick()/drop_all() shut the socket but leave the "
-        "connection counted open until its handler thread notices, so a client that reconnects fast "
-        "is refused with max_connections (seen in benchmarks/soak.py); _abort() should mark it closed",
-    )
     def test_a_kicked_connection_no_longer_counts_once_kick_returns(self, server: MockMassiveServer,
                                                                     make_client) -> None:  # fmt: skip
         client = make_client(subscriptions=["T.AAPL"], reconnect=mrt.ReconnectPolicy(max_attempts=0))
