@@ -81,7 +81,8 @@ def machine_note() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import massive
+    from importlib.metadata import version
+
     import websocket
     import websockets
 
@@ -92,7 +93,7 @@ def machine_note() -> str:
     except ImportError:
         fast = "stdlib json (no orjson)"
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}; "
-            f"{os.cpu_count()} cores ({cpu}); massive {massive.__version__ if hasattr(massive, '__version__') else '2.9.x'}, "
+            f"{os.cpu_count()} cores ({cpu}); massive {version('massive')}, "
             f"websockets {websockets.__version__}, websocket-client {websocket.__version__}; massive_rt decodes with {fast}")  # fmt: skip
 
 
