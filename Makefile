@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-COV_FLOOR ?= 85
+COV_FLOOR ?= 90
+COV_CORE ?= 95
+CORE_MODULES := connection pool adapter
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -28,6 +30,11 @@ test: $(STAMP) ## Run the whole suite in parallel under coverage (fails under th
 	$(PY) -m coverage run -m pytest -n auto $(PYTEST_ARGS)
 	$(PY) -m coverage combine --quiet
 	$(PY) -m coverage report --fail-under=$(COV_FLOOR)
+	@for module in $(CORE_MODULES); do \
+		$(PY) -m coverage report --include="massive_rt/$$module.py" --fail-under=$(COV_CORE) >/dev/null \
+		|| { echo "coverage of massive_rt/$$module.py is under $(COV_CORE)%:"; \
+		     $(PY) -m coverage report --include="massive_rt/$$module.py"; exit 1; }; \
+	done; echo "core modules ($(CORE_MODULES)) at or above $(COV_CORE)% coverage"
 
 cov: test ## Same as test, plus an HTML report in htmlcov/
 	$(PY) -m coverage html

@@ -1,0 +1,115 @@
+"""The client against scripted servers that do what MockMassiveServer never does on its own:
+frames before the auth reply, bare objects, data mixed with acks, a limit refusal that ends in a
+TCP drop, and a crash inside the reader thread."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from websockets.sync.server import ServerConnection, serve
+
+import massive_rt as mrt
+from massive_rt.testing import MockMassiveServer
+from tests.conftest import wait_until
+
+CONNECTED = '[{"ev":"status","status":"connected","message":"Connected Successfully"}]'
+AUTH_OK = '{"ev":"status","status":"auth_success","message":"authenticated"}'  # a bare object, not an array
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Callable[[ServerConnection], None]], str]]:
+    """Start a websockets server that runs ``script`` for each connection; yield its URL."""
+    servers = []
+
+    def start(script: Callable[[ServerConnection], None]) -> str:
+        def handler(ws: ServerConnection) -> None:
+            try:
+                script(ws)
+                for _ in ws:  # keep the connection open until the client leaves
+                    pass
+            except Exception:  # the client closing mid-script is fine here
+                pass
+
+        server = serve(handler, "127.0.0.1", 0, compression=None)
+        thread = threading.Thread(target=server.serve_forever, name="test-scripted-server", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"ws://127.0.0.1:{server.socket.getsockname()[1]}/stocks"
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_frames_before_the_auth_reply_are_ignored_and_a_bare_status_is_understood(scripted) -> None:
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)  # auth
+        ws.send("this is not JSON")  # before auth: ignored (logged), never delivered
+        ws.send('[{"ev":"T","sym":"EARLY","p":1}]')  # data before auth: ignored
+        ws.send(AUTH_OK)
+        ws.recv(timeout=5)  # subscribe
+        # one ack then data in the same frame, the other ack later: data that arrives while the
+        # client is still subscribing counts as the stream starting
+        ws.send('[{"ev":"status","status":"success","message":"subscribed to: T.AAPL"},{"ev":"T","sym":"AAPL"}]')
+        ws.send('[{"ev":"status","status":"success","message":"subscribed to: T.MSFT"}]')
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script), subscriptions=["T.AAPL", "T.MSFT"])
+    with client:
+        client.wait_ready(5)
+        trades = []
+        while not trades:
+            event = client.get(timeout=5)
+            if isinstance(event, mrt.EquityTrade):
+                trades.append(event)
+        assert trades[0].symbol == "AAPL"
+        assert wait_until(lambda: client.acked == frozenset({"T.AAPL", "T.MSFT"}), 5)
+        assert client.stats().decode_errors == 0
+
+
+def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)
+        ws.send("[" + AUTH_OK + "]")
+        ws.send('[{"ev":"status","status":"max_connections","message":"Maximum number of connections exceeded."}]')
+        socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script))
+    with client:
+        assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
+        assert isinstance(client.error, mrt.ConnectionLimitError)
+        assert client.stats().reconnects == 0
+
+
+def test_a_crash_inside_the_reader_ends_failed_not_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(self: mrt.MassiveWebSocketClient) -> None:
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(mrt.MassiveWebSocketClient, "_session", explode)
+    client = mrt.MassiveWebSocketClient(api_key="k", url="ws://127.0.0.1:9/stocks")
+    with client:
+        assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
+        assert "reader thread crashed" in (client.error.message if client.error else "")
+        failed = [e for e in client.iter_events(timeout=1) if isinstance(e, mrt.StatusMessage) and e.status == "failed"]
+        assert failed
+
+
+def test_a_ca_directory_is_used_as_capath(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    empty_dir = tmp_path / "cas"
+    empty_dir.mkdir()
+    with MockMassiveServer(api_keys={"k"}, ssl_context=server_context) as server:
+        client = mrt.MassiveWebSocketClient(api_key="k", url=server.url(), ca_certs=str(empty_dir))
+        with client:  # a directory without our CA: verification fails, once, for good
+            assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
+            assert "certificate" in (client.error.message if client.error else "").lower()
