@@ -113,3 +113,29 @@ def test_a_ca_directory_is_used_as_capath(tmp_path: Path) -> None:
         with client:  # a directory without our CA: verification fails, once, for good
             assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
             assert "certificate" in (client.error.message if client.error else "").lower()
+
+
+def test_a_zero_timeout_stop_forces_the_socket_shut_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with MockMassiveServer(api_keys={"k"}) as server:
+        client = mrt.MassiveWebSocketClient(api_key="k", url=server.url(), subscriptions=["T.AAPL"])
+        client.start()
+        client.wait_ready(5)
+        client.stop(timeout=0)  # no time to wait: shut the socket down, warn, return at once
+        assert "did not stop within" in caplog.text
+        client.stop()  # and a normal stop then joins the reader
+        assert client.state is mrt.ConnectionState.STOPPED
+
+
+def test_after_a_fork_every_client_of_the_parent_refuses_use() -> None:
+    from massive_rt import connection
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url="ws://127.0.0.1:9/stocks")
+    connection._after_fork_in_child()  # what os.register_at_fork runs in a child process
+    try:
+        with pytest.raises(mrt.ClientClosedError, match="fork"):
+            client.subscribe("T.AAPL")
+        with pytest.raises(mrt.ClientClosedError, match="fork"):
+            client.get(timeout=0)
+    finally:
+        client._forked = False
+        client.stop()
