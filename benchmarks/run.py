@@ -52,8 +52,8 @@ def repeat(url: str, variants: list[str], reps: int, **kwargs: int) -> dict[str,
 def throughput_table(title: str, results: dict[str, list[dict]]) -> str:
     base = statistics.median(r["eps"] for r in results["official typed"])
     base_raw = statistics.median(r["eps"] for r in results["official raw"])
-    lines = [f"### {title}", "", "| variant | min ev/s | median ev/s | max ev/s | × official typed | × official raw | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    header = "| variant | min ev/s | median ev/s | max ev/s | × official typed | × official raw | peak RSS MB |"
+    lines = [f"### {title}", "", header, "|---|---:|---:|---:|---:|---:|---:|"]
     for variant, runs in results.items():
         eps = sorted(r["eps"] for r in runs)
         median = statistics.median(eps)
@@ -94,7 +94,8 @@ def machine_note() -> str:
         fast = "stdlib json (no orjson)"
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}; "
             f"{os.cpu_count()} cores ({cpu}); massive {version('massive')}, "
-            f"websockets {websockets.__version__}, websocket-client {websocket.__version__}; massive_rt decodes with {fast}")  # fmt: skip
+            f"websockets {websockets.__version__}, websocket-client {websocket.__version__}; "
+            f"massive_rt decodes with {fast}")  # fmt: skip
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_server import channel  # noqa: E402
+from bench_server import channel
 
-import massive_rt as mrt  # noqa: E402
-from massive_rt._util import percentiles  # noqa: E402
+import massive_rt as mrt
+from massive_rt._util import percentiles
 
 KEY = "bench"
 

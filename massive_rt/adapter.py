@@ -178,6 +178,7 @@ class RealTimeDataAdapter:
         if not isinstance(key, (type, str)) or (isinstance(key, str) and not key):
             raise ConfigurationError(f"key={key!r} must be an event class, an ev code or '*'", field="key")
         if handler is None:
+
             def decorator(fn: H) -> H:
                 return self.on(key, fn)
 

@@ -412,9 +412,7 @@ class ConnectionPool:
         with self._lock:
             return {name: tuple(m.channels) for name, m in self._members.items()}
 
-    def _plan(
-        self, market: Market, channels: list[str]
-    ) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
+    def _plan(self, market: Market, channels: list[str]) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
         """Choose a connection for each channel (under the lock; no side effects on members)."""
         candidates = [m for m in self._members.values() if m.market is market and not m.retiring]
         load = {id(m): len(_effective(m.channels)) for m in candidates}
