@@ -117,12 +117,20 @@ def test_a_ca_directory_is_used_as_capath(tmp_path: Path) -> None:
 
 def test_a_zero_timeout_stop_forces_the_socket_shut_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     with MockMassiveServer(api_keys={"k"}) as server:
-        client = mrt.MassiveWebSocketClient(api_key="k", url=server.url(), subscriptions=["T.AAPL"])
+        client = mrt.MassiveWebSocketClient(
+            api_key="k", url=server.url(), subscriptions=["T.AAPL"], queue_size=1, overflow="block"
+        )
         client.start()
         client.wait_ready(5)
-        client.stop(timeout=0)  # no time to wait: shut the socket down, warn, return at once
-        assert "did not stop within" in caplog.text
-        client.stop()  # and a normal stop then joins the reader
+        for i in range(5):  # nobody consumes: the reader ends up waiting for room in the queue
+            server.publish([{"ev": "T", "sym": "AAPL", "q": i}], batch=1)
+        try:
+            # connected, auth, ack, the queued trade, and the one the reader is holding
+            assert wait_until(lambda: client.stats().frames_received >= 5, 5)
+            client.stop(timeout=0)  # no time to wait: shut the socket down, warn, return at once
+            assert "did not stop within" in caplog.text
+        finally:
+            client.stop()  # and a normal stop then joins the reader
         assert client.state is mrt.ConnectionState.STOPPED
 
 
