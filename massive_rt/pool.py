@@ -204,10 +204,11 @@ class ConnectionPool:
     @property
     def version(self) -> int:
         """Changes whenever :meth:`clients` would return something else."""
-        with self._lock:
-            if any(c.exhausted for c in self._retired):
+        # Read on every dispatcher round: lock-free unless a retired connection is waiting.
+        if self._retired and any(c.exhausted for c in self._retired):
+            with self._lock:
                 self._version += 1  # a retired connection is empty now: drop it from clients()
-            return self._version
+        return self._version
 
     def start(self) -> ConnectionPool:
         """Start the supervisor and every connection (in parallel). Idempotent."""
