@@ -299,8 +299,9 @@ class TestMultiConnectionPerformance:
         other processes competing for the 2 cores (wall time measures the machine's load, not us:
         it swings by 1.5x under xdist while the CPU ratio stays within a few percent). The frames are
         encoded once and sent raw, so the (coverage-traced) server does not dominate the runtime.
-        The two shapes run alternately five times (GC paused while measured) and the best of each is compared; the legacy
-        "< 10 %" bound holds on that ratio with room to spare (~1.0 when green, <= 1.03 seen under load).
+        The two shapes run alternately five times (GC paused while measured) and the best of each is
+        compared; the legacy "< 10 %" bound holds on that ratio with room to spare (~1.0 when green,
+        <= 1.03 seen under load).
         """
         symbols, per_symbol, per_frame = ["A", "B", "C"], 10_000, 10
         total = per_symbol * len(symbols)
