@@ -386,9 +386,11 @@ def test_a_crashed_consumers_pending_events_go_to_another_consumer(
     source, rescued = make_consumer(redis_server.url, ["massive:stocks:T"], managed, consumer="rescuer",
                                     claim_min_idle_ms=100, claim_interval=0.05)  # fmt: skip
     assert rescued.wait_count(160)
-    # Every event the crashed consumer had not completed, exactly once, in stream order (40-45 were
-    # handled but not acknowledged: at least once means they come again).
-    assert [e.sequence_number for e in rescued.events()] == list(range(40, 200))  # type: ignore[attr-defined]
+    # Every event the crashed consumer had not completed, exactly once (40-45 were handled but not
+    # acknowledged: at least once means they come again). Claimed entries arrive as they are
+    # claimed - by idle time, possibly over several passes - so the order is not asserted.
+    seqs = [e.sequence_number for e in rescued.events()]  # type: ignore[attr-defined]
+    assert sorted(seqs) == list(range(40, 200))
     assert wait_until(lambda: pending(redis_server, "massive:stocks:T") == 0 and source.stats().acked == 160)
     stats = source.stats()
     assert stats.claimed == 160
