@@ -865,7 +865,10 @@ def build_parser(prog: str = "massive-rt relay") -> argparse.ArgumentParser:
 
 
 def _stderr(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """Console output of the ``massive-rt relay`` command (the only caller): messages for the
+    person at the terminal, not log records."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def run_relay(

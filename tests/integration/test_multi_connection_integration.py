@@ -18,7 +18,6 @@ import pytest
 
 import massive_rt as mrt
 from massive_rt.adapter import RealTimeDataAdapter
-from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 
@@ -42,22 +41,6 @@ def quote(sym: str, q: int) -> dict[str, Any]:
 def server() -> Iterator[MockMassiveServer]:
     with MockMassiveServer(api_keys={KEY}, name="multi") as srv:
         yield srv
-
-
-@pytest.fixture
-def make_client(server: MockMassiveServer) -> Iterator[Callable[..., MassiveWebSocketClient]]:
-    clients: list[MassiveWebSocketClient] = []
-
-    def make(**kwargs: Any) -> MassiveWebSocketClient:
-        options: dict[str, Any] = {"api_key": KEY, "url": server.url("stocks"), "reconnect": FAST}
-        options.update(kwargs)
-        client = MassiveWebSocketClient(**options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.stop()
 
 
 @pytest.fixture

@@ -107,22 +107,6 @@ def make_adapter() -> Iterator[Callable[..., RealTimeDataAdapter]]:
         adapter.stop()
 
 
-@pytest.fixture
-def make_client(server: MockMassiveServer) -> Iterator[Callable[..., MassiveWebSocketClient]]:
-    clients: list[MassiveWebSocketClient] = []
-
-    def make(**kwargs: Any) -> MassiveWebSocketClient:
-        options: dict[str, Any] = {"api_key": KEY, "url": server.url("stocks"), "reconnect": FAST}
-        options.update(kwargs)
-        client = MassiveWebSocketClient(**options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.stop()
-
-
 class Recorder:
     """Handler for trades and statuses: per-connection sequence numbers and latencies, waitable."""
 

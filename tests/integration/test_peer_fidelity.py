@@ -9,18 +9,15 @@ event per market, against hand-written values.
 
 from __future__ import annotations
 
-import asyncio
-import queue
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from massive import WebSocketClient
 from massive.exceptions import AuthError
 
 from massive_rt.protocol import MARKET_EVENTS
 from massive_rt.testing import MockMassiveServer
+from tests._official import OfficialClient
 
 AGG = {"v": 200, "av": 8642007, "op": 25.66, "vw": 25.3981, "o": 25.39, "c": 25.39, "h": 25.39, "l": 25.39,
        "a": 25.3714, "z": 50, "s": 1610144868000, "e": 1610144869000}  # fmt: skip
@@ -132,33 +129,6 @@ SPOT_CHECKS: dict[str, tuple[str, dict[str, Any]]] = {
 }  # fmt: skip
 
 
-class OfficialClient:
-    """Runs the official client's async ``connect()`` on its own event loop in a thread."""
-
-    def __init__(self, server: MockMassiveServer, market: str, subscriptions: list[str], api_key: str) -> None:
-        self.client = WebSocketClient(
-            api_key=api_key, feed=f"127.0.0.1:{server.port}", market=market, secure=False,
-            subscriptions=subscriptions, max_reconnects=0,
-        )  # fmt: skip
-        self.messages: queue.Queue[Any] = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="official-client", daemon=True)
-        self.thread.start()
-
-    async def _processor(self, messages: list[Any]) -> None:
-        for message in messages:
-            self.messages.put(message)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.client.connect(self._processor, proxy=None))
-        except BaseException as exc:
-            self.error = exc
-
-    def take(self, n: int, timeout: float = 10.0) -> list[Any]:
-        return [self.messages.get(timeout=timeout) for _ in range(n)]
-
-
 @pytest.fixture
 def server() -> Iterator[MockMassiveServer]:
     with MockMassiveServer(api_keys={"test-key"}, name="fidelity") as server:
@@ -169,7 +139,7 @@ def server() -> Iterator[MockMassiveServer]:
 def test_official_client_parses_every_event_type(server: MockMassiveServer, market: str) -> None:
     subscriptions, payloads = CASES[market]
     assert {p["ev"] for p in payloads} == set(MARKET_EVENTS[market])  # type: ignore[index]
-    official = OfficialClient(server, market, subscriptions, api_key="test-key")
+    official = OfficialClient(server.port, market, subscriptions, api_key="test-key")
     assert server.wait_for_subscribed(subscriptions, timeout=10, market=market)
 
     assert server.publish(payloads, market=market, batch=3) == len(payloads)
@@ -197,7 +167,7 @@ def test_official_client_parses_every_event_type(server: MockMassiveServer, mark
 
 
 def test_official_client_raises_auth_error_on_a_bad_key(server: MockMassiveServer) -> None:
-    official = OfficialClient(server, "stocks", ["T.*"], api_key="wrong-key")
+    official = OfficialClient(server.port, "stocks", ["T.*"], api_key="wrong-key")
     official.thread.join(10)
     assert not official.thread.is_alive()
     assert isinstance(official.error, AuthError)
@@ -205,7 +175,7 @@ def test_official_client_raises_auth_error_on_a_bad_key(server: MockMassiveServe
 
 
 def test_official_client_reconnects_after_an_abrupt_drop_and_resubscribes(server: MockMassiveServer) -> None:
-    official = OfficialClient(server, "stocks", ["T.AAPL"], api_key="test-key")
+    official = OfficialClient(server.port, "stocks", ["T.AAPL"], api_key="test-key")
     official.client.max_reconnects = 3
     assert server.wait_for_subscribed(["T.AAPL"], timeout=10)
     server.drop_all()

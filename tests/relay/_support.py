@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import queue
 import socket
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import websocket
-from massive import WebSocketClient
 from websocket import ABNF, WebSocketConnectionClosedException
 
 import massive_rt as mrt
@@ -134,41 +130,6 @@ class RawClient:
         if sock is not None:
             socket.socket.shutdown(sock, socket.SHUT_RDWR)
         self.ws.shutdown()  # type: ignore[no-untyped-call]
-
-
-class OfficialClient:
-    """The official ``massive`` client, its asyncio ``connect()`` running in a thread of its own.
-
-    It ends when the server closes the connection cleanly (``max_reconnects=0``).
-    """
-
-    def __init__(self, port: int, subscriptions: list[str], api_key: str = LOCAL_KEY) -> None:
-        self.client = WebSocketClient(
-            api_key=api_key, feed=f"127.0.0.1:{port}", market="stocks", secure=False, subscriptions=subscriptions,
-            max_reconnects=0,
-        )  # fmt: skip
-        self.messages: queue.Queue[Any] = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="official-client", daemon=True)
-        self.thread.start()
-
-    async def _processor(self, messages: list[Any]) -> None:
-        for message in messages:
-            self.messages.put(message)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.client.connect(self._processor, proxy=None))
-        except BaseException as exc:
-            self.error = exc
-
-    def take_until(self, done: Callable[[Any], bool], timeout: float = 15.0) -> list[Any]:
-        out: list[Any] = []
-        while True:
-            item = self.messages.get(timeout=timeout)
-            out.append(item)
-            if done(item):
-                return out
 
 
 def official_key(item: Any) -> Key:

@@ -13,7 +13,8 @@ import pytest
 import massive_rt as mrt
 from massive_rt.relay import MassiveRelay
 from massive_rt.testing import MockMassiveServer
-from tests.relay._support import FAST, LOCAL_KEY, UP_KEY, OfficialClient, RawClient
+from tests._official import OfficialClient
+from tests.relay._support import FAST, LOCAL_KEY, UP_KEY, RawClient
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def officials() -> Iterator[Officials]:
     made: list[OfficialClient] = []
 
     def make(port: int, subscriptions: list[str]) -> OfficialClient:
-        client = OfficialClient(port, subscriptions)
+        client = OfficialClient(port, "stocks", subscriptions, LOCAL_KEY)
         made.append(client)
         return client
 

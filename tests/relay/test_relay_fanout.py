@@ -9,9 +9,9 @@ from websocket import ABNF
 import massive_rt as mrt
 from massive_rt.relay import MassiveRelay
 from massive_rt.testing import MockMassiveServer
+from tests._official import OfficialClient
 from tests.relay._support import (
     UP_KEY,
-    OfficialClient,
     effective,
     event,
     expected_for,
