@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
     fast_loads = json.loads
 
-__all__ = ["QueueConsumer", "check_timeout", "fast_loads"]
+__all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
 # Frames get() decodes per refill: amortises the queue lock without holding many events back.
 _REFILL_FRAMES = 63
@@ -43,8 +43,29 @@ def check_timeout(timeout: float | None, field: str = "timeout") -> None:
         require_number(field, timeout)
 
 
+class InlineGate:
+    """Lets a producer thread run the consumer's dispatch itself while the consumer is idle.
+
+    The adapter's ``dispatch="inline"`` mode: a producer (a connection's reader thread) that has
+    a data frame, finds its own queue empty and ``lock`` free, decodes the frame and calls
+    ``dispatch(events)`` on its own thread, saving the hand-off to the consumer thread (a
+    wake-up and a GIL switch). Whoever dispatches holds ``lock`` (the adapter's dispatcher takes
+    it for each drain-and-dispatch), so callbacks never run concurrently and a connection's
+    events keep their order. ``open = False`` sends everything through the queue again.
+    """
+
+    __slots__ = ("dispatch", "lock", "open")
+
+    def __init__(self, dispatch: Callable[[list[Event]], None]) -> None:
+        self.dispatch = dispatch
+        self.lock = threading.Lock()
+        self.open = True
+
+
 class QueueConsumer:
     """Mixin: ``get``/``iter_events``/``drain`` over a :class:`FrameQueue` filled by a producer thread."""
+
+    _inline_gate: InlineGate | None = None
 
     _name: str
     _queue: FrameQueue
@@ -157,6 +178,32 @@ class QueueConsumer:
         """Register ``listener()``, called on the producer thread when data arrives in an empty
         queue (and when the source ends). Used by the adapter's dispatcher; keep it tiny."""
         self._queue.set_listener(listener)
+
+    def set_inline(self, gate: InlineGate | None) -> bool:
+        """Let the producer thread dispatch its frames through ``gate`` when the consumer is idle
+        (None: always queue). Returns False when this source cannot (the default can)."""
+        self._inline_gate = gate
+        self._queue.inline = None if gate is None else self._deliver_inline
+        return True
+
+    def _deliver_inline(self, item: Item) -> bool:
+        """On the producer thread: decode and dispatch ``item`` now if the gate allows; else False."""
+        gate = self._inline_gate
+        if gate is None or not gate.open or not gate.lock.acquire(blocking=False):
+            return False
+        try:
+            # Under the gate nobody drains: an empty queue means nothing older is still waiting.
+            if len(self._queue) or self._ready or not self._consume_lock.acquire(blocking=False):
+                return False
+            try:
+                events = self._decode_item(item)
+            finally:
+                self._consume_lock.release()
+            if events:
+                gate.dispatch(events)
+            return True
+        finally:
+            gate.lock.release()
 
     def _decode_item(self, item: Item) -> list[Event]:
         kind, payload, received_at_ns = item[0], item[1], item[2]

@@ -59,6 +59,9 @@ class FrameQueue:
         self._not_full = threading.Condition(self._lock)
         self._closed = False
         self._listener: Callable[[], None] | None = None
+        #: ``inline(item) -> bool``: tried first for data items put into an empty queue; True
+        #: means the item was consumed on the putting thread (see ``consumer.InlineGate``).
+        self.inline: Callable[[Item], bool] | None = None
         self.dropped_events = 0
         self.dropped_frames = 0
         self.high_water = 0
@@ -88,6 +91,9 @@ class FrameQueue:
 
         With ``block`` this waits for room, checking ``should_stop()`` at least every 50 ms.
         """
+        inline = self.inline
+        if inline is not None and not self._items and not self._closed and item[0] in _DATA_KINDS and inline(item):
+            return True
         events = item[3]
         dropped = 0
         with self._lock:

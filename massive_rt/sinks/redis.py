@@ -75,7 +75,7 @@ import attrs
 from .._util import RateLimitedLog
 from .._validate import require_int, require_name, require_number
 from ..config import ReconnectPolicy
-from ..consumer import QueueConsumer, fast_loads
+from ..consumer import InlineGate, QueueConsumer, fast_loads
 from ..enums import ConnectionState, Market, Overflow
 from ..errors import ClientClosedError, ConfigurationError, MassiveRTError, WaitTimeoutError
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS, Item
@@ -1352,6 +1352,11 @@ class RedisStreamSource(QueueConsumer):
     def __repr__(self) -> str:
         url = re.sub(r"//[^@/]*@", "//***@", self._url)
         return f"RedisStreamSource(name={self._name!r}, url={url!r}, group={self._group!r}, streams={self._streams!r})"
+
+    def set_inline(self, gate: InlineGate | None) -> bool:
+        """Refused: acknowledgements follow the ``drain()``/``get()`` hand-outs, so events from
+        Redis always reach the adapter through its dispatcher thread. Returns False."""
+        return False
 
     def _closed_reason(self) -> str:
         if self._fatal is not None:

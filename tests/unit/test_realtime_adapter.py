@@ -1,4 +1,8 @@
-"""RealTimeDataAdapter over a client, a pool and the synthetic source."""
+"""RealTimeDataAdapter over a client, a pool and the synthetic source, in both dispatch modes.
+
+Every test runs with ``dispatch="thread"`` and ``dispatch="inline"``; the few whose subject is
+the dispatcher thread itself say so and run once.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +35,24 @@ def server() -> Iterator[MockMassiveServer]:
         yield srv
 
 
+@pytest.fixture(params=["thread", "inline"])
+def dispatch(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def thread_mode_only(dispatch: str, why: str) -> None:
+    if dispatch != "thread":
+        pytest.skip(f"dispatch='thread' only: {why}")
+
+
 @pytest.fixture
-def make_adapter(server: MockMassiveServer) -> Iterator[Callable[..., RealTimeDataAdapter]]:
+def make_adapter(server: MockMassiveServer, dispatch: str) -> Iterator[Callable[..., RealTimeDataAdapter]]:
     adapters: list[RealTimeDataAdapter] = []
 
     def make(source: object = None, **kwargs: object) -> RealTimeDataAdapter:
         if source is None:
             source = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST)
+        kwargs.setdefault("dispatch", dispatch)
         adapter = RealTimeDataAdapter(source, **kwargs)  # type: ignore[arg-type]
         adapters.append(adapter)
         return adapter
@@ -327,7 +342,10 @@ class TestRoutingAndThreading:
         with pytest.raises(mrt.ConfigurationError):
             adapter.on(42, handler)  # type: ignore[arg-type]
 
-    def test_all_callbacks_run_on_the_one_dispatcher_thread(self, server: MockMassiveServer, make_adapter) -> None:
+    def test_all_callbacks_run_on_the_one_dispatcher_thread(
+        self, server: MockMassiveServer, make_adapter, dispatch: str
+    ) -> None:
+        thread_mode_only(dispatch, "inline, callbacks also run on reader threads (tests/unit/test_inline_dispatch.py)")
         threads: set[str] = set()
         recorder = Recorder()
         adapter = make_adapter(on_event=lambda e: (threads.add(threading.current_thread().name), recorder(e)))
@@ -415,7 +433,10 @@ class TestRoutingAndThreading:
                   if not (isinstance(e, mrt.StatusMessage) and e.status == "state")]  # fmt: skip
         assert labels[-12:] == [0, 1, 2, 3, 4, "disconnected", "gap", 5, 6, 7, 8, 9][-12:]
 
-    def test_drops_are_announced_to_status_handlers(self, server: MockMassiveServer, make_adapter) -> None:
+    def test_drops_are_announced_to_status_handlers(
+        self, server: MockMassiveServer, make_adapter, dispatch: str
+    ) -> None:
+        thread_mode_only(dispatch, "inline, a blocked handler stops the reader, so nothing is dropped")
         source = MassiveWebSocketClient(api_key=KEY, url=server.url(), queue_size=5, subscriptions=["T.*"])
         statuses = Recorder()
         gate, entered = threading.Event(), threading.Event()
@@ -452,7 +473,8 @@ class TestRoutingAndThreading:
         release.set()
         assert wait_until(lambda: not adapter.running, 5)
 
-    def test_stop_without_drain_discards_queued_events(self, make_adapter) -> None:
+    def test_stop_without_drain_discards_queued_events(self, make_adapter, dispatch: str) -> None:
+        thread_mode_only(dispatch, "inline, a blocked handler stops the producer, so nothing queues")
         gate = threading.Event()
         seen: list[mrt.Event] = []
         source = SyntheticSource(["T.*"], seed=1, rate=None, queue_size=1000)

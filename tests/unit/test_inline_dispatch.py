@@ -1,0 +1,359 @@
+"""``RealTimeDataAdapter(dispatch="inline")``: readers run callbacks when the dispatcher is idle.
+
+What must hold: every event is delivered once and in order per connection; callbacks never run
+concurrently, across any number of connections; statuses still go through the dispatcher in
+order; ``stop()`` from an inline callback neither deadlocks nor waits; a BaseException in an
+inline callback ends dispatching but not the connection; a pool's replacement connection does
+not overtake its predecessor's queued events. (The rest of the adapter's behaviour runs in both
+modes in test_realtime_adapter.py.)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import massive_rt as mrt
+from massive_rt.adapter import RealTimeDataAdapter
+from massive_rt.connection import MassiveWebSocketClient
+from massive_rt.consumer import InlineGate
+from massive_rt.eventqueue import KIND_DATA, KIND_EVENT, FrameQueue
+from massive_rt.pool import ConnectionPool
+from massive_rt.synthetic import SyntheticSource
+from massive_rt.testing import MockMassiveServer
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "test-key"
+FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
+WAIT = 10.0
+
+
+def trade(sym: str = "AAPL", q: int = 0) -> dict[str, object]:
+    return {"ev": "T", "sym": sym, "p": 100.0 + q, "s": 100, "t": 1, "q": q}
+
+
+@pytest.fixture
+def server() -> Iterator[MockMassiveServer]:
+    with MockMassiveServer(api_keys={KEY}) as srv:
+        yield srv
+
+
+@pytest.fixture
+def make_adapter() -> Iterator[Callable[..., RealTimeDataAdapter]]:
+    adapters: list[RealTimeDataAdapter] = []
+
+    def make(source: object, **kwargs: object) -> RealTimeDataAdapter:
+        kwargs.setdefault("dispatch", "inline")
+        adapter = RealTimeDataAdapter(source, **kwargs)  # type: ignore[arg-type]
+        adapters.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in adapters:
+        adapter.stop()
+
+
+class Trades:
+    """Records trades with the thread that delivered each; waitable; flags overlapping calls."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, str]] = []
+        self.cond = threading.Condition()
+        self._inside = threading.Lock()
+        self.overlaps = 0
+
+    def __call__(self, event: mrt.EquityTrade) -> None:
+        if not self._inside.acquire(blocking=False):
+            self.overlaps += 1  # another callback is running right now
+            self._inside.acquire()
+        try:
+            with self.cond:
+                self.seen.append((event.symbol or "", event.sequence_number or 0, threading.current_thread().name))
+                self.cond.notify_all()
+        finally:
+            self._inside.release()
+
+    def wait(self, count: int) -> list[tuple[str, int, str]]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.seen) >= count, WAIT), f"{len(self.seen)} of {count}"
+            return list(self.seen)
+
+
+def test_dispatch_mode_is_validated_and_reported() -> None:
+    source = SyntheticSource(["T.*"], seed=1)
+    with pytest.raises(mrt.ConfigurationError, match="dispatch"):
+        RealTimeDataAdapter(source, dispatch="fast")
+    assert RealTimeDataAdapter(source).dispatch == "thread"
+    assert RealTimeDataAdapter(source, dispatch="inline").stats().dispatch == "inline"
+
+
+def test_inline_runs_callbacks_on_the_reader_thread_in_order(server: MockMassiveServer, make_adapter) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+    trades = Trades()
+    adapter = make_adapter(client)
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.start()
+    client.wait_ready(WAIT)
+    assert client.wait_acked(["T.*"], WAIT)
+    assert wait_until(lambda: client.stats().queue_events == 0, WAIT)  # the dispatcher is idle
+
+    server.publish([trade(q=i) for i in range(300)], batch=1)
+    server.publish([trade(q=i) for i in range(300, 1000)], batch=10)
+    seen = trades.wait(1000)
+
+    assert [q for _, q, _ in seen] == list(range(1000))
+    threads = {name for _, _, name in seen}
+    assert threads <= {"massive-rt-dispatcher", f"massive-rt-reader-{client.name}"}
+    assert f"massive-rt-reader-{client.name}" in threads
+    stats = adapter.stats()
+    assert stats.dispatched_inline == sum(name != "massive-rt-dispatcher" for _, _, name in seen)
+    assert stats.dispatched_inline > 0
+    assert trades.overlaps == 0
+
+
+def test_thread_mode_never_dispatches_on_a_reader(server: MockMassiveServer, make_adapter) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"])
+    trades = Trades()
+    adapter = make_adapter(client, dispatch="thread")
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    server.publish([trade(q=i) for i in range(200)], batch=1)
+
+    assert {name for _, _, name in trades.wait(200)} == {"massive-rt-dispatcher"}
+    assert adapter.stats().dispatched_inline == 0
+
+
+def test_callbacks_never_overlap_and_keep_order_across_a_pool(server: MockMassiveServer, make_adapter) -> None:
+    pool = ConnectionPool(api_key=KEY, max_connections=3, max_subscriptions_per_connection=1, url=server.url)
+    pool.subscribe("T.A", "T.B", "T.C")
+    trades = Trades()
+    adapter = make_adapter(pool)
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.start()
+    pool.wait_ready(WAIT)
+    assert len(pool.connections) == 3
+
+    publishers = [
+        threading.Thread(target=server.publish, args=([trade(s, i) for i in range(1500)],), kwargs={"batch": b},
+                         name=f"test-publisher-{s}", daemon=True)
+        for s, b in (("A", 1), ("B", 3), ("C", 10))
+    ]  # fmt: skip
+    for publisher in publishers:
+        publisher.start()
+    for publisher in publishers:
+        publisher.join(WAIT)
+    seen = trades.wait(4500)
+
+    assert trades.overlaps == 0
+    for symbol in "ABC":
+        assert [q for s, q, _ in seen if s == symbol] == list(range(1500))
+    readers = {f"massive-rt-reader-{c.name}" for c in pool.connections}
+    assert {name for _, _, name in seen} <= readers | {"massive-rt-dispatcher"}
+    assert adapter.stats().dispatched_inline > 0
+
+
+def test_statuses_go_through_the_dispatcher_in_order_with_inline_data(server: MockMassiveServer, make_adapter) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+    stream: list[object] = []
+    status_threads: set[str] = set()
+    cond = threading.Condition()
+
+    def record(event: mrt.Event) -> None:
+        with cond:
+            if isinstance(event, mrt.StatusMessage):
+                status_threads.add(threading.current_thread().name)
+                if event.status != "state":
+                    stream.append(event.status)
+            else:
+                stream.append(event.sequence_number)  # type: ignore[attr-defined]
+            cond.notify_all()
+
+    adapter = make_adapter(client)
+    adapter.on(mrt.EquityTrade, record)
+    adapter.on_status(record)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    server.publish([trade(q=i) for i in range(5)])
+    with cond:
+        assert cond.wait_for(lambda: len([x for x in stream if isinstance(x, int)]) == 5, WAIT)
+    server.drop_all()
+    assert server.wait_for(lambda: len(server.connections) == 2 and bool(server.active_connections())
+                           and bool(server.active_connections()[0].subscriptions), WAIT)  # fmt: skip
+    server.publish([trade(q=i) for i in range(5, 10)])
+    with cond:
+        assert cond.wait_for(lambda: len([x for x in stream if isinstance(x, int)]) == 10, WAIT)
+
+    assert stream[-8:] == [3, 4, "disconnected", "gap", 5, 6, 7, 8, 9][-8:]
+    assert status_threads == {"massive-rt-dispatcher"}
+
+
+def test_stop_from_an_inline_callback_returns_without_waiting(server: MockMassiveServer, make_adapter) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"])
+    adapter = make_adapter(client)
+    returned: list[bool] = []
+    on_thread: list[str] = []
+    done = threading.Event()
+
+    def stop_here(event: mrt.EquityTrade) -> None:
+        if not done.is_set():
+            on_thread.append(threading.current_thread().name)
+            returned.append(adapter.stop(timeout=30))  # a deadlock would hold this for 30 s
+            done.set()
+
+    adapter.on(mrt.EquityTrade, stop_here)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    assert wait_until(lambda: client.stats().queue_events == 0, WAIT)
+    server.publish([trade(q=0)])
+
+    assert done.wait(WAIT)
+    assert returned == [True]
+    assert on_thread == [f"massive-rt-reader-{client.name}"]
+    assert wait_until(lambda: not adapter.running and client.state is mrt.ConnectionState.STOPPED, WAIT)
+
+
+def test_a_slow_inline_callback_delays_reading_and_loses_nothing(server: MockMassiveServer, make_adapter) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"], queue_size=5)
+    release, entered = threading.Event(), threading.Event()
+    trades = Trades()
+
+    def slow(event: mrt.EquityTrade) -> None:
+        trades(event)
+        if event.sequence_number == 0:
+            entered.set()
+            release.wait(WAIT)
+
+    adapter = make_adapter(client)
+    adapter.on(mrt.EquityTrade, slow)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    assert wait_until(lambda: client.stats().queue_events == 0, WAIT)
+    server.publish([trade(q=0)])
+    assert entered.wait(WAIT)
+    frames_before = client.stats().frames_received
+    assert server.publish([trade(q=i) for i in range(1, 30)], batch=1) == 29  # into the socket buffers
+
+    assert client.stats().frames_received == frames_before  # the reader is the one running `slow`
+    release.set()
+    seen = trades.wait(30)
+    assert [q for _, q, _ in seen] == list(range(30))
+    assert client.stats().dropped_events == 0  # queue_size=5, yet nothing was dropped
+
+
+def test_a_base_exception_in_an_inline_callback_ends_dispatching_not_the_connection(
+    server: MockMassiveServer, make_adapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"])
+    adapter = make_adapter(client)
+    calls: list[int] = []
+
+    def fatal(event: mrt.EquityTrade) -> None:
+        calls.append(event.sequence_number or 0)
+        raise SystemExit(3)
+
+    adapter.on(mrt.EquityTrade, fatal)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    assert wait_until(lambda: client.stats().queue_events == 0, WAIT)
+    server.publish([trade(q=0)])
+
+    assert wait_until(lambda: not adapter.running, WAIT)
+    assert "dispatching ends" in caplog.text
+    server.publish([trade(q=i) for i in range(1, 11)], batch=1)
+    assert wait_until(lambda: client.stats().queue_events == 10, WAIT)  # queued, no longer dispatched
+    assert calls == [0]
+    assert client.state is mrt.ConnectionState.STREAMING
+    assert adapter.stats().handler_errors == 0
+
+
+def test_a_replacement_connection_never_overtakes_its_predecessor(server: MockMassiveServer, make_adapter) -> None:
+    pool = ConnectionPool(api_key=KEY, max_connections=1, url=server.url,
+                          client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)})  # fmt: skip
+    trades = Trades()
+    hold, holding = threading.Event(), threading.Event()
+
+    def on_status(status: mrt.StatusMessage) -> None:
+        if status.status == "hold":  # holds the dispatcher, and so the gate: readers must queue
+            holding.set()
+            hold.wait(WAIT)
+
+    adapter = make_adapter(pool)
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.on_status(on_status)
+    adapter.start()
+    pool.subscribe("T.A")
+    pool.wait_ready(WAIT)
+    old = pool.connections[0]
+    assert old.wait_acked(["T.A"], WAIT)
+    server.send_status("hold", "hold the dispatcher")
+    assert holding.wait(WAIT)
+    backlog = 3000
+    server.publish([trade("A", i) for i in range(backlog)], batch=1)
+    assert wait_until(lambda: old.stats().queue_events == backlog, WAIT)
+
+    server.kick(server.active_connections()[0].id)
+    assert wait_until(lambda: pool.stats().recycled == 1 and pool.connections[0] is not old, WAIT)
+    replacement = pool.connections[0]
+    assert replacement.wait_acked(["T.A"], WAIT)
+    # Until its predecessor is drained the replacement may not deliver inline (it would overtake).
+    assert replacement._queue.inline is None
+    hold.set()  # the dispatcher now works through the backlog, 32 frames a round, the gate free between
+    server.publish([trade("A", i) for i in range(backlog, backlog + 10)], batch=1)
+
+    seen = trades.wait(backlog + 10)
+    assert [q for _, q, _ in seen] == list(range(backlog + 10))
+    assert trades.overlaps == 0
+    assert wait_until(lambda: replacement._queue.inline is not None, WAIT)  # adopted once it is drained
+
+
+def test_synthetic_source_dispatches_inline_on_its_generator_thread(make_adapter) -> None:
+    source = SyntheticSource(["T.*"], seed=7, rate=20_000)
+    trades = Trades()
+    adapter = make_adapter(source)
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.start()
+
+    seen = trades.wait(500)
+    assert f"massive-rt-synthetic-{source.name}" in {name for _, _, name in seen}
+    assert trades.overlaps == 0
+
+
+def test_redis_source_refuses_inline_delivery() -> None:
+    redis_sinks = pytest.importorskip("massive_rt.sinks")
+    source = redis_sinks.RedisStreamSource("redis://127.0.0.1:1/0", ["massive:stocks"])
+    assert source.set_inline(InlineGate(lambda events: None)) is False
+
+
+# ----------------------------------------------------------------------------- FrameQueue hook
+
+
+def test_frame_queue_tries_inline_only_for_data_into_an_empty_open_queue() -> None:
+    taken: list[list[object]] = []
+    accept = [True]
+
+    def inline(item: list[object]) -> bool:
+        taken.append(item)
+        return accept[0]
+
+    queue = FrameQueue(100)
+    queue.inline = inline
+
+    assert queue.put([KIND_DATA, b"[]", 1, 1]) is True
+    assert (len(queue), len(taken)) == (0, 1)  # consumed inline
+    assert queue.put([KIND_EVENT, "status", 2, 0]) is True
+    assert (len(queue), len(taken)) == (1, 1)  # statuses always queue
+    assert queue.put([KIND_DATA, b"[]", 3, 1]) is True
+    assert (len(queue), len(taken)) == (2, 1)  # not empty: queue, to keep order
+    queue.get_many(10)
+    accept[0] = False
+    assert queue.put([KIND_DATA, b"[]", 4, 1]) is True
+    assert (len(queue), len(taken)) == (1, 2)  # refused: queued as usual
+    queue.get_many(10)
+    queue.close()
+    assert queue.put([KIND_DATA, b"[]", 5, 1]) is False
+    assert len(taken) == 2  # closed: never inline
