@@ -50,6 +50,9 @@ class _Drainable(Protocol):
     def drain(self, max_frames: int = ...) -> list[Event]: ...
 
     @property
+    def pending(self) -> bool: ...
+
+    @property
     def exhausted(self) -> bool: ...
 
 
@@ -419,6 +422,8 @@ class RealTimeDataAdapter:
         quantum = self._frames_per_round
         gate = self._gate.lock
         for client in clients:
+            if not client.pending:
+                continue  # and leave the gate free for the readers (dispatch="inline")
             # Drain and dispatch under the gate: a reader never dispatches a newer frame while
             # older ones of its connection are taken out but not yet handled.
             with gate:
@@ -443,12 +448,12 @@ class RealTimeDataAdapter:
             # As on the dispatcher thread, a BaseException ends dispatching (not the connection).
             self._gate.open = False
             self._fatal = exc
+            logger.critical("a handler raised %s on a reader thread (dispatch='inline'): dispatching ends",
+                            type(exc).__name__, exc_info=True)  # fmt: skip
             with self._life_lock:
                 self._discard = True
                 self._stopping.set()
             self._wake.set()
-            logger.critical("a handler raised %s on a reader thread (dispatch='inline'): dispatching ends",
-                            type(exc).__name__, exc_info=True)  # fmt: skip
         finally:
             self._inline_thread = None
 

@@ -80,7 +80,6 @@ _CLOSE_GRACE = 0.25
 # reaches the consumer (as a StatusMessage), only without the reader acting on it.
 _STATUS_MARK = b"status"
 _STATUS_WINDOW = 40
-_EV_MARK = b'"ev"'
 _names = itertools.count(1)
 _live_clients: weakref.WeakSet[MassiveWebSocketClient] = weakref.WeakSet()
 
@@ -978,8 +977,9 @@ class MassiveWebSocketClient(QueueConsumer):
         if self._gap_start_ns is not None or self._state is not ConnectionState.STREAMING:
             self._note_first_data(received_at_ns)
         self._last_data_ns = received_at_ns
-        self._last_data_mono = time.monotonic()
-        self._queue.put([KIND_DATA, payload, received_at_ns, payload.count(_EV_MARK) or 1], self._stop_requested.is_set)
+        self._last_data_mono = self._last_frame_mono  # this recv's monotonic time
+        # -1: the queue counts the events only if it keeps the frame (not when it is dispatched inline).
+        self._queue.put([KIND_DATA, payload, received_at_ns, -1], self._stop_requested.is_set)
 
     def _note_first_data(self, received_at_ns: int) -> None:
         if self._gap_start_ns is not None:

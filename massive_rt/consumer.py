@@ -170,6 +170,11 @@ class QueueConsumer:
         return bool(self._ready) or self._queue.wait(timeout)
 
     @property
+    def pending(self) -> bool:
+        """True when events are queued or decoded but not taken yet (lock-free, a hint)."""
+        return bool(self._ready) or bool(len(self._queue))
+
+    @property
     def exhausted(self) -> bool:
         """True when the source is stopped or failed and nothing is left to consume."""
         return self._queue.closed and not len(self._queue) and not self._ready

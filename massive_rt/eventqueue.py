@@ -27,8 +27,10 @@ KIND_OBJECTS = 2
 KIND_DROPPED = 3
 
 _DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
+_EV_MARK = b'"ev"'
 
 #: ``[kind, payload, received_at_ns, events]`` — a list so a drop marker can grow in place.
+#: ``events`` of -1 (a ``KIND_DATA`` frame of bytes) is counted by :meth:`FrameQueue.put`.
 Item = list[Any]
 
 
@@ -57,6 +59,7 @@ class FrameQueue:
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
+        self._waiting = 0  # threads in _not_empty.wait(): put() notifies only when there are some
         self._closed = False
         self._listener: Callable[[], None] | None = None
         #: ``inline(item) -> bool``: tried first for data items put into an empty queue; True
@@ -95,6 +98,8 @@ class FrameQueue:
         if inline is not None and not self._items and not self._closed and item[0] in _DATA_KINDS and inline(item):
             return True
         events = item[3]
+        if events < 0:  # a frame's bytes, not counted yet: one event per "ev" key
+            events = item[3] = item[1].count(_EV_MARK) or 1
         dropped = 0
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
@@ -120,7 +125,8 @@ class FrameQueue:
                 self._events += events
                 if self._events > self.high_water:
                     self.high_water = self._events
-                self._not_empty.notify_all()  # get() and wait() may both be waiting
+                if self._waiting:
+                    self._not_empty.notify_all()  # get() and wait() may both be waiting
             else:
                 was_empty = False
         if dropped and self._on_drop is not None:
@@ -136,7 +142,8 @@ class FrameQueue:
             self._items[-1][1] += events
         else:
             self._items.append([KIND_DROPPED, events, received_at_ns, 0])
-            self._not_empty.notify()
+            if self._waiting:
+                self._not_empty.notify_all()
 
     def _drop_oldest(self, incoming: int, received_at_ns: int) -> int:
         # Status items carry 0 events and are kept, in order; earlier drop markers are merged.
@@ -172,7 +179,7 @@ class FrameQueue:
             if not self._items:
                 if self._closed:
                     return None
-                self._not_empty.wait(timeout)
+                self._wait_not_empty(timeout)
                 if not self._items:
                     return None
             item = self._items.popleft()
@@ -202,8 +209,15 @@ class FrameQueue:
         """Wait until an item is available (True) or ``timeout`` passes or the queue closes."""
         with self._lock:
             if not self._items and not self._closed:
-                self._not_empty.wait(timeout)
+                self._wait_not_empty(timeout)
             return bool(self._items)
+
+    def _wait_not_empty(self, timeout: float | None) -> None:
+        self._waiting += 1
+        try:
+            self._not_empty.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     def close(self) -> None:
         """Refuse further data and wake every waiter. Items already queued stay available;

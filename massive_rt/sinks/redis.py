@@ -1353,6 +1353,11 @@ class RedisStreamSource(QueueConsumer):
         url = re.sub(r"//[^@/]*@", "//***@", self._url)
         return f"RedisStreamSource(name={self._name!r}, url={url!r}, group={self._group!r}, streams={self._streams!r})"
 
+    @property
+    def pending(self) -> bool:
+        """True also while the last hand-out awaits completion: the next ``drain()`` acknowledges it."""
+        return bool(self._handed) or super().pending
+
     def set_inline(self, gate: InlineGate | None) -> bool:
         """Refused: acknowledgements follow the ``drain()``/``get()`` hand-outs, so events from
         Redis always reach the adapter through its dispatcher thread. Returns False."""
