@@ -1,8 +1,10 @@
 """One benchmark variant per process: ``python benchmarks/variants.py VARIANT --url ... --events N``.
 
-Prints one JSON line: events, seconds (subscribe → last event consumed), events/s, end-to-end
-latency percentiles (server send → consumer, when ``--rate`` > 0) and peak RSS.
-Every variant consumes the same stream from the same benchmark server.
+Prints one JSON line: events, seconds (subscribe → last event consumed), events/s, latency
+percentiles when ``--rate`` > 0 — end to end (the server's send stamp → the consumer) and in the
+client (the moment the client's code got the bytes from the socket → the consumer: our reader's
+``received_at_ns``; for the official client, the entry of websockets' ``data_received``) — and
+peak RSS. Every variant consumes the same stream from the same benchmark server.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ class Meter:
         self.count = 0
         self.latency = latency
         self.samples: list[int] = []
+        self.recv_samples: list[int] = []
         self.done = threading.Event()
         self.finished_at = 0.0
 
-    def add(self, n: int, stamps: list[int] | None = None) -> None:
+    def add(self, n: int, stamps: list[int] | None = None, received: list[int] | None = None) -> None:
         if stamps and self.latency:
             now = time.time_ns()
             self.samples.extend(now - t for t in stamps)
+            if received:
+                self.recv_samples.extend(now - t for t in received)
         self.count += n
         if self.count >= self.target and not self.done.is_set():
             self.finished_at = time.perf_counter()
@@ -59,7 +64,10 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
         while not meter.done.is_set():
             event = client.get(timeout=30)
             if event.__class__ is trade:
-                meter.add(1, [event.timestamp] if meter.latency else None)  # type: ignore[attr-defined]
+                if meter.latency:
+                    meter.add(1, [event.timestamp], [event.received_at_ns])  # type: ignore[attr-defined]
+                else:
+                    meter.add(1)
     else:
         while not meter.done.is_set():
             client.wait(30)
@@ -69,18 +77,22 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
                 meter.add(sum(f.data.count(b'"ev"') for f in frames))  # type: ignore[union-attr]
             else:
                 trades = [e for e in events if e.__class__ is mrt.EquityTrade]
-                meter.add(len(trades), [e.timestamp for e in trades] if meter.latency else None)  # type: ignore[attr-defined]
+                if meter.latency:
+                    meter.add(len(trades), [e.timestamp for e in trades],  # type: ignore[attr-defined]
+                              [e.received_at_ns for e in trades])  # fmt: skip
+                else:
+                    meter.add(len(trades))
     client.stop()
     return started
 
 
-def mrt_adapter(url: str, meter: Meter, ch: str) -> float:
+def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> float:
     from massive_rt.adapter import RealTimeDataAdapter
 
     client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, ping_interval=None)
-    adapter = RealTimeDataAdapter(client)
+    adapter = RealTimeDataAdapter(client, dispatch=dispatch)
     if meter.latency:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp]))
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp], [e.received_at_ns]))
     else:
         adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
     adapter.start()
@@ -101,7 +113,7 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
                           client_options={"queue_size": 10_000_000, "ping_interval": None})  # fmt: skip
     adapter = RealTimeDataAdapter(pool)
     if meter.latency:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp]))
+        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp], [e.received_at_ns]))
     else:
         adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
     # Warm the connections first (same as the single-connection variant's wait_ready).
@@ -122,7 +134,17 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
 
 def official(url: str, meter: Meter, ch: str, raw: bool) -> float:
     from massive import WebSocketClient
+    from websockets.asyncio.connection import Connection
 
+    # The client's receive stamp: when websockets gets the bytes from asyncio's transport.
+    received_at = [0]
+    data_received = Connection.data_received
+
+    def stamped(self: Connection, data: bytes) -> None:
+        received_at[0] = time.time_ns()
+        data_received(self, data)
+
+    Connection.data_received = stamped  # type: ignore[method-assign]
     host = url.split("//", 1)[1].split("/", 1)[0]
     client = WebSocketClient(api_key=KEY, feed=host, market="stocks", secure=False, raw=raw, subscriptions=[ch])
     state = {"started": 0.0}
@@ -134,7 +156,8 @@ def official(url: str, meter: Meter, ch: str, raw: bool) -> float:
                 meter.add(data.count(b'"ev"'))
         else:
             if meter.latency:
-                meter.add(len(msgs), [m.timestamp for m in msgs])  # type: ignore[union-attr, attr-defined]
+                meter.add(len(msgs), [m.timestamp for m in msgs],  # type: ignore[union-attr, attr-defined]
+                          [received_at[0]] * len(msgs))  # type: ignore[arg-type]  # fmt: skip
             else:
                 meter.add(len(msgs))  # type: ignore[arg-type]
         if meter.done.is_set():
@@ -166,6 +189,7 @@ VARIANTS: dict[str, Callable[..., float]] = {
     "massive_rt get()": lambda url, m, ch: mrt_client(url, m, ch, "get"),
     "massive_rt drain()": lambda url, m, ch: mrt_client(url, m, ch, "drain"),
     "massive_rt adapter": mrt_adapter,
+    "massive_rt adapter inline": lambda url, m, ch: mrt_adapter(url, m, ch, "inline"),
     "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
     "official typed": lambda url, m, ch: official(url, m, ch, False),
     "official raw": lambda url, m, ch: official(url, m, ch, True),
@@ -253,6 +277,8 @@ def main() -> None:
     }
     if meter.samples:
         result.update({f"lat_{k}_us": v / 1000 for k, v in percentiles(meter.samples).items()})
+    if meter.recv_samples:
+        result.update({f"recv_{k}_us": v / 1000 for k, v in percentiles(meter.recv_samples).items()})
     print(json.dumps(result))
 
 

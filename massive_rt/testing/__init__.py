@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, StreamHandle
 
-__all__ = ["ConnectionInfo", "EventSource", "MockMassiveServer", "ReceivedMessage", "StreamHandle"]
+__all__ = ["ConnectionInfo", "EventSource", "MockMassiveServer", "PreparedFrames", "ReceivedMessage", "StreamHandle"]
 
 
 def __getattr__(name: str) -> Any:

@@ -349,6 +349,18 @@ def test_publish_raw_frames_reaches_authenticated_connections_without_filter(
         unauthenticated.recv_frame()
 
 
+def test_prepared_raw_frames_are_sent_as_often_as_asked(server: MockMassiveServer, clients: Clients) -> None:
+    client = clients(server.url(), subscribe="T.AAPL")
+    prepared = server.prepare_raw_frames(['[{"ev":"T","sym":"AAPL","q":1}]', b'[{"ev":"T","sym":"AAPL","q":2}]'])
+    assert prepared.count == 2
+    assert "bytes>" in repr(prepared)
+
+    assert server.publish_raw_frames(prepared) == 2
+    assert server.publish_raw_frames(prepared) == 2
+    assert [client.recv_frame()[0]["q"] for _ in range(4)] == [1, 2, 1, 2]
+    assert server.publish_raw_frames(server.prepare_raw_frames([])) == 0
+
+
 def test_large_publish_arrives_complete_and_in_order(server: MockMassiveServer, clients: Clients) -> None:
     client = clients(server.url(), subscribe="T.*")
     total = 20_000  # several send buffers of 1 MiB
