@@ -50,14 +50,16 @@ class _Drainable(Protocol):
     def drain(self, max_frames: int = ...) -> list[Event]: ...
 
     @property
-    def pending(self) -> bool: ...
-
-    @property
     def exhausted(self) -> bool: ...
 
 
 class EventSource(Protocol):
-    """What the adapter needs from a source (client, pool or synthetic source)."""
+    """What the adapter needs from a source (client, pool or synthetic source).
+
+    The drainables of ``clients()`` may also offer ``pending`` (True while something waits to
+    be drained; without it they are drained every round) and ``set_inline(gate) -> bool`` (for
+    ``dispatch="inline"``; without it they are dispatched on the dispatcher thread).
+    """
 
     def start(self) -> Any: ...
 
@@ -422,7 +424,7 @@ class RealTimeDataAdapter:
         quantum = self._frames_per_round
         gate = self._gate.lock
         for client in clients:
-            if not client.pending:
+            if not getattr(client, "pending", True):
                 continue  # and leave the gate free for the readers (dispatch="inline")
             # Drain and dispatch under the gate: a reader never dispatches a newer frame while
             # older ones of its connection are taken out but not yet handled.

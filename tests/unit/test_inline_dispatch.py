@@ -331,6 +331,48 @@ def test_synthetic_source_dispatches_inline_on_its_generator_thread(make_adapter
     assert trades.overlaps == 0
 
 
+class BareSource:
+    """A minimal third-party source: no ``pending``, no ``set_inline``."""
+
+    name = "bare"
+
+    def __init__(self, events: list[mrt.Event]) -> None:
+        self._events = events
+        self.exhausted = False
+
+    def drain(self, max_frames: int = 256) -> list[mrt.Event]:
+        out, self._events = self._events, []
+        return out
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 0) -> None:
+        self.exhausted = True
+
+    def clients(self) -> list[BareSource]:
+        return [self]
+
+    def set_listener(self, listener: object) -> None: ...
+
+    def subscribe(self, *channels: str) -> None: ...
+
+    def unsubscribe(self, *channels: str) -> None: ...
+
+    def stats(self) -> None: ...
+
+
+@pytest.mark.parametrize("dispatch", ["thread", "inline"])
+def test_a_source_without_pending_or_set_inline_is_drained_by_the_dispatcher(make_adapter, dispatch: str) -> None:
+    events = [mrt.EquityTrade(event_type="T", symbol="X", sequence_number=i) for i in range(5)]
+    trades = Trades()
+    adapter = make_adapter(BareSource(events), dispatch=dispatch)
+    adapter.on(mrt.EquityTrade, trades)
+    adapter.start()
+
+    seen = trades.wait(5)
+    assert [(s, q, name) for s, q, name in seen] == [("X", i, "massive-rt-dispatcher") for i in range(5)]
+
+
 def test_redis_source_refuses_inline_delivery() -> None:
     redis_sinks = pytest.importorskip("massive_rt.sinks")
     source = redis_sinks.RedisStreamSource("redis://127.0.0.1:1/0", ["massive:stocks"])
