@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,6 +43,7 @@ class Meter:
         self.finished_at = 0.0
 
     def add(self, n: int, stamps: list[int] | None = None, received: list[int] | None = None) -> None:
+        """Count ``n`` events at once (a frame's worth: the official client's handler gets lists)."""
         if stamps and self.latency:
             now = time.time_ns()
             self.samples.extend(now - t for t in stamps)
@@ -49,8 +51,37 @@ class Meter:
                 self.recv_samples.extend(now - t for t in received)
         self.count += n
         if self.count >= self.target and not self.done.is_set():
-            self.finished_at = time.perf_counter()
-            self.done.set()
+            self._finish()
+
+    def handler(self) -> Callable[[Any], None]:
+        """A per-event handler as light as a user's: a count (and the two latency samples)."""
+        target = self.target
+        count = 0
+        finish = self._finish
+        samples, recv_samples = self.samples, self.recv_samples
+
+        def on_event(event: Any) -> None:
+            nonlocal count
+            count += 1
+            if count == target:
+                self.count = count
+                finish()
+
+        def on_event_timed(event: Any) -> None:
+            nonlocal count
+            now = time.time_ns()
+            samples.append(now - event.timestamp)
+            recv_samples.append(now - event.received_at_ns)
+            count += 1
+            if count == target:
+                self.count = count
+                finish()
+
+        return on_event_timed if self.latency else on_event
+
+    def _finish(self) -> None:
+        self.finished_at = time.perf_counter()
+        self.done.set()
 
 
 def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
@@ -59,29 +90,26 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
     client.wait_ready(10)
     started = time.perf_counter()
     client.subscribe(ch)
+    trade = mrt.EquityTrade
+    on_event = meter.handler()
     if mode == "get":
-        trade = mrt.EquityTrade
-        while not meter.done.is_set():
-            event = client.get(timeout=30)
+        get = client.get
+        remaining = meter.target
+        while remaining:
+            event = get(30)
             if event.__class__ is trade:
-                if meter.latency:
-                    meter.add(1, [event.timestamp], [event.received_at_ns])  # type: ignore[attr-defined]
-                else:
-                    meter.add(1)
+                on_event(event)
+                remaining -= 1
     else:
         while not meter.done.is_set():
             client.wait(30)
-            events = client.drain(1024)
+            events = client.drain()
             if mode == "raw":
-                frames = [e for e in events if isinstance(e, mrt.RawFrame)]
-                meter.add(sum(f.data.count(b'"ev"') for f in frames))  # type: ignore[union-attr]
+                meter.add(sum(e.data.count(b'"ev"') for e in events if e.__class__ is mrt.RawFrame))  # type: ignore[attr-defined]
             else:
-                trades = [e for e in events if e.__class__ is mrt.EquityTrade]
-                if meter.latency:
-                    meter.add(len(trades), [e.timestamp for e in trades],  # type: ignore[attr-defined]
-                              [e.received_at_ns for e in trades])  # fmt: skip
-                else:
-                    meter.add(len(trades))
+                for event in events:
+                    if event.__class__ is trade:
+                        on_event(event)
     client.stop()
     return started
 
@@ -91,10 +119,7 @@ def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> fl
 
     client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, ping_interval=None)
     adapter = RealTimeDataAdapter(client, dispatch=dispatch)
-    if meter.latency:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp], [e.received_at_ns]))
-    else:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
+    adapter.on(mrt.EquityTrade, meter.handler())
     adapter.start()
     client.wait_ready(10)
     started = time.perf_counter()
@@ -112,10 +137,7 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
     pool = ConnectionPool(KEY, max_connections=connections, max_subscriptions_per_connection=1, url=url,
                           client_options={"queue_size": 10_000_000, "ping_interval": None})  # fmt: skip
     adapter = RealTimeDataAdapter(pool)
-    if meter.latency:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1, [e.timestamp], [e.received_at_ns]))
-    else:
-        adapter.on(mrt.EquityTrade, lambda e: meter.add(1))
+    adapter.on(mrt.EquityTrade, meter.handler())
     # Warm the connections first (same as the single-connection variant's wait_ready).
     placeholders = [f"T.WARM{i}" for i in range(connections)]
     pool.subscribe(*placeholders)
@@ -225,6 +247,10 @@ def idle_rss(url: str, connections: int) -> dict[str, float]:
     """RSS growth per idle, authenticated connection."""
     import gc
 
+    warm = mrt.MassiveWebSocketClient(KEY, url=url, ping_interval=None)  # imports, decoders: once per process
+    warm.start()
+    warm.wait_ready(10)
+    warm.stop()
     gc.collect()
     before = _rss_kb()
     clients = [mrt.MassiveWebSocketClient(KEY, url=url, ping_interval=None) for _ in range(connections)]

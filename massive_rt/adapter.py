@@ -149,7 +149,7 @@ class RealTimeDataAdapter:
         source: EventSource,
         on_event: Handler | None = None,
         *,
-        frames_per_round: int = 32,
+        frames_per_round: int = 16,
         latency_samples: int = 50_000,
         dispatch: str = "thread",
     ) -> None:
@@ -503,13 +503,15 @@ class RealTimeDataAdapter:
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
         rate: float | None = 1000.0,
+        dispatch: str = "thread",
         **client_options: Any,
     ) -> RealTimeDataAdapter:
         """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.
 
         ``MASSIVE_MARKET``, ``MASSIVE_FEED`` and ``MASSIVE_WS_URL`` apply to the real feed.
         Which one was chosen is logged at INFO. ``symbols``, ``seed`` and ``rate`` apply to the
-        synthetic market only; ``client_options`` to the real client only.
+        synthetic market only; ``client_options`` to the real client only; ``dispatch`` to both
+        (see the class).
         """
         env = os.environ if environ is None else environ
         if (env.get("MASSIVE_API_KEY") or "").strip():
@@ -518,10 +520,10 @@ class RealTimeDataAdapter:
             config = ClientConfig.from_env(env, subscriptions=tuple(subscriptions), **client_options)
             client = MassiveWebSocketClient(config=config)
             logger.info("MASSIVE_API_KEY is set: streaming from Massive (%s)", config.resolved_url)
-            return cls(client, on_event=on_event)
+            return cls(client, on_event=on_event, dispatch=dispatch)
         from .synthetic import SyntheticSource
 
         market = (env.get("MASSIVE_MARKET") or "stocks").strip() or "stocks"
         source = SyntheticSource(subscriptions, market=market, symbols=symbols, seed=seed, rate=rate)
         logger.info("MASSIVE_API_KEY is not set: streaming the synthetic %s market (no network, no key)", market)
-        return cls(source, on_event=on_event)
+        return cls(source, on_event=on_event, dispatch=dispatch)

@@ -848,7 +848,8 @@ def _cmd_bench(args: argparse.Namespace, console: _Console) -> int:
                                         name="bench")  # fmt: skip
         with client:
             client.wait_ready(timeout=10)
-            publisher = threading.Thread(target=server.publish_raw_frames, args=(frames,),
+            prepared = server.prepare_raw_frames(frames)  # framed before the clock starts: not the client's time
+            publisher = threading.Thread(target=server.publish_raw_frames, args=(prepared,),
                                          name="massive-rt-bench-publisher", daemon=True)  # fmt: skip
             started = time.monotonic()
             publisher.start()

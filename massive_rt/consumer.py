@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 __all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
 # Frames get() decodes per refill: amortises the queue lock without holding many events back.
-_REFILL_FRAMES = 63
+_REFILL_FRAMES = 31
 
 
 def check_timeout(timeout: float | None, field: str = "timeout") -> None:
@@ -144,7 +144,7 @@ class QueueConsumer:
             except (queue.Empty, ClientClosedError):
                 return
 
-    def drain(self, max_frames: int = 256) -> list[Event]:
+    def drain(self, max_frames: int = 32) -> list[Event]:
         """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
 
         For consumers that multiplex many sources, such as the adapter's dispatcher.

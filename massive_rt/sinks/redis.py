@@ -1310,7 +1310,7 @@ class RedisStreamSource(QueueConsumer):
         with self._handout_lock:
             return self._complete_locked()
 
-    def drain(self, max_frames: int = 256) -> list[Event]:
+    def drain(self, max_frames: int = 32) -> list[Event]:
         """Return what is queued now (never blocks); completes the previous hand-out (see module doc)."""
         with self._handout_lock:
             self._consumer_thread = threading.current_thread()

@@ -104,7 +104,15 @@ class TestInitialization:
         assert isinstance(adapter.source, SyntheticSource)
         assert "synthetic" in caplog.text
         assert not [t for t in threading.enumerate() if t.name.startswith("massive-rt-reader")]  # no real client (B14)
+        assert adapter.dispatch == "thread"
         adapter.stop()
+
+    def test_from_env_passes_the_dispatch_mode_to_either_source(self) -> None:
+        synthetic = RealTimeDataAdapter.from_env(["T.*"], environ={}, dispatch="inline")
+        real = RealTimeDataAdapter.from_env(["T.*"], environ={"MASSIVE_API_KEY": "k"}, dispatch="inline")
+        assert (synthetic.dispatch, real.dispatch) == ("inline", "inline")
+        synthetic.stop()
+        real.stop()
 
     def test_initialization_with_config(self, server: MockMassiveServer, make_adapter) -> None:
         config = mrt.ClientConfig(api_key=KEY, url=server.url(), subscriptions=("T.AAPL",), name="configured")
