@@ -276,16 +276,14 @@ class TestMultiConnectionPerformance:
     def test_pool_overhead(self, server: MockMassiveServer, make_pool, make_adapter, measured) -> None:
         """Consumer-side cost of the same 30,000 events from a 1-connection vs a 3-connection pool.
 
-        What is compared is the dispatcher thread's CPU time (``time.thread_time_ns`` read inside
-        the handler) from the first to the last event, with every event already queued before the
-        adapter starts: that isolates the pool's own overhead (round-robin over connections,
-        per-connection decoding and bookkeeping) from the network, the server and, above all, from
-        other processes competing for the 2 cores (wall time measures the machine's load, not us:
-        it swings by 1.5x under xdist while the CPU ratio stays within a few percent). The frames are
-        encoded once and sent raw, so the (coverage-traced) server does not dominate the runtime.
-        The two shapes run alternately five times (GC paused while measured) and the best of each is
-        compared; the legacy "< 10 %" bound holds on that ratio with room to spare (~1.0 when green,
-        <= 1.03 seen under load).
+        Every event is queued before the adapter starts, which isolates the pool's own overhead
+        (round-robin over connections, per-connection draining, decoding and bookkeeping) from the
+        network and the server. The bound is on work, not time: the Python and C function calls
+        the dispatcher thread makes per event, counted by a profile hook between the first and the
+        last event. Time is no bound on this machine: a trial's CPU time swings by ±30% on the
+        shared VM (steal and cache), more than the overhead being bounded, and the benchmark
+        (benchmarks/RESULTS.md, "pool overhead") measures the wall-clock side. The CPU ratio is
+        still recorded. The legacy "< 10 %" bound holds on the call ratio with room to spare.
         """
         symbols, per_symbol, per_frame = ["A", "B", "C"], 10_000, 10
         total = per_symbol * len(symbols)
@@ -296,8 +294,8 @@ class TestMultiConnectionPerformance:
             3: {s: [encode([trade(s, i + j) for j in range(per_frame)]) for i in range(0, per_symbol, per_frame)]
                 for s in symbols},
         }  # fmt: skip
-        results: dict[int, list[tuple[int, int]]] = {1: [], 3: []}
-        for connections in (1, 3) * 5:
+        results: dict[int, list[tuple[int, int, int]]] = {1: [], 3: []}
+        for connections in (1, 3) * 2:
             pool = make_pool(max_connections=connections, max_subscriptions_per_connection=3 // connections)
             pool.subscribe(*[f"T.{s}" for s in symbols])
             pool.start().wait_ready(WAIT)
@@ -317,21 +315,23 @@ class TestMultiConnectionPerformance:
             marks = Marks(total)
             gc.collect()
             gc.disable()  # a collection landing in one trial but not the other is noise, not overhead
+            threading.setprofile(marks.profile)  # taken by the dispatcher thread when it starts
             try:
                 adapter = make_adapter(pool, on_event=marks)
                 adapter.start()
                 assert marks.done.wait(WAIT)
                 adapter.stop()
             finally:
+                threading.setprofile(None)  # type: ignore[arg-type]
                 gc.enable()
             (cpu0, wall0), (cpu1, wall1) = marks.marks
-            results[connections].append((cpu1 - cpu0, wall1 - wall0))
-        best = {n: min(cpu for cpu, _ in runs) for n, runs in results.items()}
-        ratio = best[3] / best[1]
-        wall_ratio = min(w for _, w in results[3]) / min(w for _, w in results[1])
-        per_event = {f"ns_per_event_{n}": cpu / total for n, cpu in best.items()}
-        measured("pool_overhead", {"cpu_ratio": ratio, "wall_ratio": wall_ratio, **per_event})
-        assert ratio <= 1.10, f"3-connection pool costs {ratio:.2f}x a single connection per event"  # legacy: < 10 %
+            results[connections].append((marks.calls, cpu1 - cpu0, wall1 - wall0))
+        calls = {n: min(c for c, _, _ in runs) / total for n, runs in results.items()}
+        ratio = calls[3] / calls[1]
+        cpu_ratio = min(c for _, c, _ in results[3]) / min(c for _, c, _ in results[1])
+        measured("pool_overhead", {"calls_ratio": ratio, "calls_per_event": calls, "cpu_ratio_profiled": cpu_ratio})
+        assert calls[1] > 1  # the hook saw the dispatcher's work
+        assert ratio <= 1.10, f"3-connection pool makes {ratio:.2f}x the calls per event of one connection"
 
 
 class Marks:
@@ -340,6 +340,8 @@ class Marks:
     def __init__(self, total: int) -> None:
         self.total = total
         self.count = 0
+        self.calls = 0
+        self._counting = False
         self.marks: list[tuple[int, int]] = []
         self.done = threading.Event()
 
@@ -347,8 +349,14 @@ class Marks:
         self.count += 1
         if self.count == 1 or self.count == self.total:
             self.marks.append((time.thread_time_ns(), time.perf_counter_ns()))
+            self._counting = self.count == 1
             if self.count == self.total:
                 self.done.set()
+
+    def profile(self, frame: object, event: str, arg: object) -> None:
+        """A ``threading.setprofile`` hook: counts calls between the first and the last event."""
+        if self._counting and (event == "call" or event == "c_call"):
+            self.calls += 1
 
 
 # ----------------------------------------------------------------------------- resilience
