@@ -315,6 +315,7 @@ class RealTimeDataAdapter:
         with self._life_lock:
             self._discard = self._discard or not drain
             self._stopping.set()
+            self._gate.open = False  # from now on readers queue; the dispatcher drains or discards
             thread = self._thread
         self._source.stop(max(0.1, timeout / 2))
         self._wake.set()
@@ -324,6 +325,12 @@ class RealTimeDataAdapter:
             thread.join(max(0.0, deadline - time.monotonic()))
         except RuntimeError:  # called (from a signal handler) while start() was starting it
             return True
+        # A callback still running inline on a reader holds the gate: wait for it too.
+        if not thread.is_alive() and self._gate.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._gate.lock.release()
+        elif not thread.is_alive():
+            logger.warning("adapter stop: a handler on a reader thread was still running after %.1fs", timeout)
+            return False
         if thread.is_alive():
             self._discard = True
             logger.warning("adapter stop: still dispatching after %.1fs (a slow handler or a large backlog); "
@@ -400,10 +407,11 @@ class RealTimeDataAdapter:
                 if version is None:
                     clients = self._adopt(source.clients())
         except BaseException as exc:
-            self._gate.open = False
             self._fatal = exc
             logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
             raise
+        finally:
+            self._gate.open = False  # nobody drains any more: nothing may be dispatched inline either
 
     def _adopt(self, clients: Sequence[_Drainable]) -> Sequence[_Drainable]:
         """Open inline delivery on the connections the dispatcher drains (``dispatch="inline"``).
@@ -422,20 +430,27 @@ class RealTimeDataAdapter:
         """Drain each source once (a bounded number of frames each); True if anything came."""
         progressed = False
         quantum = self._frames_per_round
-        gate = self._gate.lock
+        gate = self._gate
         for client in clients:
             if not getattr(client, "pending", True):
                 continue  # and leave the gate free for the readers (dispatch="inline")
             # Drain and dispatch under the gate: a reader never dispatches a newer frame while
             # older ones of its connection are taken out but not yet handled.
-            with gate:
-                try:
-                    events = client.drain(quantum)
-                except ClientClosedError:
-                    continue
+            if not gate.lock.acquire(blocking=False):
+                gate.wanted = True  # readers queue meanwhile, so the lock comes free for us
+                gate.lock.acquire()
+                gate.wanted = False
+            try:
+                if self._discard and self._stopping.is_set():
+                    return True  # stop(drain=False) came while we waited for the gate
+                events = client.drain(quantum)
                 if events:
                     progressed = True
                     self._dispatch(events)
+            except ClientClosedError:
+                continue
+            finally:
+                gate.lock.release()
             if events and self._discard and self._stopping.is_set():
                 return True
         return progressed

@@ -51,15 +51,18 @@ class InlineGate:
     ``dispatch(events)`` on its own thread, saving the hand-off to the consumer thread (a
     wake-up and a GIL switch). Whoever dispatches holds ``lock`` (the adapter's dispatcher takes
     it for each drain-and-dispatch), so callbacks never run concurrently and a connection's
-    events keep their order. ``open = False`` sends everything through the queue again.
+    events keep their order. ``open = False`` sends everything through the queue again;
+    ``wanted`` (set while the dispatcher waits for the lock) makes producers queue instead of
+    taking the lock, so a flooding connection cannot keep the dispatcher from the others.
     """
 
-    __slots__ = ("dispatch", "lock", "open")
+    __slots__ = ("dispatch", "lock", "open", "wanted")
 
     def __init__(self, dispatch: Callable[[list[Event]], None]) -> None:
         self.dispatch = dispatch
         self.lock = threading.Lock()
         self.open = True
+        self.wanted = False
 
 
 class QueueConsumer:
@@ -194,11 +197,11 @@ class QueueConsumer:
     def _deliver_inline(self, item: Item) -> bool:
         """On the producer thread: decode and dispatch ``item`` now if the gate allows; else False."""
         gate = self._inline_gate
-        if gate is None or not gate.open or not gate.lock.acquire(blocking=False):
+        if gate is None or not gate.open or gate.wanted or not gate.lock.acquire(blocking=False):
             return False
         try:
             # Under the gate nobody drains: an empty queue means nothing older is still waiting.
-            if len(self._queue) or self._ready or not self._consume_lock.acquire(blocking=False):
+            if not gate.open or len(self._queue) or self._ready or not self._consume_lock.acquire(blocking=False):
                 return False
             try:
                 events = self._decode_item(item)

@@ -195,11 +195,14 @@ class ConnectionPool:
         hold queued events (drain those too, or their last events and statuses are lost)."""
         with self._lock:
             self._retired = [c for c in self._retired if not c.exhausted]
-            draining = {c.name for c in self._retired}
             # A replacement shares its predecessor's name: it waits until the old queue is empty,
-            # so that connection's events (and statuses) stay in order.
-            current = tuple(m.client for m in self._members.values() if m.client.name not in draining)
-            return tuple(self._retired) + current
+            # so that connection's events (and statuses) stay in order. Recycled twice before the
+            # first was drained, the second retired one waits for the first in the same way.
+            oldest: dict[str, MassiveWebSocketClient] = {}
+            for client in self._retired:  # in the order they were retired
+                oldest.setdefault(client.name, client)
+            current = tuple(m.client for m in self._members.values() if m.client.name not in oldest)
+            return tuple(oldest.values()) + current
 
     @property
     def version(self) -> int:

@@ -19,7 +19,7 @@ import massive_rt as mrt
 from massive_rt.adapter import RealTimeDataAdapter
 from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.consumer import InlineGate
-from massive_rt.eventqueue import KIND_DATA, KIND_EVENT, FrameQueue
+from massive_rt.eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue
 from massive_rt.pool import ConnectionPool
 from massive_rt.synthetic import SyntheticSource
 from massive_rt.testing import MockMassiveServer
@@ -225,6 +225,80 @@ def test_stop_from_an_inline_callback_returns_without_waiting(server: MockMassiv
 
     assert returned == [True]
     assert wait_until(lambda: not adapter.running and client.state is mrt.ConnectionState.STOPPED, WAIT)
+
+
+def test_stop_without_drain_from_an_inline_callback_is_the_last_callback(
+    server: MockMassiveServer, make_adapter
+) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"])
+    adapter = make_adapter(client)
+    after_stop: list[int] = []
+    stopped = threading.Event()
+
+    def on_trade(event: mrt.EquityTrade) -> None:
+        if stopped.is_set():
+            after_stop.append(event.sequence_number or 0)
+        elif on_reader() and (event.sequence_number or 0) >= 1000:
+            adapter.stop(drain=False)
+            stopped.set()
+
+    adapter.on(mrt.EquityTrade, on_trade)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    for burst in range(1000, 100_000, 1000):  # bursts: the reader gets many frames in one read
+        server.publish([trade(q=q) for q in range(burst, burst + 300)], batch=1)
+        if stopped.wait(0.2):
+            break
+
+    assert stopped.is_set()
+    assert wait_until(lambda: not adapter.running and client.state is mrt.ConnectionState.STOPPED, WAIT)
+    assert after_stop == []  # the reader queued what it still read; stop(drain=False) discarded it
+
+
+def test_stop_from_another_thread_waits_for_a_running_inline_callback(
+    server: MockMassiveServer, make_adapter, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.*"])
+    adapter = make_adapter(client)
+    entered, release = threading.Event(), threading.Event()
+    started_after_stop: list[int] = []
+    stop_returned = threading.Event()
+
+    def on_trade(event: mrt.EquityTrade) -> None:
+        if stop_returned.is_set():
+            started_after_stop.append(event.sequence_number or 0)
+        if on_reader() and not entered.is_set():
+            entered.set()
+            release.wait(WAIT)
+
+    adapter.on(mrt.EquityTrade, on_trade)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    publish_until(server, entered)
+    server.publish([trade(q=i) for i in range(5000, 5200)], batch=1)
+
+    assert adapter.stop(timeout=0.5, drain=False) is False  # the inline callback is still running
+    stop_returned.set()
+    assert "still running" in caplog.text
+    release.set()
+    assert wait_until(lambda: not adapter.running and client.state is mrt.ConnectionState.STOPPED, WAIT)
+    assert started_after_stop == []
+
+
+def test_producers_queue_while_the_dispatcher_waits_for_the_gate() -> None:
+    source = SyntheticSource(["T.*"], seed=3)  # not started: its queue and decoder are enough
+    delivered: list[int] = []
+    gate = InlineGate(lambda events: delivered.append(len(events)))
+    assert source.set_inline(gate) is True
+    frame = [KIND_OBJECTS, [{"ev": "T", "sym": "A", "q": 1}], 1, 1]
+
+    gate.wanted = True
+    assert source._deliver_inline(frame) is False
+    gate.wanted = False
+    assert source._deliver_inline(frame) is True
+    gate.open = False
+    assert source._deliver_inline(frame) is False
+    assert delivered == [1]
 
 
 def test_a_slow_inline_callback_delays_reading_and_loses_nothing(server: MockMassiveServer, make_adapter) -> None:

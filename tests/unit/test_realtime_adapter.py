@@ -421,6 +421,52 @@ class TestRoutingAndThreading:
             assert [e.sequence_number for e in events if e.symbol == symbol] == list(range(500))
         assert adapter.stats().dispatched >= 1000
 
+    def test_a_connection_recycled_twice_keeps_its_order(self, server: MockMassiveServer, make_adapter) -> None:
+        """Recycled again before the first predecessor was drained: the three generations of
+        the connection are delivered one after the other, never interleaved."""
+        pool = ConnectionPool(api_key=KEY, max_connections=1, url=server.url,
+                              client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)})  # fmt: skip
+        seen: list[int] = []
+        done = threading.Event()
+        hold, holding = threading.Event(), threading.Event()
+
+        def on_trade(event: mrt.EquityTrade) -> None:
+            seen.append(event.sequence_number or 0)
+            if len(seen) == 2020:
+                done.set()
+
+        def on_status(status: mrt.StatusMessage) -> None:
+            if status.status == "hold":  # keeps the dispatcher busy: everything queues meanwhile
+                holding.set()
+                hold.wait(10)
+
+        adapter = make_adapter(pool)
+        adapter.on(mrt.EquityTrade, on_trade)
+        adapter.on_status(on_status)
+        adapter.start()
+        pool.subscribe("T.A")
+        pool.wait_ready(5)
+        first = pool.connections[0]
+        assert first.wait_acked(["T.A"], 5)
+        server.send_status("hold", "hold the dispatcher")
+        assert holding.wait(5)
+        server.publish([trade("A", i) for i in range(2000)], batch=1)
+        assert wait_until(lambda: first.stats().queue_events == 2000, 10)
+        server.kick(server.active_connections()[0].id)
+        assert wait_until(lambda: pool.stats().recycled == 1 and pool.connections[0] is not first, 10)
+        second = pool.connections[0]
+        assert second.wait_acked(["T.A"], 5)
+        server.publish([trade("A", i) for i in range(2000, 2010)], batch=1)
+        assert wait_until(lambda: second.stats().queue_events == 10, 10)
+        server.kick(server.active_connections()[0].id)
+        assert wait_until(lambda: pool.stats().recycled == 2 and pool.connections[0] is not second, 10)
+        assert pool.connections[0].wait_acked(["T.A"], 5)
+        hold.set()
+        server.publish([trade("A", i) for i in range(2010, 2020)], batch=1)
+
+        assert done.wait(10)
+        assert seen == list(range(2020))
+
     def test_status_events_arrive_in_order_with_data(self, server: MockMassiveServer, make_adapter) -> None:
         stream = Recorder()
         adapter = make_adapter()
