@@ -9,8 +9,10 @@ This path only takes frames it can decode exactly: a frame that is not valid JSO
 array, holds a non-object element, or an object whose ``ev`` is missing or unknown to the
 market makes the decoder return ``None``, and the caller decodes the frame again on the
 tolerant dict path, which reports precisely what was wrong. Fields are typed ``object``, so a
-value of an unexpected JSON type is kept as it came, as on the dict path. Without msgspec
-installed (``pip install 'massive-rt[fast]'``) nothing here is used.
+value of an unexpected JSON type is kept as it came, as on the dict path. One difference from
+orjson: integers beyond 64 bits stay exact integers (as with ``json.loads``) instead of turning
+into floats or failing the frame. Without msgspec installed (``pip install 'massive-rt[fast]'``)
+nothing here is used.
 """
 
 from __future__ import annotations
