@@ -69,6 +69,7 @@ class QueueConsumer:
     """Mixin: ``get``/``iter_events``/``drain`` over a :class:`FrameQueue` filled by a producer thread."""
 
     _inline_gate: InlineGate | None = None
+    _forked = False  # set on a client in a forked child: then every call goes through _check_usable()
 
     _name: str
     _queue: FrameQueue
@@ -105,13 +106,13 @@ class QueueConsumer:
             queue.Empty: nothing arrived within ``timeout``.
             ClientClosedError: the source stopped (or failed) and every event was consumed.
         """
-        self._check_usable()
         ready = self._ready
-        if ready:  # fast path: events of frames already decoded
+        if ready and not self._forked:  # fast path: events of frames already decoded
             try:
                 return ready.popleft()
             except IndexError:  # another consumer took the last one
                 pass
+        self._check_usable()
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
