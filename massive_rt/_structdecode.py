@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     msgspec = None  # type: ignore[assignment]
 
-__all__ = ["AVAILABLE", "StructFrameDecoder", "mutable_twin", "struct_frame_decoder"]
+__all__ = ["AVAILABLE", "StructFrameDecoder", "compile_builder", "mutable_twin", "struct_frame_decoder"]
 
 #: True when msgspec is importable.
 AVAILABLE = msgspec is not None
@@ -56,23 +56,36 @@ def mutable_twin(cls: type[MarketEvent]) -> type:
     return twin
 
 
-def _compile_converter(cls: type[MarketEvent], ev: str, attributes: list[str]) -> Callable[[Any, int, str], Event]:
-    """``convert(struct, received_at_ns, connection)``: copy a wire struct into a ``cls`` event."""
-    targets = "".join(f"obj.{attr}, " for attr in attributes)
+def compile_builder(
+    cls: type[MarketEvent], source: str, fill: list[str], **names: Any
+) -> Callable[[Any, int, str], Event]:
+    """Generate ``build(<source>, received_at_ns, connection)`` returning a ``cls`` event.
+
+    ``fill`` are the statements that store the wire fields into ``obj`` (an instance of the
+    mutable twin); ``names`` are extra globals they use. Shared by the dict makers
+    (``protocol``) and the struct converters here, so both build events the same way.
+    """
     lines = [
-        "def convert(struct, received_at_ns, connection):",
+        f"def build({source}, received_at_ns, connection):",
         "    obj = new(twin)",
-        f"    obj.event_type = {ev!r}",
-        *([f"    ({targets}) = astuple(struct)"] if attributes else []),
+        *(f"    {statement}" for statement in fill),
         "    obj.received_at_ns = received_at_ns",
         "    obj.connection = connection",
         "    obj.__class__ = cls",
         "    return obj",
     ]
-    namespace: dict[str, Any] = {"new": object.__new__, "twin": mutable_twin(cls), "cls": cls, "astuple": astuple}
+    namespace: dict[str, Any] = {"new": object.__new__, "twin": mutable_twin(cls), "cls": cls, **names}
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from the class's own constant WIRE table
-    convert: Callable[[Any, int, str], Event] = namespace["convert"]
-    return convert
+    build: Callable[[Any, int, str], Event] = namespace["build"]
+    return build
+
+
+def _compile_converter(cls: type[MarketEvent], ev: str, attributes: list[str]) -> Callable[[Any, int, str], Event]:
+    """``convert(struct, received_at_ns, connection)``: copy a wire struct into a ``cls`` event."""
+    fill = [f"obj.event_type = {ev!r}"]
+    if attributes:
+        fill.append("({}) = astuple(struct)".format("".join(f"obj.{attr}, " for attr in attributes)))
+    return compile_builder(cls, "struct", fill, astuple=astuple)
 
 
 @functools.cache

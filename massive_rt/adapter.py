@@ -325,18 +325,17 @@ class RealTimeDataAdapter:
             thread.join(max(0.0, deadline - time.monotonic()))
         except RuntimeError:  # called (from a signal handler) while start() was starting it
             return True
-        # A callback still running inline on a reader holds the gate: wait for it too.
-        if not thread.is_alive() and self._gate.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            self._gate.lock.release()
-        elif not thread.is_alive():
-            logger.warning("adapter stop: a handler on a reader thread was still running after %.1fs", timeout)
-            return False
         if thread.is_alive():
             self._discard = True
             logger.warning("adapter stop: still dispatching after %.1fs (a slow handler or a large backlog); "
                            "what is still queued is discarded and the dispatcher exits after the current "
                            "handler returns", timeout)  # fmt: skip
             return False
+        # A callback still running inline on a reader holds the gate: wait for it too.
+        if not self._gate.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            logger.warning("adapter stop: a handler on a reader thread was still running after %.1fs", timeout)
+            return False
+        self._gate.lock.release()
         return True
 
     def __enter__(self) -> RealTimeDataAdapter:
@@ -442,7 +441,7 @@ class RealTimeDataAdapter:
                 gate.wanted = False
             try:
                 if self._discard and self._stopping.is_set():
-                    return True  # stop(drain=False) came while we waited for the gate
+                    return True  # stop(drain=False): dispatch nothing more
                 events = client.drain(quantum)
                 if events:
                     progressed = True
@@ -451,8 +450,6 @@ class RealTimeDataAdapter:
                 continue
             finally:
                 gate.lock.release()
-            if events and self._discard and self._stopping.is_set():
-                return True
         return progressed
 
     def _dispatch_inline(self, events: list[Event]) -> None:

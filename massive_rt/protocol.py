@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ._structdecode import mutable_twin, struct_frame_decoder
+from ._structdecode import compile_builder, struct_frame_decoder
 from .enums import Market
 from .errors import ConfigurationError
 from .models import (
@@ -247,19 +247,7 @@ def _compile_maker(cls: type[MarketEvent]) -> Maker:
     fills a mutable slot twin of ``cls`` with plain stores, then switches its ``__class__``
     (see :func:`massive_rt._structdecode.mutable_twin`).
     """
-    twin = mutable_twin(cls)
-    lines = ["def make(d, received_at_ns, connection):", "    get = d.get", "    obj = new(twin)"]
-    lines += [f"    obj.{attr} = get({key!r})" for key, attr in cls.WIRE]
-    lines += [
-        "    obj.received_at_ns = received_at_ns",
-        "    obj.connection = connection",
-        "    obj.__class__ = cls",
-        "    return obj",
-    ]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls, "twin": twin}
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from the class's own constant WIRE table
-    maker: Maker = namespace["make"]
-    return maker
+    return compile_builder(cls, "d", ["get = d.get", *(f"obj.{attr} = get({key!r})" for key, attr in cls.WIRE)])
 
 
 _MAKERS: dict[type[MarketEvent], Maker] = {
