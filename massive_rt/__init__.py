@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 
 from .adapter import AdapterStats, RealTimeDataAdapter
-from .config import ClientConfig, ReconnectPolicy
+from .config import ClientConfig, LimitRetry, ReconnectPolicy
 from .connection import ConnectionStats, MassiveWebSocketClient
-from .enums import ConnectionState, Feed, Market, Overflow
+from .enums import AdapterState, ConnectionState, Feed, Market, Overflow
 from .errors import (
     AuthenticationError,
     ClientClosedError,
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLimitError,
+    HandshakeError,
     MassiveRTError,
     SubscriptionError,
     WaitTimeoutError,
@@ -53,6 +54,7 @@ from .synthetic import SyntheticMarket, SyntheticSource, SyntheticStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdapterState",
     "AdapterStats",
     "AuthenticationError",
     "ClientClosedError",
@@ -76,10 +78,12 @@ __all__ = [
     "FuturesAgg",
     "FuturesQuote",
     "FuturesTrade",
+    "HandshakeError",
     "Imbalance",
     "IndexValue",
     "LaunchpadValue",
     "Level2Book",
+    "LimitRetry",
     "LimitUpLimitDown",
     "Market",
     "MarketEvent",

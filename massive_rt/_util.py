@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
@@ -9,7 +10,9 @@ import time
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["ConnectionLogger", "RateLimitedLog", "percentiles"]
+import attrs
+
+__all__ = ["ConnectionLogger", "RateLimitedLog", "percentiles", "snapshot_dict"]
 
 
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -58,3 +61,24 @@ def percentiles(samples: list[int] | list[float], points: tuple[float, ...] = (5
         label = f"p{point:g}".replace(".", "_")
         out[label] = float(ordered[rank])
     return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if attrs.has(type(value)):
+        return snapshot_dict(value)
+    if isinstance(value, (list, tuple, frozenset, set)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else repr(value)
+
+
+def snapshot_dict(snapshot: Any) -> dict[str, Any]:
+    """A stats snapshot (an attrs instance) as JSON-ready data: enums as their values, nested
+    snapshots as dicts, tuples as lists. Snapshots hold no secret, so neither does this."""
+    return {field.name: _plain(getattr(snapshot, field.name)) for field in attrs.fields(type(snapshot))}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,12 +26,14 @@ from typing import Any, Protocol, TypeVar, cast, overload
 
 import attrs
 
-from ._util import RateLimitedLog, percentiles
+from ._util import RateLimitedLog, percentiles, snapshot_dict
 from ._validate import require_int, require_number
 from .config import ClientConfig
-from .consumer import InlineGate
-from .errors import ClientClosedError, ConfigurationError
+from .consumer import InlineGate, check_timeout
+from .enums import AdapterState, ConnectionState
+from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .models import Event, StatusMessage
+from .protocol import MARKET_EVENTS
 
 __all__ = ["AdapterStats", "EventSource", "RealTimeDataAdapter"]
 
@@ -41,6 +44,16 @@ ErrorHandler = Callable[[BaseException, Event, Handler], Any]
 H = TypeVar("H", bound=Handler)
 
 _WILDCARD = "*"
+_EV_CODES = frozenset(ev for table in MARKET_EVENTS.values() for ev in table)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
+
+
+class _StopSignal(BaseException):
+    """Raised by run_forever's signal handler in the main thread, to leave its wait at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 class _Drainable(Protocol):
@@ -81,7 +94,11 @@ class AdapterStats:
     """Snapshot of the adapter's counters.
 
     Attributes:
-        running: the dispatcher thread is alive.
+        running: started, not stopped and not failed, and the dispatcher thread is alive.
+        state: the adapter's :class:`AdapterState` (``new``, ``running``, ``failed``, ``stopped``).
+        error: why it failed (every connection failed for good), else None.
+        healthy: running, and the source healthy (when its stats say).
+        health_reason: why not, when not healthy (else None).
         dispatch: ``"thread"`` or ``"inline"``.
         dispatched: events handed to handlers (market events, status events and unknown events).
         dispatched_inline: of which on a reader thread (``dispatch="inline"``).
@@ -94,6 +111,10 @@ class AdapterStats:
     """
 
     running: bool
+    state: AdapterState
+    error: str | None
+    healthy: bool
+    health_reason: str | None
     dispatch: str
     dispatched: int
     dispatched_inline: int
@@ -102,6 +123,10 @@ class AdapterStats:
     errors_by_handler: dict[str, int]
     latency_us: dict[str, float]
     source: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
+        return snapshot_dict(self)
 
 
 def _handler_name(fn: Callable[..., Any]) -> str:
@@ -190,6 +215,8 @@ class RealTimeDataAdapter:
         self._latency: collections.deque[int] = collections.deque(maxlen=latency_samples)
         self._error_log = RateLimitedLog(logger, logging.ERROR)
         self._fatal: BaseException | None = None
+        self._error: MassiveRTError | None = None  # every connection of the source failed for good
+        self._ended = threading.Event()  # stop(), a fatal failure or a dispatcher crash: run_forever returns
         if on_event is not None:
             self.on(_WILDCARD, on_event)
 
@@ -205,9 +232,19 @@ class RealTimeDataAdapter:
         """Register ``handler`` for an event class, an ``ev`` code (``"T"``, ``"AM"``) or ``"*"``.
 
         Usable as a decorator: ``@adapter.on(EquityTrade)``. Returns the handler.
+
+        Raises:
+            ConfigurationError: ``key`` is neither an :class:`Event` subclass, ``"*"`` nor an
+                ``ev`` code of some market (the message lists them), or ``handler`` is not callable.
         """
-        if not isinstance(key, (type, str)) or (isinstance(key, str) and not key):
-            raise ConfigurationError(f"key={key!r} must be an event class, an ev code or '*'", field="key")
+        if isinstance(key, type):
+            if not issubclass(key, Event):
+                raise ConfigurationError(f"key={key.__name__} is not an Event class (e.g. mrt.EquityTrade)",
+                                         field="key")  # fmt: skip
+        elif not isinstance(key, str) or (key != _WILDCARD and key not in _EV_CODES):
+            raise ConfigurationError(
+                f"key={key!r} must be an Event class, '*' or an ev code: {', '.join(sorted(_EV_CODES))}", field="key"
+            )
         if handler is None:
 
             def decorator(fn: H) -> H:
@@ -251,15 +288,19 @@ class RealTimeDataAdapter:
     def _resolve(self, cls: type, ev: object) -> tuple[Handler, ...]:
         with self._registry_lock:
             found: list[Handler] = []
+            watch = False
             if issubclass(cls, StatusMessage):
                 found.append(self._count_status)
                 found.extend(self._status_handlers)
+                watch = True
             elif _WILDCARD in self._handlers:
                 found.extend(self._handlers[_WILDCARD])
             for klass in cls.__mro__:
                 found.extend(self._handlers.get(klass, ()))
             if isinstance(ev, str) and not issubclass(cls, StatusMessage):
                 found.extend(self._handlers.get(ev, ()))
+            if watch:
+                found.append(self._watch_source)  # last: after your handlers have seen the status
             seen: dict[Handler, None] = dict.fromkeys(found)
             route = tuple(seen)
             self._routes[(cls, ev)] = route
@@ -290,13 +331,89 @@ class RealTimeDataAdapter:
         self._source.start()
         return self
 
+    def wait_ready(self, timeout: float | None = None) -> RealTimeDataAdapter:
+        """Block until the source streams: every connection authenticated and subscribed (the
+        synthetic source: started). Call after :meth:`start`.
+
+        Raises:
+            AuthenticationError, ConnectionLimitError, HandshakeError, ConnectionClosedError: a
+                connection failed for good (the source's own typed error).
+            WaitTimeoutError: ``timeout`` passed first (also a ``TimeoutError``).
+            ClientClosedError: the adapter was not started, or was stopped.
+        """
+        check_timeout(timeout)
+        with self._life_lock:
+            if self._stopping.is_set():
+                raise ClientClosedError("adapter was stopped")
+            if not self._started:
+                raise ClientClosedError("call start() first")
+        if self._error is not None:
+            raise self._error
+        wait = getattr(self._source, "wait_ready", None)
+        if callable(wait):
+            wait(timeout)
+        return self
+
+    def run_forever(self) -> None:
+        """Start (if not started) and block the calling thread until :meth:`stop` (from a handler
+        or another thread), SIGINT or SIGTERM, or a failure for good; then stop.
+
+        The loop of a service's main: ``adapter.run_forever()``. On the main thread it handles
+        SIGINT (Ctrl-C) and SIGTERM (a service manager's stop) itself — a clean :meth:`stop`,
+        then it returns — and restores the previous handlers before returning; elsewhere it
+        installs none.
+
+        Raises:
+            AuthenticationError, ConnectionLimitError, HandshakeError, ConnectionClosedError:
+                every connection of the source failed for good
+                (also reported to ``on_status`` as an ``adapter_failed`` status, after the
+                connections' own ``failed`` statuses, and in :attr:`error`).
+            BaseException: whatever ended the dispatcher (a ``SystemExit`` raised in a handler).
+            ClientClosedError: the adapter was already stopped.
+        """
+        previous: dict[int, Any] = {}
+        received: int | None = None
+        try:
+            if threading.current_thread() is threading.main_thread():
+                for signum in _STOP_SIGNALS:
+                    previous[signum] = signal.signal(signum, _raise_stop_signal)
+            self.start()
+            while not self._ended.wait(3600.0):
+                pass
+        except _StopSignal as exc:
+            received = exc.signum
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if received is not None:
+            logger.info("adapter: %s received, stopping", signal.Signals(received).name)
+        self.stop()
+        if self._error is not None:
+            raise self._error
+        if self._fatal is not None:
+            raise self._fatal
+
     def subscribe(self, *channels: str, **kwargs: Any) -> Any:
-        """Subscribe through the source (``market=`` for a pool). Safe inside a handler."""
+        """Subscribe through the source (``market=`` for a pool). Safe inside a handler.
+
+        Raises:
+            ClientClosedError: the adapter was stopped.
+        """
+        self._check_open()
         return cast(Any, self._source).subscribe(*channels, **kwargs)
 
     def unsubscribe(self, *channels: str, **kwargs: Any) -> Any:
-        """Unsubscribe through the source. Safe inside a handler."""
+        """Unsubscribe through the source. Safe inside a handler.
+
+        Raises:
+            ClientClosedError: the adapter was stopped.
+        """
+        self._check_open()
         return cast(Any, self._source).unsubscribe(*channels, **kwargs)
+
+    def _check_open(self) -> None:
+        if self._stopping.is_set():
+            raise ClientClosedError("adapter was stopped; create a new one")
 
     def stop(self, timeout: float = 5.0, drain: bool = True) -> bool:
         """Stop the source, then the dispatcher. Idempotent; safe from any thread and from a handler.
@@ -319,6 +436,7 @@ class RealTimeDataAdapter:
             thread = self._thread
         self._source.stop(max(0.1, timeout / 2))
         self._wake.set()
+        self._ended.set()
         if thread is None or thread is threading.current_thread() or self._inline_thread == threading.get_ident():
             return True  # from a handler: the dispatcher finishes once the handler returns
         try:
@@ -353,16 +471,56 @@ class RealTimeDataAdapter:
         return self._dispatch_mode
 
     @property
-    def running(self) -> bool:
-        """True while the dispatcher thread is alive."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+    def state(self) -> AdapterState:
+        """``new``, ``running`` (started), ``failed`` (every connection of the source failed for
+        good; see :attr:`error`) or ``stopped``."""
+        if self._stopping.is_set():
+            return AdapterState.STOPPED
+        if self._error is not None:
+            return AdapterState.FAILED
+        return AdapterState.RUNNING if self._started else AdapterState.NEW
 
-    def stats(self) -> AdapterStats:
-        """Counters, handler errors and latency percentiles (cheap; any thread)."""
+    @property
+    def error(self) -> MassiveRTError | None:
+        """Why the adapter failed (the source's typed error), else None."""
+        return self._error
+
+    @property
+    def running(self) -> bool:
+        """True while started, not stopped, not failed, and the dispatcher thread alive."""
+        thread = self._thread
+        return self.state is AdapterState.RUNNING and thread is not None and thread.is_alive()
+
+    def stats(self, max_message_age: float | None = None) -> AdapterStats:
+        """Counters, handler errors, latency percentiles and health (cheap; any thread).
+
+        Args:
+            max_message_age: passed to the source's ``stats`` (see the client's).
+        """
         samples = list(self._latency)
+        try:
+            source = cast(Any, self._source).stats(max_message_age)
+        except TypeError:  # a source whose stats() takes no threshold (synthetic, Redis, third-party)
+            source = self._source.stats()
+        state = self.state
+        running = self.running
+        reason: str | None
+        if not running:
+            reason = f"adapter {state.value}"
+            if self._error is not None:
+                reason = f"adapter failed: {self._error.message}"
+            elif state is AdapterState.RUNNING:
+                reason = "dispatcher thread ended" + (f" by {type(self._fatal).__name__}" if self._fatal else "")
+        elif getattr(source, "healthy", True) is False:
+            reason = getattr(source, "health_reason", None) or "source unhealthy"
+        else:
+            reason = None
         return AdapterStats(
-            running=self.running,
+            running=running,
+            state=state,
+            error=None if self._error is None else self._error.message,
+            healthy=reason is None,
+            health_reason=reason,
             dispatch=self._dispatch_mode,
             dispatched=self._dispatched,
             dispatched_inline=self._dispatched_inline,
@@ -407,6 +565,7 @@ class RealTimeDataAdapter:
                     clients = self._adopt(source.clients())
         except BaseException as exc:
             self._fatal = exc
+            self._ended.set()
             logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
             raise
         finally:
@@ -462,6 +621,7 @@ class RealTimeDataAdapter:
             # As on the dispatcher thread, a BaseException ends dispatching (not the connection).
             self._gate.open = False
             self._fatal = exc
+            self._ended.set()
             logger.critical("a handler raised %s on a reader thread (dispatch='inline'): dispatching ends",
                             type(exc).__name__, exc_info=True)  # fmt: skip
             with self._life_lock:
@@ -491,6 +651,22 @@ class RealTimeDataAdapter:
 
     def _count_status(self, _event: Event) -> None:
         self._status_events += 1
+
+    def _watch_source(self, event: StatusMessage) -> None:
+        """After a connection's terminal status: has every connection failed for good?"""
+        if self._error is not None or not (event.status == "failed" or event.state is ConnectionState.FAILED):
+            return
+        error = getattr(self._source, "error", None)
+        if not isinstance(error, MassiveRTError) or self._stopping.is_set():
+            return
+        self._error = error
+        logger.error("adapter: every connection of the source failed for good: %s", error.message)
+        self._dispatch([
+            StatusMessage(status="adapter_failed", state=AdapterState.FAILED, error=error,
+                          message=f"adapter failed: every connection of the source failed for good: {error.message}",
+                          connection=str(getattr(self._source, "name", "")), received_at_ns=time.time_ns())
+        ])  # fmt: skip
+        self._ended.set()
 
     def _handler_failed(self, exc: Exception, event: Event, handler: Handler) -> None:
         name = _handler_name(handler)
@@ -539,3 +715,7 @@ class RealTimeDataAdapter:
         source = SyntheticSource(subscriptions, market=market, symbols=symbols, seed=seed, rate=rate)
         logger.info("MASSIVE_API_KEY is not set: streaming the synthetic %s market (no network, no key)", market)
         return cls(source, on_event=on_event, dispatch=dispatch)
+
+
+def _raise_stop_signal(signum: int, _frame: object) -> None:
+    raise _StopSignal(signum)

@@ -6,7 +6,7 @@ import math
 import os
 import random
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
 from .protocol import parse_channels
 
-__all__ = ["ClientConfig", "ReconnectPolicy", "mask_secret"]
+__all__ = ["ClientConfig", "LimitRetry", "ReconnectPolicy", "mask_secret"]
 
 ENV_API_KEY = "MASSIVE_API_KEY"
 ENV_FEED = "MASSIVE_FEED"
@@ -123,6 +123,69 @@ class ReconnectPolicy:
     def evolve(self, **changes: Any) -> ReconnectPolicy:
         """Return a copy with ``changes`` applied (validated)."""
         return attrs.evolve(self, **changes)
+
+
+_HOUR = 3600.0
+
+
+@attrs.frozen(kw_only=True)
+class LimitRetry:
+    """How a connection refused with ``max_connections`` retries, when it retries at all.
+
+    The account's connection limit is shared: a connection that retries quickly evicts another
+    holder of the same key (another of your services, or itself a moment ago), which then
+    retries in turn. So the waits are long and grow (``cooldown``, doubled after each refusal
+    in the last hour, capped at ``max_cooldown``), and at most ``per_hour`` retries start in
+    any hour, whatever the refusals: two holders of one key can fight a few times an hour at
+    most, never in a loop.
+
+    Attributes:
+        cooldown: the first wait after a refusal, seconds.
+        max_cooldown: cap of one wait, seconds.
+        per_hour: most retries started within any 3,600 s.
+    """
+
+    cooldown: float = attrs.field(default=60.0, validator=_positive("cooldown"))
+    max_cooldown: float = attrs.field(default=_HOUR, validator=_positive("max_cooldown"))
+    per_hour: int = attrs.field(default=3)
+
+    @per_hour.validator
+    def _check_per_hour(self, _attr: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"per_hour={value!r} must be an int >= 1", field="per_hour")
+
+    def delay(self, retries: Sequence[float], now: float) -> float:
+        """Seconds to wait at monotonic time ``now`` before the next retry.
+
+        Args:
+            retries: monotonic times at which earlier retries started (oldest first).
+            now: the current monotonic time (the refusal just happened).
+        """
+        recent = [t for t in retries if now - t < _HOUR]
+        wait = min(self.max_cooldown, self.cooldown * 2.0 ** min(len(recent), 32))
+        if len(recent) >= self.per_hour:  # the hour's budget is spent: wait until its oldest retry ages out
+            wait = max(wait, recent[-self.per_hour] + _HOUR - now)
+        return wait
+
+    def evolve(self, **changes: Any) -> LimitRetry:
+        """Return a copy with ``changes`` applied (validated)."""
+        return attrs.evolve(self, **changes)
+
+    @classmethod
+    def coerce(cls, value: LimitRetry | bool | None) -> LimitRetry | None:
+        """``limit_retry=`` as given to a client or pool: False/None (no retry), True (the
+        defaults) or a :class:`LimitRetry`."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, LimitRetry):
+            return value
+        raise ConfigurationError(f"limit_retry={value!r} must be False, True or a LimitRetry", field="limit_retry")
+
+
+def _to_limit_retry(value: LimitRetry | bool | None) -> LimitRetry | None:
+    return LimitRetry.coerce(value)
 
 
 def _coerce_market(value: Market | str) -> Market:
@@ -259,7 +322,7 @@ class ClientConfig:
     name: str | None = attrs.field(default=None, validator=_check_name)
     raw: bool = attrs.field(default=False, converter=bool)
     max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
-    limit_retry: bool = attrs.field(default=False, converter=bool)
+    limit_retry: LimitRetry | None = attrs.field(default=None, converter=_to_limit_retry)
     ca_certs: str | None = attrs.field(default=None, converter=_to_path, validator=_check_ca_certs)
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)
     websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict,

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import random
+import re
 import selectors
 import socket
 import ssl
@@ -29,14 +30,14 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 import websocket
 
-from ._util import ConnectionLogger
+from ._util import ConnectionLogger, snapshot_dict
 from ._validate import require_number
 from .config import ClientConfig, ReconnectPolicy, mask_secret
 from .consumer import QueueConsumer, check_timeout, fast_loads
@@ -47,6 +48,7 @@ from .errors import (
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLimitError,
+    HandshakeError,
     MassiveRTError,
     SubscriptionError,
     WaitTimeoutError,
@@ -75,6 +77,7 @@ _RECV_BYTES = 256 * 1024
 _ACK_TIMEOUT = 5.0
 _ERROR_SETTLE = 0.25
 _CLOSE_GRACE = 0.25
+_DESCRIBE_LIMIT = 200
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array still
 # reaches the consumer (as a StatusMessage), only without the reader acting on it.
@@ -84,9 +87,24 @@ _names = itertools.count(1)
 _live_clients: weakref.WeakSet[MassiveWebSocketClient] = weakref.WeakSet()
 
 
+FORK_ADVICE = (
+    "create clients after the fork (gunicorn: the post_fork hook or the app's first request; uWSGI: "
+    "@postfork; Celery: worker_process_init), or run one relay (massive-rt relay) that every worker "
+    "connects to; with gunicorn, --preload creates them in the master"
+)
+
+
 def _after_fork_in_child() -> None:
-    for client in list(_live_clients):
+    clients = list(_live_clients)
+    for client in clients:
         client._forked = True
+    started = [client.name for client in clients if client._started]
+    if started:
+        # One line per process, naming the fix: the inherited clients have no reader thread here.
+        logger.warning(
+            "process %d was forked from a process that had started massive_rt client(s) %s; they do not "
+            "run in this process: %s", os.getpid(), ", ".join(started[:10]), FORK_ADVICE,
+        )  # fmt: skip
 
 
 if hasattr(os, "register_at_fork"):
@@ -118,6 +136,9 @@ class ConnectionStats:
         last_message_age: seconds since the last frame was read (None before any).
         pings_sent: WebSocket pings sent.
         last_error: description of the last failure, if any.
+        healthy: streaming, with a message read within the age threshold (see
+            :meth:`MassiveWebSocketClient.stats`).
+        health_reason: why not, when not healthy (else None).
     """
 
     name: str
@@ -140,6 +161,12 @@ class ConnectionStats:
     last_message_age: float | None
     pings_sent: int
     last_error: str | None
+    healthy: bool
+    health_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for a health endpoint); it holds no secret."""
+        return snapshot_dict(self)
 
 
 @attrs.define
@@ -303,6 +330,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._gap_start_ns: int | None = None
         self._last_data_mono: float | None = None
         self._streaming_started: float | None = None
+        self._limit_retries: deque[float] = deque(maxlen=64)  # start times of limit retries (monotonic)
 
         self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
         _live_clients.add(self)
@@ -419,8 +447,9 @@ class MassiveWebSocketClient(QueueConsumer):
 
         Raises:
             ConfigurationError: a channel is malformed or not valid for this market.
+            ClientClosedError: the client was stopped.
         """
-        self._check_usable()
+        self._check_open()
         valid = parse_channels(channels, self._config.market)
         with self._lock:
             added = tuple(c for c in valid if c not in self._desired)
@@ -430,8 +459,12 @@ class MassiveWebSocketClient(QueueConsumer):
         return added
 
     def unsubscribe(self, *channels: str) -> tuple[str, ...]:
-        """Remove channels from the desired set; returns those that were desired. Thread-safe."""
-        self._check_usable()
+        """Remove channels from the desired set; returns those that were desired. Thread-safe.
+
+        Raises:
+            ClientClosedError: the client was stopped.
+        """
+        self._check_open()
         valid = parse_channels(channels, self._config.market)
         with self._lock:
             removed = tuple(c for c in valid if c in self._desired)
@@ -442,8 +475,12 @@ class MassiveWebSocketClient(QueueConsumer):
         return removed
 
     def unsubscribe_all(self) -> tuple[str, ...]:
-        """Remove every desired channel; returns them. Thread-safe."""
-        self._check_usable()
+        """Remove every desired channel; returns them. Thread-safe.
+
+        Raises:
+            ClientClosedError: the client was stopped.
+        """
+        self._check_open()
         with self._lock:
             removed = tuple(self._desired)
             self._desired.clear()
@@ -451,15 +488,25 @@ class MassiveWebSocketClient(QueueConsumer):
             self._wake()
         return removed
 
-    def stats(self) -> ConnectionStats:
-        """A consistent-enough snapshot of the counters (cheap; safe from any thread)."""
-        self._check_usable()
+    def stats(self, max_message_age: float | None = None) -> ConnectionStats:
+        """A consistent-enough snapshot of the counters (cheap; safe from any thread).
+
+        Works in a forked child too (where the client does not run), reporting it unhealthy.
+
+        Args:
+            max_message_age: ``healthy`` requires a frame (data, status or pong) read within this
+                many seconds; default ``stale_after`` if set, else ``ping_interval +
+                ping_timeout`` (the server answers every ping), else no age check.
+        """
         last = self._last_frame_mono
         decode = self._decoder.stats
-        with self._lock:
+        # In a forked child a parent's thread may have held the lock at the fork: never take it there.
+        with self._lock if not self._forked else contextlib.nullcontext():
             state, since, desired, acked, error = (
                 self._state, self._connected_since, len(self._desired), len(self._acked), self._last_error
             )  # fmt: skip
+        age = None if last is None else time.monotonic() - last
+        reason = self._health_problem(state, age, error, max_message_age)
         return ConnectionStats(
             name=self._name,
             market=self._config.market.value,
@@ -478,10 +525,28 @@ class MassiveWebSocketClient(QueueConsumer):
             queue_high_water=self._queue.high_water,
             subscriptions=desired,
             acked=acked,
-            last_message_age=None if last is None else time.monotonic() - last,
+            last_message_age=age,
             pings_sent=self._pings,
             last_error=error,
+            healthy=reason is None,
+            health_reason=reason,
         )
+
+    def _health_problem(
+        self, state: ConnectionState, age: float | None, error: str | None, max_age: float | None
+    ) -> str | None:
+        if self._forked:
+            return f"created in the parent of a forked process; it does not run here: {FORK_ADVICE}"
+        if state is not ConnectionState.STREAMING:
+            return f"state {state.value}{f': {error}' if error else ''}"
+        config = self._config
+        if max_age is None:
+            max_age = config.stale_after or (
+                config.ping_interval + config.ping_timeout if config.ping_interval else None
+            )
+        if max_age is not None and age is not None and age > max_age:
+            return f"no message for {age:.1f}s (more than {max_age:g}s)"
+        return None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the connection and stop the reader thread. Idempotent; safe from any thread,
@@ -507,17 +572,6 @@ class MassiveWebSocketClient(QueueConsumer):
             thread.join(timeout / 2)
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
-
-    def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
-        """Yield events until the client stops or fails (and its queue is drained).
-
-        Raises (at once, not at the first iteration):
-            ClientClosedError: in a forked child (a silently empty stream would hide the mistake).
-            ConfigurationError: a negative ``timeout``.
-        """
-        self._check_usable()
-        check_timeout(timeout)
-        return super().iter_events(timeout)
 
     def clients(self) -> tuple[MassiveWebSocketClient, ...]:
         """Event sources for the adapter: this connection alone."""
@@ -585,9 +639,19 @@ class MassiveWebSocketClient(QueueConsumer):
     def _check_usable(self) -> None:
         if self._forked:
             raise ClientClosedError(
-                "this client belongs to the parent process (os.fork); create a new client in the child",
+                f"this client was created in the parent of a forked process and does not run here: {FORK_ADVICE}",
                 connection=self._name,
             )
+
+    def _check_consumable(self) -> None:
+        self._check_usable()
+        if not self._started and not self._stop_requested.is_set():
+            raise ClientClosedError("call start() first", connection=self._name)
+
+    def _check_open(self) -> None:
+        self._check_usable()
+        if self._stop_requested.is_set():
+            raise ClientClosedError("client was stopped; create a new one", connection=self._name)
 
     # ------------------------------------------------------------------ state
 
@@ -674,12 +738,20 @@ class MassiveWebSocketClient(QueueConsumer):
                 )  # fmt: skip
                 self._fail(error)
                 return True
-            delay = policy.delay(failures - 1, self._rng)
-            self._set_state(
-                ConnectionState.BACKOFF,
-                f"{outcome.reason}; reconnecting in {delay:.2f}s (attempt {failures})",
-                error=outcome.error,
-            )
+            limit = self._config.limit_retry
+            if limit is not None and isinstance(outcome.error, ConnectionLimitError):
+                # Retrying soon would evict the holder of the slot, which would then evict us.
+                now = time.monotonic()
+                delay = limit.delay(self._limit_retries, now)
+                self._limit_retries.append(now + delay)
+                message = (f"{outcome.reason}; retrying in {delay:.0f}s (at most {limit.per_hour} "
+                           "retries an hour: limit_retry)")  # fmt: skip
+                self._emit(StatusMessage(status="limit_cooldown", message=message, error=outcome.error,
+                                         connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
+            else:
+                delay = policy.delay(failures - 1, self._rng)
+                message = f"{outcome.reason}; reconnecting in {delay:.2f}s (attempt {failures})"
+            self._set_state(ConnectionState.BACKOFF, message, error=outcome.error)
             if self._stop_requested.wait(delay):
                 return False
         return False
@@ -724,6 +796,9 @@ class MassiveWebSocketClient(QueueConsumer):
                                      connection=self._name),
                 fatal=True,
             )  # fmt: skip
+        except websocket.WebSocketBadStatusException as exc:
+            self._close_socket()
+            return self._refused_upgrade(exc)
         except (OSError, websocket.WebSocketException, ValueError) as exc:
             self._close_socket()
             return _Outcome(f"connect failed: {_describe(exc)}")
@@ -731,6 +806,31 @@ class MassiveWebSocketClient(QueueConsumer):
             return self._stream(started)
         finally:
             self._end_session()
+
+    def _refused_upgrade(self, exc: websocket.WebSocketBadStatusException) -> _Outcome:
+        """The server answered the WebSocket upgrade with an HTTP status instead of 101.
+
+        429 and 5xx are passing conditions (rate limit, overload, deploy): retried with backoff.
+        Any other answer (4xx: wrong path, wrong host, a proxy refusing; 3xx: a redirect we do not
+        follow) will be the same on every attempt, so it is final.
+        """
+        code = getattr(exc, "status_code", None)
+        reason = getattr(exc, "status_message", None)
+        what = f"HTTP {code}{f' {reason}' if isinstance(reason, str) and reason else ''} from {self._url}"
+        excerpt = _excerpt(getattr(exc, "resp_body", None))
+        detail = f" (body: {excerpt})" if excerpt else ""
+        if isinstance(code, int) and (code == 429 or code >= 500):
+            return _Outcome(f"{what}: the server is not accepting connections now{detail}")
+        if code == 404:
+            why = "not a Massive WebSocket endpoint (check url=, feed= and market=)"
+        elif code in (401, 403):
+            why = "refused before authentication (a proxy or firewall? Massive refuses bad keys after connecting)"
+        elif isinstance(code, int) and 300 <= code < 400:
+            why = "redirected; massive_rt does not follow redirects (pass the final url=)"
+        else:
+            why = "the server refused the WebSocket upgrade"
+        error = HandshakeError(f"{what}: {why}{detail}", status_code=code, connection=self._name)
+        return _Outcome(error.message, error=error, fatal=True)
 
     def _connect(self, deadline: float) -> None:
         parts = urlsplit(self._url)
@@ -860,7 +960,7 @@ class MassiveWebSocketClient(QueueConsumer):
         assert sock is not None
         config = self._config
         parser = FrameParser(config.max_message_size)
-        self._set_state(ConnectionState.AUTHENTICATING)
+        self._set_state(ConnectionState.AUTHENTICATING, "connected; waiting for the reply to auth")
         auth_deadline = started + config.connect_timeout
         now = time.monotonic()
         next_ping = now + config.ping_interval if config.ping_interval else None
@@ -1067,6 +1167,7 @@ class MassiveWebSocketClient(QueueConsumer):
     def _deliver_server_status(
         self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None
     ) -> None:
+        message = message or f"the server sent {status!r} without a message"
         self._log.warning("server status %s: %s", status, message)
         self._emit(StatusMessage(status=status, message=message, error=error, from_server=True,
                                  connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
@@ -1224,5 +1325,17 @@ def _remaining(deadline: float) -> float:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
+    """One line for logs and statuses: exceptions may carry a server's multi-line answer."""
+    text = " ".join((str(exc) or type(exc).__name__).split())
+    if len(text) > _DESCRIBE_LIMIT:
+        text = text[: _DESCRIBE_LIMIT - 1] + "…"
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def _excerpt(body: object, limit: int = 80) -> str:
+    """A short single-line excerpt of an HTTP response body (HTML tags and whitespace removed)."""
+    if not isinstance(body, (bytes, bytearray)) or not body:
+        return ""
+    text = bytes(body[: limit * 8]).decode("utf-8", errors="replace")
+    text = " ".join(re.sub(r"<[^>]*>", " ", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -104,7 +104,8 @@ class QueueConsumer:
 
         Raises:
             queue.Empty: nothing arrived within ``timeout``.
-            ClientClosedError: the source stopped (or failed) and every event was consumed.
+            ClientClosedError: the source stopped (or failed) and every event was consumed, or
+                it was never started (at once: waiting would never end).
         """
         ready = self._ready
         if ready and not self._forked:  # fast path: events of frames already decoded
@@ -112,8 +113,8 @@ class QueueConsumer:
                 return ready.popleft()
             except IndexError:  # another consumer took the last one
                 pass
-        self._check_usable()
         check_timeout(timeout)
+        self._check_consumable()
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._consume_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise queue.Empty
@@ -141,7 +142,17 @@ class QueueConsumer:
 
         Args:
             timeout: also stop after this many seconds without any event (None: never).
+
+        Raises (at once, not at the first iteration):
+            ClientClosedError: the source was never started, or belongs to the parent of a
+                forked process (a silently empty stream would hide the mistake).
+            ConfigurationError: a negative ``timeout``.
         """
+        check_timeout(timeout)
+        self._check_consumable()
+        return self._iterate(timeout)
+
+    def _iterate(self, timeout: float | None) -> Iterator[Event]:
         while True:
             try:
                 yield self.get(timeout)
@@ -152,9 +163,12 @@ class QueueConsumer:
         """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
 
         For consumers that multiplex many sources, such as the adapter's dispatcher.
+
+        Raises:
+            ClientClosedError: the source was never started.
         """
-        self._check_usable()
         require_int("max_frames", max_frames)
+        self._check_consumable()
         with self._consume_lock:
             if self._ready:
                 out = list(self._ready)
@@ -244,6 +258,10 @@ class QueueConsumer:
 
     def _check_usable(self) -> None:
         """Raise if the source may not be used (e.g. after fork); the default allows everything."""
+
+    def _check_consumable(self) -> None:
+        """Raise if events cannot be taken (never started, forked); the default only checks usable."""
+        self._check_usable()
 
     def _closed_reason(self) -> str:
         return "source is stopped"

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
-__all__ = ["ConnectionState", "Feed", "Market", "Overflow", "resolve_feed_host"]
+__all__ = ["AdapterState", "ConnectionState", "Feed", "Market", "Overflow", "resolve_feed_host"]
 
 
 class _StrEnum(str, enum.Enum):
@@ -135,6 +135,17 @@ class ConnectionState(_StrEnum):
     def is_terminal(self) -> bool:
         """True once the connection will never stream again (FAILED or STOPPED)."""
         return self in (ConnectionState.FAILED, ConnectionState.STOPPED)
+
+
+class AdapterState(_StrEnum):
+    """Lifecycle of a :class:`~massive_rt.RealTimeDataAdapter`."""
+
+    NEW = "new"
+    #: started: dispatching whatever the source delivers
+    RUNNING = "running"
+    #: every connection of the source failed for good (``adapter.error`` says why)
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 class Overflow(_StrEnum):

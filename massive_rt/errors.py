@@ -11,6 +11,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionClosedError",
     "ConnectionLimitError",
+    "HandshakeError",
     "MassiveRTError",
     "SubscriptionError",
     "WaitTimeoutError",
@@ -49,6 +50,21 @@ class ConfigurationError(MassiveRTError, ValueError):
 
 class AuthenticationError(MassiveRTError):
     """The server answered ``auth_failed`` (bad key or plan without access). Never retried."""
+
+
+class HandshakeError(MassiveRTError):
+    """The server answered the WebSocket upgrade with a final HTTP status (404, 403, a redirect ...).
+
+    Not a Massive endpoint, or something in between refusing: retrying cannot fix it. (429 and
+    5xx answers are retried with backoff, never raised as this.)
+
+    Attributes:
+        status_code: the HTTP status of the answer.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, connection: str | None = None) -> None:
+        super().__init__(message, connection=connection)
+        self.status_code = status_code
 
 
 class ConnectionLimitError(MassiveRTError):

@@ -353,8 +353,10 @@ class StatusMessage(Event):
     ``gap`` (first data after a reconnect; ``gap_start_ns``/``gap_end_ns`` bound the hole to
     backfill), ``dropped`` (``dropped`` events were discarded by the overflow policy),
     ``decode_error`` (a frame or object could not be decoded), ``subscription_error``
-    (``channels`` refused; ``error`` is a :class:`~massive_rt.SubscriptionError`) and ``failed``
-    (terminal; ``error`` says why). Server statuses keep the server's string.
+    (``channels`` refused; ``error`` is a :class:`~massive_rt.SubscriptionError`), ``failed``
+    (terminal; ``error`` says why), ``limit_cooldown`` (refused by the connection limit; retried
+    later with ``limit_retry``) and, from an adapter, ``adapter_failed`` (every connection of its
+    source failed for good). Server statuses keep the server's string. Every status has a message.
 
     Attributes:
         status: the status code.

@@ -11,7 +11,10 @@ Massive counts sockets per account and would evict one of ours), and closes idle
 
 from __future__ import annotations
 
+import collections
+import inspect
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -19,8 +22,9 @@ from typing import Any
 
 import attrs
 
+from ._util import snapshot_dict
 from ._validate import require_int, require_name, require_number
-from .config import ReconnectPolicy, mask_secret
+from .config import ClientConfig, LimitRetry, ReconnectPolicy, mask_secret
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .consumer import check_timeout
 from .enums import ConnectionState, Feed, Market
@@ -29,6 +33,7 @@ from .errors import (
     ClientClosedError,
     ConfigurationError,
     ConnectionLimitError,
+    MassiveRTError,
     SubscriptionError,
     WaitTimeoutError,
 )
@@ -52,6 +57,12 @@ class PoolStats:
         max_connections: the account limit the pool respects.
         channels: channels placed across the pool.
         events_decoded, dropped_events, reconnects, recycled: totals.
+        leases: connections leased out (:meth:`ConnectionPool.acquire`).
+        failed: names of the connections that failed for good (a refused key, or the
+            connection limit without ``limit_retry``); the pool does not replace them.
+        degraded: some connections failed for good while others still run.
+        healthy: started, and every connection healthy (see :class:`ConnectionStats`).
+        health_reason: why not, when not healthy (else None).
         per_connection: the connections' own snapshots.
     """
 
@@ -64,7 +75,15 @@ class PoolStats:
     reconnects: int
     recycled: int
     leases: int
+    failed: tuple[str, ...]
+    degraded: bool
+    healthy: bool
+    health_reason: str | None
     per_connection: tuple[ConnectionStats, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for a health endpoint); it holds no secret."""
+        return snapshot_dict(self)
 
 
 @attrs.define(eq=False)
@@ -75,7 +94,8 @@ class _Member:
     leases: int = 0
     idle_since: float = attrs.Factory(time.monotonic)
     retiring: bool = False
-    limit_failures: int = 0
+    # Start times (monotonic) of the retries after max_connections, kept across recycling.
+    limit_retries: collections.deque[float] = attrs.Factory(lambda: collections.deque(maxlen=64))
     retry_at: float = 0.0
 
 
@@ -98,8 +118,10 @@ class ConnectionPool:
         idle_timeout: close a connection with no channels and no leases after this many
             seconds (None: keep it).
         health_interval: seconds between supervisor checks.
-        limit_cooldown: first wait before retrying a connection the server refused with
-            ``max_connections`` (doubles on each refusal, capped at 10 minutes).
+        limit_retry: what to do with a connection the server refused with ``max_connections``:
+            ``False`` (default) leaves it failed — the slot belongs to someone else, and taking
+            it back would evict them; ``True`` or a :class:`LimitRetry` retries it after a long,
+            growing cooldown, at most a few times an hour (``LimitRetry.per_hour``).
         name: pool name (prefix of connection names).
         client_options: extra keyword arguments for every connection (``reconnect``,
             ``queue_size``, ``ping_interval``, ``stale_after`` ...).
@@ -116,7 +138,7 @@ class ConnectionPool:
         url: str | Callable[[Market], str] | None = None,
         idle_timeout: float | None = None,
         health_interval: float = 1.0,
-        limit_cooldown: float = 30.0,
+        limit_retry: bool | LimitRetry = False,
         name: str = "pool",
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -125,7 +147,6 @@ class ConnectionPool:
         if cap is not None:
             require_int("max_subscriptions_per_connection", cap)
         require_number("health_interval", health_interval, strict=True)
-        require_number("limit_cooldown", limit_cooldown, strict=True)
         if idle_timeout is not None:
             require_number("idle_timeout", idle_timeout)
         require_name("name", name)
@@ -146,15 +167,10 @@ class ConnectionPool:
         self._cap = cap
         self._idle_timeout = idle_timeout
         self._health_interval = float(health_interval)
-        self._limit_cooldown = float(limit_cooldown)
+        self._limit_retry = LimitRetry.coerce(limit_retry)
         self._name = name
         self._options = options
-        # Validate the shared options once, with a throw-away client that never starts.
-        try:
-            MassiveWebSocketClient(api_key, market=self._default_market, url=self._url_for(self._default_market),
-                                   feed=feed, name=f"{name}-check", **options).stop()  # fmt: skip
-        except TypeError as exc:  # an option the client does not have
-            raise ConfigurationError(f"client_options: {exc}", field="client_options") from None
+        self._validate_client_options(api_key, feed, options)
 
         self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler inside subscribe()
         self._changed = threading.Condition(self._lock)
@@ -171,6 +187,22 @@ class ConnectionPool:
         self._listener: Callable[[], None] | None = None
         self._stop_event = threading.Event()
         self._supervisor: threading.Thread | None = None
+
+    def _validate_client_options(self, api_key: str | None, feed: Feed | str, options: dict[str, Any]) -> None:
+        """Check what every connection will be given, without creating one."""
+        accepted = set(inspect.signature(MassiveWebSocketClient).parameters)
+        unknown = sorted(k for k in options if k not in accepted)
+        if unknown:
+            raise ConfigurationError(
+                f"client_options: unknown option(s) {', '.join(map(repr, unknown))}", field="client_options"
+            )
+        if not (api_key if api_key is not None else os.environ.get("MASSIVE_API_KEY")):
+            raise ConfigurationError("api_key is required: pass api_key= or set MASSIVE_API_KEY", field="api_key")
+        fields = attrs.fields_dict(ClientConfig)
+        ClientConfig(
+            api_key=api_key, market=self._default_market, feed=feed, url=self._url_for(self._default_market),
+            **{k: v for k, v in options.items() if k in fields},
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -356,7 +388,10 @@ class ConnectionPool:
         """Make the connection's desired set the member's channels minus those a wildcard covers.
 
         Called under the lock: the client only updates its desired set and wakes its reader.
+        A retiring connection is left alone: its replacement starts from ``member.channels``.
         """
+        if member.retiring:
+            return
         client = member.client
         wanted = _effective(member.channels)
         current = client.subscriptions
@@ -540,14 +575,44 @@ class ConnectionPool:
         for client in clients:
             client.set_listener(listener)
 
-    def stats(self) -> PoolStats:
-        """Totals and per-connection snapshots."""
+    @property
+    def error(self) -> MassiveRTError | None:
+        """When every connection failed for good (see :attr:`PoolStats.failed`): the error of
+        one of them; else None. A pool with some connections failed and others running is
+        degraded (:attr:`PoolStats.degraded`), not failed."""
+        with self._lock:
+            clients = [m.client for m in self._members.values()]
+        if not clients or not all(self._failed_for_good(c) for c in clients):
+            return None
+        return clients[-1].error
+
+    def _failed_for_good(self, client: MassiveWebSocketClient) -> bool:
+        """FAILED with an error the pool will not retry: a refused key, or the connection limit
+        without ``limit_retry``."""
+        error = client.error
+        if client.state is not ConnectionState.FAILED or error is None:
+            return False
+        return isinstance(error, AuthenticationError) or (
+            isinstance(error, ConnectionLimitError) and self._limit_retry is None
+        )
+
+    def stats(self, max_message_age: float | None = None) -> PoolStats:
+        """Totals and per-connection snapshots (``max_message_age``: see the client's ``stats``)."""
         with self._lock:
             members = list(self._members.values())
             channels = len(self._assignment)
             recycled = self._recycled
             leases = sum(m.leases for m in members)
-        per = tuple(m.client.stats() for m in members)
+            started, closed = self._started, self._closed
+        per = tuple(m.client.stats(max_message_age) for m in members)
+        failed = tuple(m.client.name for m in members if self._failed_for_good(m.client))
+        if closed:
+            reason: str | None = "pool is stopped"
+        elif not started:
+            reason = "pool is not started"
+        else:
+            sick = [f"{s.name}: {s.health_reason}" for s in per if not s.healthy]
+            reason = "; ".join(sick) if sick else None
         return PoolStats(
             name=self._name,
             connections=len(members),
@@ -558,6 +623,10 @@ class ConnectionPool:
             reconnects=sum(s.reconnects for s in per),
             recycled=recycled,
             leases=leases,
+            failed=failed,
+            degraded=bool(failed) and len(failed) < len(members),
+            healthy=reason is None,
+            health_reason=reason,
             per_connection=per,
         )
 
@@ -590,14 +659,18 @@ class ConnectionPool:
                     and not _alive(client)
                 )  # fmt: skip
                 if dead:
-                    if isinstance(client.error, AuthenticationError):
-                        continue  # a refused key stays refused: report, never hammer
-                    if isinstance(client.error, ConnectionLimitError):
+                    if self._failed_for_good(client):
+                        continue  # a refused key stays refused, a taken slot stays taken: report, never hammer
+                    if isinstance(client.error, ConnectionLimitError) and self._limit_retry is not None:
                         if member.retry_at == 0.0:
-                            member.limit_failures += 1
-                            wait = min(600.0, self._limit_cooldown * 2 ** (member.limit_failures - 1))
+                            wait = self._limit_retry.delay(member.limit_retries, now)
                             member.retry_at = now + wait
-                            client.emit_status("limit_cooldown", f"max_connections: retrying in {wait:.0f}s")
+                            member.limit_retries.append(member.retry_at)
+                            client.emit_status(
+                                "limit_cooldown",
+                                f"max_connections: retrying in {wait:.0f}s (at most {self._limit_retry.per_hour} "
+                                "retries an hour: limit_retry)",
+                            )  # fmt: skip
                             logger.warning("pool %s: %s hit max_connections; retrying in %.0fs",
                                            self._name, client.name, wait)  # fmt: skip
                         if now < member.retry_at:
@@ -629,10 +702,9 @@ class ConnectionPool:
                 return
             replacement = self._new_client(member.market, name=old.name, channels=_effective(member.channels))
             replacement.continue_gap_from(old)
-            limit_failures = member.limit_failures if isinstance(old.error, ConnectionLimitError) else 0
             self._members[old.name] = _Member(
                 client=replacement, market=member.market, channels=member.channels, leases=member.leases,
-                limit_failures=limit_failures,
+                limit_retries=member.limit_retries,
             )  # fmt: skip
             self._retire(old)
             self._recycled += 1

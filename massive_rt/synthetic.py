@@ -834,7 +834,12 @@ class SyntheticSource(QueueConsumer):
         return self
 
     def subscribe(self, *channels: str, **_: Any) -> tuple[str, ...]:
-        """Add channels (validated for the market); returns those that were new."""
+        """Add channels (validated for the market); returns those that were new.
+
+        Raises:
+            ClientClosedError: the source was stopped.
+        """
+        self._check_open()
         valid = parse_channels(channels, self._market)
         with self._lock:
             added = tuple(c for c in valid if c not in self._desired)
@@ -846,7 +851,12 @@ class SyntheticSource(QueueConsumer):
         return added
 
     def unsubscribe(self, *channels: str, **_: Any) -> tuple[str, ...]:
-        """Remove channels; returns those that were subscribed."""
+        """Remove channels; returns those that were subscribed.
+
+        Raises:
+            ClientClosedError: the source was stopped.
+        """
+        self._check_open()
         valid = parse_channels(channels, self._market)
         with self._lock:
             removed = tuple(c for c in valid if c in self._desired)
@@ -856,7 +866,12 @@ class SyntheticSource(QueueConsumer):
         return removed
 
     def unsubscribe_all(self) -> tuple[str, ...]:
-        """Remove every channel."""
+        """Remove every channel.
+
+        Raises:
+            ClientClosedError: the source was stopped.
+        """
+        self._check_open()
         with self._lock:
             removed = tuple(self._desired)
             self._desired.clear()
@@ -894,6 +909,14 @@ class SyntheticSource(QueueConsumer):
 
     def __repr__(self) -> str:
         return f"SyntheticSource(name={self._name!r}, market={self._market.value!r}, rate={self._rate})"
+
+    def _check_consumable(self) -> None:
+        if self._thread is None and not self._stop_event.is_set():
+            raise ClientClosedError("call start() first", connection=self._name)
+
+    def _check_open(self) -> None:
+        if self._stop_event.is_set():
+            raise ClientClosedError("source was stopped; create a new one", connection=self._name)
 
     def _status(self, state: ConnectionState, message: str) -> None:
         self._state = state

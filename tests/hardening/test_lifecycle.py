@@ -87,9 +87,11 @@ def test_interpreter_exit_while_streaming_does_not_hang(streaming_server: MockMa
 
 
 FORK_SCRIPT = textwrap.dedent("""
-    import json, os, sys
+    import json, logging, os, sys
     import massive_rt as mrt
     from massive_rt.testing import MockMassiveServer
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
 
     KEY = "{key}"
 
@@ -125,7 +127,6 @@ FORK_SCRIPT = textwrap.dedent("""
                     "wait_acked": lambda: parent.wait_acked(["T.AAPL"], 0),
                     "subscriptions": lambda: parent.subscriptions,
                     "acked": lambda: parent.acked,
-                    "stats": lambda: parent.stats(),
                     "emit_status": lambda: parent.emit_status("x", "y"),
                 }}
                 for name, use in uses.items():
@@ -133,9 +134,11 @@ FORK_SCRIPT = textwrap.dedent("""
                         use()
                         report[name] = "no error"
                     except mrt.ClientClosedError as exc:
-                        report[name] = "ClientClosedError" if "os.fork" in str(exc) else str(exc)
+                        report[name] = "ClientClosedError" if "post_fork" in str(exc) else str(exc)
                     except Exception as exc:
                         report[name] = f"{{type(exc).__name__}}: {{exc}}"
+                stats = parent.stats()  # a health endpoint keeps working, and says why it is unhealthy
+                report["stats"] = [stats.healthy, "forked" in (stats.health_reason or ""), stats.to_dict()["name"]]
                 parent.stop(timeout=1)  # cleanup code may call it: harmless, touches nothing shared
                 report["stop"] = "ok"
                 child = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.MSFT"],
@@ -179,9 +182,16 @@ def test_a_forked_child_cannot_use_the_parents_client_but_can_make_its_own() -> 
     report = json.loads(out)
     child = report["child"]
     assert "crash" not in child, child
-    used = {name: result for name, result in child.items() if name not in ("stop", "child_trade", "child_state")}
+    used = {name: result for name, result in child.items() if name not in ("stop", "stats", "child_trade",
+                                                                             "child_state")}  # fmt: skip
     assert used == dict.fromkeys(used, "ClientClosedError")
-    assert len(used) == 13
+    assert len(used) == 12
+    assert child["stats"] == [False, True, "parent"]
+    # One line, in the child only, naming the inherited client and the fix.
+    forked_lines = [line for line in err.splitlines() if "was forked from a process" in line]
+    assert len(forked_lines) == 1, err
+    assert forked_lines[0].startswith("massive_rt.connection WARNING") and "parent" in forked_lines[0]
+    assert "post_fork" in forked_lines[0] and "massive-rt relay" in forked_lines[0]
     assert child["stop"] == "ok"
     assert child["child_trade"] == ["MSFT", 2, "child"]
     assert child["child_state"] == "stopped"

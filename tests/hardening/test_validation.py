@@ -145,7 +145,9 @@ ROWS: list[tuple[str, Callable[[Objects], Any], str, str | None]] = [
     ("pool-max_subscriptions", pool(max_subscriptions_per_connection=0), "max_subscriptions_per_connection", "0"),
     ("pool-health_interval", pool(health_interval=0), "health_interval", "0"),
     ("pool-health_interval-nan", pool(health_interval=NAN), "health_interval", "nan"),
-    ("pool-limit_cooldown", pool(limit_cooldown=-1), "limit_cooldown", "-1"),
+    ("pool-limit_retry", pool(limit_retry="yes"), "limit_retry", "'yes'"),
+    ("limit_retry-cooldown", lambda o: mrt.LimitRetry(cooldown=-1), "cooldown", "-1"),
+    ("limit_retry-per_hour", lambda o: mrt.LimitRetry(per_hour=0), "per_hour", "0"),
     ("pool-idle_timeout", pool(idle_timeout=-1), "idle_timeout", "-1"),
     ("pool-name", pool(name=""), "name", "''"),
     ("pool-market", pool(market="mars"), "market", "'mars'"),
@@ -272,7 +274,8 @@ def test_valid_edge_values_are_accepted(objects: Objects, tmp_path: Any) -> None
     with pytest.raises(mrt.ClientClosedError):
         client.wait_ready(timeout=0)  # not started: a usage error, not a validation error
     assert client.wait_acked([], timeout=0) is True
-    assert list(client.iter_events(timeout=0)) == []
     client.stop(timeout=0)
+    # stopped: the stream ends (with the state change), not an error
+    assert [e.status for e in client.iter_events(timeout=0)] == ["state"]
     assert mrt.ReconnectPolicy(initial_delay=0, max_delay=0, max_attempts=0).delay(0) == 0.0
     assert mrt.ConnectionPool(api_key=KEY, url=lambda market: URL, idle_timeout=0).name == "pool"

@@ -266,7 +266,7 @@ def test_client_config_defaults() -> None:
     assert config.queue_size == 100_000
     assert config.overflow is Overflow.DROP_OLDEST
     assert (config.ping_interval, config.ping_timeout, config.stale_after) == (20.0, 20.0, None)
-    assert (config.connect_timeout, config.name, config.raw, config.limit_retry) == (10.0, None, False, False)
+    assert (config.connect_timeout, config.name, config.raw, config.limit_retry) == (10.0, None, False, None)
     assert config.max_message_size == 16 * 1024 * 1024
     assert (config.ca_certs, config.ssl_context, config.websocket_options) == (None, None, {})
     assert config.resolved_url == "wss://socket.massive.com/stocks"

@@ -293,25 +293,81 @@ class TestFailures:
         assert pool.connections[0] is client
         assert len(server.connections) == 1
 
-    def test_max_connections_from_the_server_is_not_answered_with_a_storm(self, make_pool) -> None:
+    def test_max_connections_leaves_the_connection_failed_by_default(self, make_pool) -> None:
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
             other_service = MassiveWebSocketClient(api_key=KEY, url=strict.url())
             try:
                 other_service.start()
                 other_service.wait_ready(5)
-                pool = make_pool(url=strict.url, limit_cooldown=30.0).start()
+                pool = make_pool(url=strict.url).start()
                 pool.subscribe("T.AAPL")
                 client = pool.connections[0]
                 assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
                 assert isinstance(client.error, mrt.ConnectionLimitError)
+                for _ in range(5):
+                    assert pool.check_health() == 0
+                assert len(strict.connections) == 2  # one refused attempt, never retried
+                assert pool.connections == (client,)
+                assert isinstance(pool.error, mrt.ConnectionLimitError)
+                stats = pool.stats()
+                assert (stats.failed, stats.degraded, stats.healthy) == ((client.name,), False, False)
+                assert "max_connections" in (stats.health_reason or "") or "connection" in (stats.health_reason or "")
+                with pytest.raises(mrt.ConnectionLimitError):
+                    pool.wait_ready(1)
+                statuses = [e.status for e in client.drain() if isinstance(e, mrt.StatusMessage)]
+                assert "failed" in statuses and "limit_cooldown" not in statuses
+                assert other_service.state is mrt.ConnectionState.STREAMING
+            finally:
+                other_service.stop()
+
+    def test_max_connections_retry_is_opt_in_with_a_long_cooldown(self, make_pool) -> None:
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
+            other_service = MassiveWebSocketClient(api_key=KEY, url=strict.url())
+            try:
+                other_service.start()
+                other_service.wait_ready(5)
+                pool = make_pool(url=strict.url, limit_retry=mrt.LimitRetry(cooldown=30.0)).start()
+                pool.subscribe("T.AAPL")
+                client = pool.connections[0]
+                assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
                 for _ in range(5):
                     pool.check_health()
                 assert len(strict.connections) == 2  # one refused attempt, then a 30 s cooldown
                 cooldown = [
                     e for e in client.drain() if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown"
                 ]
-                assert cooldown
+                assert [e.message for e in cooldown] == [
+                    "max_connections: retrying in 30s (at most 3 retries an hour: limit_retry)"
+                ]
+                assert pool.error is None  # it will retry: not failed for good
                 assert other_service.state is mrt.ConnectionState.STREAMING
+            finally:
+                other_service.stop()
+
+    def test_limit_retries_stop_at_the_hourly_budget(self, make_pool) -> None:
+        """Two holders of one key fight at most ``per_hour`` times an hour, whatever the cooldown."""
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
+            other_service = MassiveWebSocketClient(api_key=KEY, url=strict.url())
+            try:
+                other_service.start()
+                other_service.wait_ready(5)
+                pool = make_pool(url=strict.url, limit_retry=mrt.LimitRetry(cooldown=0.02, per_hour=2)).start()
+                pool.subscribe("T.AAPL")
+                seen: list[str] = []
+
+                def budget_spent() -> bool:
+                    for conn in pool.clients():  # retired connections too: the status is on the refused one
+                        seen.extend(e.message for e in conn.drain()
+                                    if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown")  # fmt: skip
+                    return len(seen) == 3
+
+                assert wait_until(budget_spent, 10)
+                assert [m.split(" (")[0] for m in seen[:2]] == ["max_connections: retrying in 0s"] * 2
+                assert seen[2].startswith("max_connections: retrying in 3600s")  # the third waits out the hour
+                for _ in range(5):
+                    pool.check_health()
+                assert len(strict.connections) == 1 + 3  # the holder, the first attempt and two retries
+                assert pool.stats().recycled == 2
             finally:
                 other_service.stop()
 

@@ -385,7 +385,7 @@ class TestMessageHandling:
         server.publish([TRADE])
         assert next_of(streaming, mrt.EquityTrade).symbol == "MSFT"
         warning = next_of(streaming, mrt.StatusMessage, where=lambda e: e.status == "warning")
-        assert warning.message == ""
+        assert warning.message == "the server sent 'warning' without a message"  # every status has one
         assert warning.from_server
         assert next_of(streaming, mrt.EquityTrade).symbol == "AAPL"
         assert streaming.state is mrt.ConnectionState.STREAMING
@@ -628,12 +628,37 @@ class TestReconnectionAndResilience:
             holder.start()
             holder.wait_ready(5)
             policy = mrt.ReconnectPolicy(initial_delay=0.05, max_delay=0.1, max_attempts=2)
-            retrier = make_client(url=srv.url(), limit_retry=True, reconnect=policy)
+            retrier = make_client(url=srv.url(), limit_retry=mrt.LimitRetry(cooldown=0.02), reconnect=policy)
             retrier.start()
             assert wait_until(lambda: retrier.state is mrt.ConnectionState.FAILED, 5)
             assert isinstance(retrier.error, mrt.ConnectionClosedError)
             assert "max_connections" in retrier.error.message
             assert len(srv.connections) == 4  # holder + 1 attempt + 2 retries
+            cooldowns = [e for e in retrier.drain() if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown"]
+            assert len(cooldowns) == 2
+
+    def test_limit_retry_waits_out_the_hourly_budget(self, make_client) -> None:
+        """With limit_retry, a refused client never fights in a loop: after per_hour retries it waits."""
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as srv:
+            holder = make_client(url=srv.url())
+            holder.start()
+            holder.wait_ready(5)
+            retrier = make_client(url=srv.url(), limit_retry=mrt.LimitRetry(cooldown=0.02, per_hour=2))
+            retrier.start()
+            messages: list[str] = []
+
+            def third_wait() -> bool:
+                messages.extend(e.message for e in retrier.drain()
+                                if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown")  # fmt: skip
+                return len(messages) >= 3
+
+            assert wait_until(third_wait, 5)
+            assert "retrying in 3600s" in messages[2]
+            assert retrier.state is mrt.ConnectionState.BACKOFF
+            assert len(srv.connections) == 1 + 3
+            assert holder.state is mrt.ConnectionState.STREAMING
+            retrier.stop(timeout=2)
+            assert retrier.state is mrt.ConnectionState.STOPPED
 
     def test_slow_consumer_status_is_reported_and_reconnected(self, server: MockMassiveServer, make_client) -> None:
         client = make_client(subscriptions=["T.AAPL"])

@@ -191,7 +191,10 @@ class TestConnection:
         adapter.start()
         (failed,) = statuses.wait(1, where=lambda e: e.status == "failed")
         assert isinstance(failed.error, mrt.AuthenticationError)
-        assert adapter.running  # the dispatcher survives a failed source until stop()
+        (adapter_failed,) = statuses.wait(1, where=lambda e: e.status == "adapter_failed")
+        assert adapter_failed.error is failed.error
+        assert (adapter.state, adapter.error, adapter.running) == (mrt.AdapterState.FAILED, failed.error, False)
+        assert adapter.stats().healthy is False
 
     def test_disconnect_cleanup(self, server: MockMassiveServer, make_adapter) -> None:
         adapter = make_adapter().start()
