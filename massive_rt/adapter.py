@@ -30,7 +30,7 @@ from ._util import RateLimitedLog, percentiles, snapshot_dict
 from ._validate import require_int, require_number
 from .config import ClientConfig
 from .consumer import InlineGate, check_timeout
-from .enums import AdapterState, ConnectionState
+from .enums import AdapterState
 from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
@@ -500,7 +500,7 @@ class RealTimeDataAdapter:
         samples = list(self._latency)
         try:
             source = cast(Any, self._source).stats(max_message_age)
-        except TypeError:  # a source whose stats() takes no threshold (synthetic, Redis, third-party)
+        except TypeError:  # a source whose stats() takes no threshold (Redis, third-party)
             source = self._source.stats()
         state = self.state
         running = self.running
@@ -654,13 +654,14 @@ class RealTimeDataAdapter:
 
     def _watch_source(self, event: StatusMessage) -> None:
         """After a connection's terminal status: has every connection failed for good?"""
-        if self._error is not None or not (event.status == "failed" or event.state is ConnectionState.FAILED):
+        if self._error is not None or event.status != "failed":  # a connection's last word, after its state
             return
         error = getattr(self._source, "error", None)
         if not isinstance(error, MassiveRTError) or self._stopping.is_set():
             return
         self._error = error
-        logger.error("adapter: every connection of the source failed for good: %s", error.message)
+        # INFO: each connection has logged its own failure at ERROR already.
+        logger.info("adapter: every connection of the source failed for good: %s", error.message)
         self._dispatch([
             StatusMessage(status="adapter_failed", state=AdapterState.FAILED, error=error,
                           message=f"adapter failed: every connection of the source failed for good: {error.message}",

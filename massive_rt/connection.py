@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http
 import itertools
 import json
 import logging
@@ -815,7 +816,7 @@ class MassiveWebSocketClient(QueueConsumer):
         follow) will be the same on every attempt, so it is final.
         """
         code = getattr(exc, "status_code", None)
-        reason = getattr(exc, "status_message", None)
+        reason = getattr(exc, "status_message", None) or (_http_phrase(code) if isinstance(code, int) else None)
         what = f"HTTP {code}{f' {reason}' if isinstance(reason, str) and reason else ''} from {self._url}"
         excerpt = _excerpt(getattr(exc, "resp_body", None))
         detail = f" (body: {excerpt})" if excerpt else ""
@@ -1313,8 +1314,32 @@ class MassiveWebSocketClient(QueueConsumer):
 
 
 def _handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:
-    """websocket-client's opening handshake (its ``connect`` is untyped)."""
-    ws.connect(url, **options)  # type: ignore[no-untyped-call]
+    """websocket-client's opening handshake (its ``connect`` is untyped).
+
+    Raises:
+        websocket.WebSocketBadStatusException: any answer but 101, redirects included
+            (websocket-client reports an unfollowed redirect as a bare "Redirect limit exhausted").
+    """
+    try:
+        ws.connect(url, **options)  # type: ignore[no-untyped-call]
+    except websocket.WebSocketBadStatusException:
+        raise
+    except websocket.WebSocketException as exc:
+        response = getattr(ws, "handshake_response", None)
+        status = getattr(response, "status", None)
+        if not isinstance(status, int) or not 300 <= status < 400:
+            raise
+        headers = getattr(response, "headers", None) or {}
+        raise websocket.WebSocketBadStatusException(
+            f"redirect {status} to {headers.get('location')}", status, _http_phrase(status), headers, None
+        ) from exc
+
+
+def _http_phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _remaining(deadline: float) -> float:
@@ -1332,7 +1357,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
 
 
-def _excerpt(body: object, limit: int = 80) -> str:
+def _excerpt(body: object, limit: int = 60) -> str:
     """A short single-line excerpt of an HTTP response body (HTML tags and whitespace removed)."""
     if not isinstance(body, (bytes, bytearray)) or not body:
         return ""

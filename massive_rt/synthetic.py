@@ -38,6 +38,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from ._util import snapshot_dict
 from ._validate import require_number
 from .consumer import QueueConsumer, check_timeout
 from .enums import ConnectionState, Market, Overflow
@@ -892,13 +893,17 @@ class SyntheticSource(QueueConsumer):
         if thread is not threading.current_thread():
             thread.join(timeout)
 
-    def stats(self) -> SyntheticStats:
-        """Counters of the source."""
+    def stats(self, max_message_age: float | None = None) -> SyntheticStats:
+        """Counters of the source (``max_message_age`` is accepted for symmetry and unused:
+        the generator has no silence to detect)."""
+        state = self._state
+        streaming = state is ConnectionState.STREAMING
         return SyntheticStats(
-            name=self._name, market=self._market.value, state=self._state, generated=self._generated,
+            name=self._name, market=self._market.value, state=state, generated=self._generated,
             queued=self._queued, events_decoded=self._decoder.stats.events,
             dropped_events=self._queue.dropped_events, queue_frames=len(self._queue),
-            subscriptions=len(self.subscriptions),
+            subscriptions=len(self.subscriptions), healthy=streaming,
+            health_reason=None if streaming else f"state {state.value}",
         )  # fmt: skip
 
     def __enter__(self) -> SyntheticSource:
@@ -957,7 +962,7 @@ class SyntheticSource(QueueConsumer):
 
 @attrs.frozen(kw_only=True)
 class SyntheticStats:
-    """Counters of a :class:`SyntheticSource`."""
+    """Counters of a :class:`SyntheticSource`; ``healthy`` while it streams."""
 
     name: str
     market: str
@@ -968,6 +973,12 @@ class SyntheticStats:
     dropped_events: int
     queue_frames: int
     subscriptions: int
+    healthy: bool
+    health_reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for a health endpoint)."""
+        return snapshot_dict(self)
 
 
 def _channel_filter(channels: Iterable[str]) -> dict[str, frozenset[str] | None]:

@@ -190,8 +190,10 @@ def test_a_forked_child_cannot_use_the_parents_client_but_can_make_its_own() -> 
     # One line, in the child only, naming the inherited client and the fix.
     forked_lines = [line for line in err.splitlines() if "was forked from a process" in line]
     assert len(forked_lines) == 1, err
-    assert forked_lines[0].startswith("massive_rt.connection WARNING") and "parent" in forked_lines[0]
-    assert "post_fork" in forked_lines[0] and "massive-rt relay" in forked_lines[0]
+    assert forked_lines[0].startswith("massive_rt.connection WARNING")
+    assert "parent" in forked_lines[0]
+    assert "post_fork" in forked_lines[0]
+    assert "massive-rt relay" in forked_lines[0]
     assert child["stop"] == "ok"
     assert child["child_trade"] == ["MSFT", 2, "child"]
     assert child["child_state"] == "stopped"
