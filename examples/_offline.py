@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from massive_rt import SyntheticMarket
 from massive_rt.synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS
@@ -59,3 +60,10 @@ def run_for(seconds: float) -> None:
         threading.Event().wait(seconds)
     except KeyboardInterrupt:
         print()
+
+
+def stop_after(adapter: Any, seconds: float) -> None:
+    """For the demos' ``--duration``: stop ``adapter`` after ``seconds`` (a service just runs on)."""
+    timer = threading.Timer(seconds, adapter.stop)
+    timer.daemon = True  # never keeps the process alive after run_forever() returned
+    timer.start()

@@ -6,22 +6,23 @@
 
 The HTTP server and the market data each run on their own threads: request handlers read the
 latest state and stats() snapshots (cheap, thread-safe), the adapter's dispatcher updates the
-state, and SIGTERM / Ctrl-C shut everything down cleanly.
+state, and ``run_forever()`` keeps the main thread until SIGTERM / Ctrl-C, then shuts everything
+down cleanly. ``/health`` answers 200 or 503 from the stats' own ``healthy`` flag and reason.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from _offline import arguments, endpoint
+from _offline import arguments, endpoint, stop_after
 
-from massive_rt import ConnectionState, EquityTrade, MassiveWebSocketClient, RealTimeDataAdapter
+from massive_rt import EquityTrade, MassiveWebSocketClient, RealTimeDataAdapter
 
 
 class PriceService:
@@ -42,20 +43,12 @@ class PriceService:
         self.first_trade.set()
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        stats = self.adapter.stats()
-        conn = self.client.stats()
-        healthy = conn.state is ConnectionState.STREAMING
-        return (200 if healthy else 503), {
-            "status": "ok" if healthy else "degraded",
-            "state": conn.state.value,
-            "connected_since": conn.connected_since,
-            "reconnects": conn.reconnects,
+        stats = self.adapter.stats()  # the client's own snapshot is stats.source
+        return (200 if stats.healthy else 503), {
+            "status": "ok" if stats.healthy else stats.health_reason,
             "trades": self.trades,
-            "dropped": conn.dropped_events,
-            "queue": conn.queue_events,
-            "last_message_age_s": conn.last_message_age,
-            "latency_us": stats.latency_us,
             "last_price": dict(self.last_price),
+            "stats": stats.to_dict(),  # JSON-ready; the key is never in it
         }
 
 
@@ -83,10 +76,6 @@ def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--port", type=int, default=0, help="HTTP port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args()
-    stop = threading.Event()
-    # Handlers only set an Event: the main thread does the shutdown, outside the signal handler.
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
 
     with endpoint(args.url) as (api_key, url):
         service = PriceService(MassiveWebSocketClient(api_key, url=url, subscriptions=["T.*"]))
@@ -96,14 +85,22 @@ def main() -> None:
         health_url = f"http://127.0.0.1:{httpd.server_address[1]}/health"
         print(f"health: {health_url}")
 
-        with service.adapter:
-            service.first_trade.wait(10)
-            # What a load balancer or `curl` would see:
-            with urllib.request.urlopen(health_url, timeout=5) as response:
-                print(f"GET /health -> {response.status} {response.read().decode()[:300]}")
-            started = time.monotonic()
-            stop.wait(args.duration)  # the service runs until SIGTERM / Ctrl-C (or --duration)
-            print(f"stopping after {time.monotonic() - started:.1f} s")
+        def self_check() -> None:  # what a load balancer or `curl` would see, once data flows
+            if not service.first_trade.wait(10):
+                return
+            try:
+                with urllib.request.urlopen(health_url, timeout=5) as response:
+                    print(f"GET /health -> {response.status} {response.read().decode()[:300]}", flush=True)
+            except urllib.error.HTTPError as unhealthy:
+                print(f"GET /health -> {unhealthy.code} {unhealthy.read().decode()[:300]}", flush=True)
+
+        threading.Thread(target=self_check, name="self-check", daemon=True).start()
+        started = time.monotonic()
+        stop_after(service.adapter, args.duration)  # the demo's --duration
+        # Starts streaming and keeps the main thread until SIGTERM / Ctrl-C (its handlers are in place
+        # before the first event), then stops cleanly; a wrong key raises AuthenticationError here.
+        service.adapter.run_forever()
+        print(f"stopped after {time.monotonic() - started:.1f} s")
 
         httpd.shutdown()  # stops serve_forever, then close the listening socket
         httpd.server_close()

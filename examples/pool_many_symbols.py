@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 
-from _offline import arguments, endpoint, run_for
+from _offline import arguments, endpoint, stop_after
 
 from massive_rt import ConnectionPool, MarketEvent, RealTimeDataAdapter
 
@@ -41,13 +41,13 @@ def main() -> None:
             by_connection[event.connection] += 1
 
         adapter = RealTimeDataAdapter(pool, on_event=count)  # on_event: every market event
-        with adapter:
-            pool.wait_ready(timeout=10)
-            run_for(args.duration)
-            print(f"{'connection':<16}{'state':<11}{'channels':>9}{'frames':>9}{'events':>9}{'dropped':>9}")
-            for stats in pool.stats().per_connection:
-                print(f"{stats.name:<16}{stats.state.value:<11}{stats.subscriptions:>9}{stats.frames_received:>9}"
-                      f"{stats.events_decoded:>9}{stats.dropped_events:>9}")  # fmt: skip
+        adapter.start().wait_ready(timeout=10)  # every connection streaming, or a typed error
+        stop_after(adapter, args.duration)  # a demo; a service just runs on
+        adapter.run_forever()  # until stop(), Ctrl-C or SIGTERM
+        print(f"{'connection':<16}{'state':<11}{'channels':>9}{'frames':>9}{'events':>9}{'dropped':>9}")
+        for stats in pool.stats().per_connection:
+            print(f"{stats.name:<16}{stats.state.value:<11}{stats.subscriptions:>9}{stats.frames_received:>9}"
+                  f"{stats.events_decoded:>9}{stats.dropped_events:>9}")  # fmt: skip
 
     print(f"received {by_connection.total()} events ({dict(by_connection)})")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 
-from _offline import arguments, endpoint, run_for
+from _offline import arguments, endpoint, stop_after
 
 from massive_rt import (
     EquityAgg,
@@ -56,8 +56,11 @@ def main() -> None:
             what = status.state if status.status == "state" else status.status
             print(f"status [{status.connection}] {what}: {status.message}")
 
-        with adapter:  # starts the client and the dispatcher; stops both on the way out
-            run_for(args.duration)
+        # A demo ends after --duration; a service just calls run_forever().
+        stop_after(adapter, args.duration)
+        # Starts the client and the dispatcher and blocks until stop(), Ctrl-C or SIGTERM (then
+        # stops both), or raises the typed error if the connection fails for good (a wrong key).
+        adapter.run_forever()
         latency = adapter.stats().latency_us  # receive -> callback, microseconds
         print(f"latency p50 {latency.get('p50', 0):.0f} us, p99 {latency.get('p99', 0):.0f} us")
 
