@@ -95,17 +95,23 @@ FORK_ADVICE = (
 )
 
 
+_fork_warned_in: int | None = None  # the pid that logged the misuse line (once per process)
+
+
 def _after_fork_in_child() -> None:
-    clients = list(_live_clients)
-    for client in clients:
+    for client in list(_live_clients):
         client._forked = True
-    started = [client.name for client in clients if client._started]
-    if started:
-        # One line per process, naming the fix: the inherited clients have no reader thread here.
-        logger.warning(
-            "process %d was forked from a process that had started massive_rt client(s) %s; they do not "
-            "run in this process: %s", os.getpid(), ", ".join(started[:10]), FORK_ADVICE,
-        )  # fmt: skip
+
+
+def _warn_forked(name: str) -> None:
+    """One line per process, at the first use of an inherited client (not at the fork: a relay's
+    own connections live on in a gunicorn master and are never touched by its workers)."""
+    global _fork_warned_in
+    pid = os.getpid()
+    if _fork_warned_in != pid:
+        _fork_warned_in = pid
+        logger.warning("process %d uses massive_rt client %s, which was created before this process was "
+                       "forked and does not run here: %s", pid, name, FORK_ADVICE)  # fmt: skip
 
 
 if hasattr(os, "register_at_fork"):
@@ -537,6 +543,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self, state: ConnectionState, age: float | None, error: str | None, max_age: float | None
     ) -> str | None:
         if self._forked:
+            _warn_forked(self._name)
             return f"created in the parent of a forked process; it does not run here: {FORK_ADVICE}"
         if state is not ConnectionState.STREAMING:
             return f"state {state.value}{f': {error}' if error else ''}"
@@ -639,6 +646,7 @@ class MassiveWebSocketClient(QueueConsumer):
 
     def _check_usable(self) -> None:
         if self._forked:
+            _warn_forked(self._name)
             raise ClientClosedError(
                 f"this client was created in the parent of a forked process and does not run here: {FORK_ADVICE}",
                 connection=self._name,

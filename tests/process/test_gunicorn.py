@@ -107,11 +107,6 @@ def test_workers_share_one_upstream_connection_and_serve_fresh_prices(
     assert upstream.wait_for(lambda: not upstream.active_connections(), 10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the at-fork warning of massive_rt.connection also names the relay's own upstream client, which runs "
-    "in the master as the recipe intends: every worker forked after it started logs a false alarm",
-)
 def test_worker_forked_from_a_master_running_the_relay_logs_no_fork_warning(
     upstream: MockMassiveServer, gunicorn: GunicornFactory
 ) -> None:

@@ -372,6 +372,41 @@ class TestFailures:
             finally:
                 other_service.stop()
 
+    @pytest.mark.parametrize("retry", [False, True], ids=["default", "limit_retry"])
+    def test_two_pools_on_one_key_do_not_fight(self, retry: bool) -> None:
+        """Massive evicts the older connection; today two pools evicted each other 6 times in 8 s."""
+        limit = mrt.LimitRetry(cooldown=0.02, per_hour=2) if retry else False
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="oldest") as srv:
+            first = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, limit_retry=limit,
+                                   client_options={"reconnect": FAST})  # fmt: skip
+            second = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, limit_retry=limit,
+                                    client_options={"reconnect": FAST})  # fmt: skip
+            try:
+                first.subscribe("T.AAPL")
+                first.start().wait_ready(5)
+                second.subscribe("T.MSFT")
+                second.start()
+                budget = 1 + (2 if retry else 0)  # each pool: its first connection, plus its hourly retries
+
+                def settled() -> bool:
+                    for pool in (first, second):
+                        for _ in range(3):
+                            pool.check_health()
+                    return len(srv.connections) >= 2 * budget or (
+                        not retry and any(p.stats().failed for p in (first, second))
+                    )
+
+                assert wait_until(settled, 10)
+                # Past the budget nobody reconnects, however often the supervisors look.
+                for _ in range(20):
+                    first.check_health()
+                    second.check_health()
+                assert len(srv.connections) <= 2 * budget
+                assert srv.wait_for(lambda: len(srv.active_connections()) <= 1, 5)
+            finally:
+                first.stop()
+                second.stop()
+
     def test_stop_during_recycling(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(max_subscriptions_per_connection=1,
                          client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)}).start()  # fmt: skip

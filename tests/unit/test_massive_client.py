@@ -660,6 +660,23 @@ class TestReconnectionAndResilience:
             retrier.stop(timeout=2)
             assert retrier.state is mrt.ConnectionState.STOPPED
 
+    def test_two_retrying_clients_on_one_key_do_not_evict_each_other_in_a_loop(self, make_client) -> None:
+        """Massive evicts the older connection: with limit_retry both holders used to fight forever."""
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="oldest") as srv:
+            first = make_client(url=srv.url(), limit_retry=True)
+            first.start()
+            first.wait_ready(5)
+            second = make_client(url=srv.url(), limit_retry=True)
+            second.start()
+            assert wait_until(lambda: first.state is mrt.ConnectionState.BACKOFF, 5)  # evicted, cooling down
+            # With the reconnect policy's 10-50 ms backoff they used to trade places dozens of times here.
+            assert not srv.wait_for(lambda: len(srv.connections) > 2, 1.5)
+            assert second.state is mrt.ConnectionState.STREAMING
+            cooldowns = [e.message for e in first.drain() if isinstance(e, mrt.StatusMessage)
+                         and e.status == "limit_cooldown"]  # fmt: skip
+            assert len(cooldowns) == 1
+            assert "retrying in 60s" in cooldowns[0]
+
     def test_slow_consumer_status_is_reported_and_reconnected(self, server: MockMassiveServer, make_client) -> None:
         client = make_client(subscriptions=["T.AAPL"])
         client.start()
