@@ -504,17 +504,17 @@ class RealTimeDataAdapter:
             source = self._source.stats()
         state = self.state
         running = self.running
-        reason: str | None
-        if not running:
+        # The first cause wins: the adapter's own end, then the source's reason (a connection's
+        # state, its silence, a fork), then a dispatcher that died on its own.
+        reason: str | None = None
+        if self._error is not None:
+            reason = f"adapter failed: {self._error.message}"
+        elif state is not AdapterState.RUNNING:
             reason = f"adapter {state.value}"
-            if self._error is not None:
-                reason = f"adapter failed: {self._error.message}"
-            elif state is AdapterState.RUNNING:
-                reason = "dispatcher thread ended" + (f" by {type(self._fatal).__name__}" if self._fatal else "")
         elif getattr(source, "healthy", True) is False:
             reason = getattr(source, "health_reason", None) or "source unhealthy"
-        else:
-            reason = None
+        elif not running:
+            reason = "dispatcher thread ended" + (f" by {type(self._fatal).__name__}" if self._fatal else "")
         return AdapterStats(
             running=running,
             state=state,
@@ -528,7 +528,7 @@ class RealTimeDataAdapter:
             handler_errors=self._handler_errors,
             errors_by_handler=dict(self._errors_by_handler),
             latency_us={k: v / 1000 for k, v in percentiles(samples).items()},
-            source=self._source.stats(),
+            source=source,
         )
 
     # ------------------------------------------------------------------ dispatcher

@@ -16,6 +16,11 @@ Threads and ownership (see ``docs/threading.md``):
 from __future__ import annotations
 
 import contextlib
+
+# getaddrinfo imports encodings.idna on first use, in a reader thread. A fork in the middle of
+# that import (a gunicorn master starting a relay while it forks workers) would leave the child
+# with the module's import lock held forever: import it now, with the library.
+import encodings.idna  # noqa: F401
 import errno
 import http
 import itertools

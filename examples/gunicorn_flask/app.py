@@ -112,9 +112,8 @@ def health() -> tuple[Response, int]:
     stats = _current_feed().adapter.stats()
     if stats.healthy:
         return jsonify(healthy=True, pid=os.getpid(), stats=stats.to_dict()), 200
-    # The connection's reason first when it is the problem: it names the cause (state, silence, a fork).
-    reason = stats.source.health_reason if not stats.source.healthy else stats.health_reason
-    return _unavailable(reason, healthy=False, stats=stats.to_dict())
+    # The first cause: the adapter's end, or the connection's state, silence or fork.
+    return _unavailable(stats.health_reason, healthy=False, stats=stats.to_dict())
 
 
 @app.get("/price/<symbol>")

@@ -14,7 +14,8 @@ processes, restarting them as they die. So the master holds the upstream connect
 
 ``PRICE_FEED=direct`` skips the relay: each worker connects to Massive itself. Use it only when
 the account allows as many connections as there are workers; with ``limit_retry=True`` a
-replacement worker refused by the limit retries with backoff instead of failing.
+replacement worker refused by the limit retries after a cooldown (60 s, growing, at most 3 times
+an hour) instead of failing.
 """
 
 from __future__ import annotations

@@ -203,6 +203,13 @@ def test_a_forked_child_cannot_use_the_parents_client_but_can_make_its_own() -> 
     assert (report["state"], report["reconnects"], report["acked"]) == ("streaming", 0, ["T.AAPL"])
 
 
+def test_the_import_a_reader_would_make_lazily_is_made_before_any_fork() -> None:
+    """getaddrinfo imports encodings.idna on first use; forked mid-import, a child hangs on its lock."""
+    proc = python("import sys, massive_rt; print('encodings.idna' in sys.modules)")
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out.strip()) == (0, "True"), err
+
+
 SIGNAL_SCRIPT = textwrap.dedent("""
     import json, logging, os, signal, sys, threading, time
     import massive_rt as mrt
