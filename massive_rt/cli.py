@@ -728,7 +728,8 @@ def _run_stream(
     def refresh() -> None:
         rate = meter.rate(printer.printed)
         state, dropped, reconnects = _source_health(source)
-        p99 = adapter.stats().latency_us.get("p99")
+        # Status events are timed too: no event printed, no percentile shown.
+        p99 = adapter.stats().latency_us.get("p99") if printer.printed else None
         console.status(f"{printer.printed:,} events  {rate:,.0f}/s  p99 {_ms(p99)}  drops {dropped:,}  "
                        f"reconnects {reconnects}  {state}")  # fmt: skip
 
@@ -761,8 +762,11 @@ def _summary(console: _Console, printer: Printer, latency_us: dict[str, float], 
         lines.append(f"    {label:<9} {count:>10,}")
     lines.append(f"  dropped     {dropped:>10,}")
     lines.append(f"  reconnects  {reconnects:>10,}")
-    lines.append(f"  latency     p50 {_ms(latency_us.get('p50'))}  p99 {_ms(latency_us.get('p99'))}  "
-                 "(received -> handler)")  # fmt: skip
+    if total:
+        lines.append(f"  latency     p50 {_ms(latency_us.get('p50'))}  p99 {_ms(latency_us.get('p99'))}  "
+                     "(received -> handler)")  # fmt: skip
+    else:  # the adapter's percentiles would be those of status events alone
+        lines.append("  latency     none: no events received")
     console.message("\n".join(lines))
 
 

@@ -197,6 +197,16 @@ def test_stream_crypto_with_a_duration_and_a_pool_spreads_channels() -> None:
     assert 1.5 <= float(seconds.group(1)) < 5
 
 
+def test_a_stream_that_received_no_event_reports_no_latency_percentiles() -> None:
+    result = run("stream", "LULD.AAPL", "--demo", "--duration", "1")  # the synthetic market makes no LULD
+
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"events\s+0\s+in ", result.stderr), result.stderr
+    assert re.search(r"^  latency     none: no events received$", result.stderr, re.MULTILINE), result.stderr
+    assert "p50" not in result.stderr
+    assert "p99" not in result.stderr
+
+
 def test_stream_demo_shows_minute_bars_within_seconds() -> None:
     # The demo's simulated clock runs 20x: `make run` (15 s) shows several AM bars.
     result = run("stream", "AM.*", "--demo", "--limit", "3", "--format", "jsonl")
