@@ -3,7 +3,9 @@
 With ``MASSIVE_API_KEY`` set, the examples stream from Massive (``--url`` overrides the endpoint,
 e.g. ``ws://127.0.0.1:8765/stocks`` for a ``massive-rt serve`` started with ``--keys $MASSIVE_API_KEY``).
 Without a key they start a :class:`~massive_rt.testing.MockMassiveServer` on 127.0.0.1 that plays a
-:class:`~massive_rt.synthetic.SyntheticMarket`, so every example runs offline, with no key.
+:class:`~massive_rt.synthetic.SyntheticMarket`, so every example runs offline, with no key. Only
+:func:`endpoint` needs the mock server (``pip install 'massive-rt[testing]'``): the rest works on a
+base install, as ``synthetic_no_key.py`` does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 
 from massive_rt import SyntheticMarket
 from massive_rt.synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS
-from massive_rt.testing import MockMassiveServer
 
 DEMO_KEY = "demo"
 SPEED = 20  # simulated seconds per second: minute bars every 3 s instead of every minute
@@ -43,6 +44,8 @@ def endpoint(
         return
     if url:
         raise SystemExit("--url needs MASSIVE_API_KEY (a 'massive-rt serve' server accepts the key 'demo')")
+    from massive_rt.testing import MockMassiveServer  # here, not above: it needs websockets
+
     with MockMassiveServer(api_keys={DEMO_KEY}) as server:
         count = len(symbols or (DEFAULT_CRYPTO if market == "crypto" else DEFAULT_STOCKS))
         # SyntheticMarket's rate is events per symbol per simulated second: this one makes the
@@ -51,15 +54,6 @@ def endpoint(
         server.stream(simulated, rate=rate, market=market)
         print(f"(no MASSIVE_API_KEY: streaming a synthetic market from {server.url(market)})")
         yield DEMO_KEY, server.url(market)
-
-
-def run_for(seconds: float) -> None:
-    """Let the background threads work for ``seconds`` (your program does its own work here);
-    Ctrl-C ends it early."""
-    try:
-        threading.Event().wait(seconds)
-    except KeyboardInterrupt:
-        print()
 
 
 def stop_after(adapter: Any, seconds: float) -> None:

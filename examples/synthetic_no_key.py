@@ -6,14 +6,15 @@
 from_env() returns an adapter over Massive when MASSIVE_API_KEY is set (MASSIVE_MARKET,
 MASSIVE_FEED and MASSIVE_WS_URL apply), else over a SyntheticSource: realistic, seeded trades,
 quotes and bars generated in-process. Handlers cannot tell the difference, so you can build and
-test them anywhere.
+test them anywhere. It needs nothing but a base install (``pip install massive-rt``): no mock
+server, no ``websockets``.
 """
 
 from __future__ import annotations
 
 import collections
 
-from _offline import arguments, run_for
+from _offline import arguments, stop_after
 
 from massive_rt import EquityAgg, EquityQuote, EquityTrade, RealTimeDataAdapter
 
@@ -47,8 +48,10 @@ def main() -> None:
         if counts["second bars"] <= 3:
             print(f"1s bar {bar.symbol} close {bar.close} volume {bar.volume} vwap {bar.vwap}")
 
-    with adapter:
-        run_for(args.duration)
+    # A demo ends after --duration; a service just calls run_forever(), which starts the adapter
+    # and blocks until stop(), Ctrl-C or SIGTERM.
+    stop_after(adapter, args.duration)
+    adapter.run_forever()
     print(f"received {counts.total()} events ({dict(counts)})")
 
 

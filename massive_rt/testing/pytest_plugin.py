@@ -21,9 +21,10 @@ __all__ = ["massive_server"]
 def massive_server() -> Iterator[MockMassiveServer]:
     """A started :class:`~massive_rt.testing.MockMassiveServer` accepting the key ``"test-key"``.
 
-    Function-scoped; closed (every connection and thread) after the test.
+    Function-scoped; closed (every connection and thread) after the test. Without ``websockets``
+    installed, the test errors with the install hint (``pip install 'massive-rt[testing]'``).
     """
-    from .server import MockMassiveServer
+    from . import MockMassiveServer  # the package's lazy import: it turns a missing websockets into the hint
 
     server = MockMassiveServer(api_keys={"test-key"}, name="fixture")
     server.start()

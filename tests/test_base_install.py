@@ -1,0 +1,92 @@
+"""A base install (websocket-client and attrs, no extras): what works without ``websockets``, and what
+says which extra to install instead of failing with a bare ``No module named 'websockets'``.
+
+Each test runs a fresh interpreter whose ``websockets`` cannot be imported: a directory on
+``PYTHONPATH`` (searched before site-packages) holds a ``websockets`` module that raises the very
+error a missing package raises.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import ROOT, TIMEOUT, clean_env
+
+HINT = "pip install 'massive-rt[testing]'"
+
+
+@pytest.fixture
+def no_websockets(tmp_path: Path) -> dict[str, str]:
+    """An environment for subprocesses in which ``import websockets`` fails as if not installed."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "websockets.py").write_text(
+        'raise ModuleNotFoundError("No module named \'websockets\'", name="websockets")\n', encoding="utf-8"
+    )
+    env = clean_env()
+    env["PYTHONPATH"] = str(blocked)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import websockets.sync.server"],
+        capture_output=True, text=True, env=env, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 1
+    assert "ModuleNotFoundError: No module named 'websockets'" in probe.stderr
+    return env
+
+
+def test_the_synthetic_example_runs_on_a_base_install(no_websockets: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "synthetic_no_key.py"), "--duration", "1"],
+        capture_output=True, text=True, env=no_websockets, cwd=ROOT, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "source: SyntheticSource(" in result.stdout
+    assert "trade " in result.stdout
+    events = int(result.stdout.rsplit("received ", 1)[1].split()[0])
+    assert events > 0
+
+
+def test_the_massive_server_fixture_without_websockets_names_the_extra_to_install(
+    no_websockets: dict[str, str], tmp_path: Path
+) -> None:
+    test_file = tmp_path / "test_uses_fixture.py"
+    test_file.write_text(
+        textwrap.dedent(
+            """
+            def test_needs_the_mock_server(massive_server):
+                pass
+            """
+        ),
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(test_file), "-p", "no:cacheprovider", "-p", "no:randomly", "-q"],
+        capture_output=True, text=True, env=no_websockets, cwd=tmp_path, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 1, output  # the test errored in its setup; pytest itself ran
+    assert "1 error" in output, output
+    errors = re.findall(r"^E\s+(ModuleNotFoundError: .*)$", output, re.MULTILINE)
+    assert errors, output
+    assert errors[-1] == f"ModuleNotFoundError: massive_rt.testing needs the 'websockets' package: {HINT}", output
+
+
+def test_importing_the_testing_package_names_the_extra_to_install(no_websockets: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from massive_rt.testing import MockMassiveServer"],
+        capture_output=True, text=True, env=no_websockets, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        f"ModuleNotFoundError: massive_rt.testing needs the 'websockets' package: {HINT}"
+    )
