@@ -1,7 +1,7 @@
 """The server side of Massive's protocol, shared by the mock server and the relay.
 
 :class:`ProtocolServer` runs a ``websockets`` threaded server on a local port and speaks
-Massive's real-time protocol to any number of clients (``PROTOCOL.md`` §2-§3): the ``connected``
+Massive's real-time protocol to any number of clients (``docs/protocol.md`` §2-§3): the ``connected``
 greeting, ``auth`` (with an optional per-key connection limit and ``auth_timeout``), per-channel
 ``subscribe``/``unsubscribe`` acks, wildcards, dotted tickers, silently ignored unknown channels,
 ``not authorized`` refusals, ``Invalid JSON``. It keeps the bookkeeping of every connection
@@ -83,7 +83,7 @@ class _MaskAuthFilter(logging.Filter):
 wire_logger = logging.getLogger(f"{__name__}.wire")
 wire_logger.addFilter(_MaskAuthFilter())
 
-# Status replies (PROTOCOL.md §2.2). "auth_required" comes from the SPEC's SubscribeEvent enum; its
+# Status replies (docs/protocol.md §2.2). "auth_required" comes from the SPEC's SubscribeEvent enum; its
 # text and whether the real server sends it at all are unverified (see MockMassiveServer docs).
 CONNECTED = ("connected", "Connected Successfully")
 AUTH_SUCCESS = ("auth_success", "authenticated")

@@ -43,7 +43,7 @@ __all__ = ["ConnectionPool", "PoolStats"]
 
 logger = logging.getLogger(__name__)
 
-#: Options quotes: "a hard limit of 1,000 option contracts per connection" (PROTOCOL.md §3.1).
+#: Options quotes: "a hard limit of 1,000 option contracts per connection" (docs/protocol.md §3.1).
 OPTIONS_QUOTES_PER_CONNECTION = 1000
 
 

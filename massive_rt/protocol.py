@@ -1,7 +1,7 @@
 """Massive's wire protocol, with no I/O: channels, control messages and frame decoding.
 
 Everything here is pure and thread-agnostic; the connection, the mock server and the tests
-share it. See ``PROTOCOL.md`` (in the project's shared notes) for the sources behind each rule.
+share it. See ``docs/protocol.md`` for the sources behind each rule.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`MockMassiveServer` listens on ``127.0.0.1`` (a free port by default) using the
 ``websockets`` library's threaded server and behaves like Massive's real-time endpoints as far as
-they are documented or observed (``PROTOCOL.md`` §2-§3, §8): the ``connected`` greeting, ``auth``,
+they are documented or observed (``docs/protocol.md`` §2-§3, §8): the ``connected`` greeting, ``auth``,
 per-channel ``subscribe``/``unsubscribe`` acks, wildcards, dotted tickers, silently ignored unknown
 channels, ``not authorized`` for unentitled channels, ``Invalid JSON``, the per-key connection
 limit (``max_connections`` then close 1008), and ``auth_timeout``. On top of that it injects
@@ -167,7 +167,7 @@ class StreamHandle:
 class MockMassiveServer(ProtocolServer):
     """A local Massive real-time WebSocket server for tests, with fault injection.
 
-    Protocol (PROTOCOL.md §2-§3): every server frame is a JSON array. On connect it sends
+    Protocol (docs/protocol.md §2-§3): every server frame is a JSON array. On connect it sends
     ``connected``; ``{"action":"auth","params":KEY}`` is answered ``auth_success`` or
     ``auth_failed`` followed by an abrupt TCP close (no close frame). Each accepted subscribe or
     unsubscribe param is acked ``subscribed to: X`` / ``unsubscribed to: X``: all acks of one

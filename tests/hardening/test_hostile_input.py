@@ -300,7 +300,7 @@ def test_duplicate_keys_take_the_last_value(stream: Stream) -> None:
 
 
 def test_a_bare_object_and_a_binary_frame_are_decoded(stream: Stream) -> None:
-    # The official client crashes on a non-array frame (PROTOCOL.md §5.6); here it is one event.
+    # The official client crashes on a non-array frame (docs/protocol.md §5.6); here it is one event.
     (event,) = stream.roundtrip(lambda: stream.server.send_raw(json.dumps(trade(1, symbol="OBJ"))))
     assert isinstance(event, mrt.EquityTrade)
     assert event.symbol == "OBJ"

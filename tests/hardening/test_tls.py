@@ -1,5 +1,5 @@
 """TLS: verification on by default and fatal when it fails (one attempt, no retry storm), the CA
-bundle from ``ca_certs`` / ``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE`` (in that order, PROTOCOL.md
+bundle from ``ca_certs`` / ``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE`` (in that order, docs/protocol.md
 §5.1) or a ready ``ssl_context``; and websocket-client's proxy options, through a real HTTP
 CONNECT proxy, for ``ws://`` and ``wss://``.
 

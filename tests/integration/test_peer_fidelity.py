@@ -2,7 +2,7 @@
 
 The official client (``massive`` 2.9.1) connects, reads ``connected``, authenticates, subscribes and
 parses one published event of every type it models, in every market, from the example payloads of
-PROTOCOL.md §4.3. Each parsed object is checked attribute by attribute: against the wire key →
+docs/protocol.md §4.3. Each parsed object is checked attribute by attribute: against the wire key →
 attribute tables of ``massive_rt.models`` (which must agree with the official names) and, for one
 event per market, against hand-written values.
 """

@@ -1,6 +1,6 @@
-"""Typed events: every PROTOCOL.md §4.3 example decodes to the right class with exact values.
+"""Typed events: every docs/protocol.md §4.3 example decodes to the right class with exact values.
 
-The expected class per (market, ev) is written out here from PROTOCOL.md §4.2 (not read from
+The expected class per (market, ev) is written out here from docs/protocol.md §4.2 (not read from
 ``massive_rt``) and cross-checked against the official client's ``MARKET_EVENT_MAP``.
 """
 
@@ -50,7 +50,7 @@ Wire = dict[str, Any]
 FUTURES_MARKETS = ("futures", "futures/cme", "futures/cbot", "futures/nymex", "futures/comex")
 _FUTURES_TABLE = {"T": FuturesTrade, "Q": FuturesQuote, "A": FuturesAgg, "AM": FuturesAgg}
 
-#: PROTOCOL.md §4.2, written out independently of massive_rt.protocol.MARKET_EVENTS.
+#: docs/protocol.md §4.2, written out independently of massive_rt.protocol.MARKET_EVENTS.
 EXPECTED_CLASS: dict[str, dict[str, type[MarketEvent]]] = {
     "stocks": {"T": EquityTrade, "Q": EquityQuote, "A": EquityAgg, "AM": EquityAgg, "LULD": LimitUpLimitDown,
                "NOI": Imbalance, "FMV": FairMarketValue, "LV": LaunchpadValue},
@@ -69,7 +69,7 @@ LOADS: dict[str, Callable[[Any], Any]] = {"json": json.loads, "orjson": orjson.l
 
 @attrs.frozen
 class Example:
-    """A wire object from PROTOCOL.md §4.3 and the exact attributes it must decode to."""
+    """A wire object from docs/protocol.md §4.3 and the exact attributes it must decode to."""
 
     id: str
     cls: type[MarketEvent]
@@ -99,7 +99,7 @@ STOCK_AGG_ATTRS = {"symbol": "SPCE", "volume": 200, "accumulated_volume": 864200
                    "vwap": 25.3981, "open": 25.39, "close": 25.39, "high": 25.39, "low": 25.39,
                    "aggregate_vwap": 25.3714, "average_size": 50, "start_timestamp": 1610144868000,
                    "end_timestamp": 1610144869000}  # fmt: skip
-# Indices aggregates carry only ev, sym, op, o, c, h, l, s, e (PROTOCOL.md §4.3).
+# Indices aggregates carry only ev, sym, op, o, c, h, l, s, e (docs/protocol.md §4.3).
 INDEX_AGG = {"ev": "A", "sym": "I:SPX", "op": 3985.67, "o": 3988.11, "c": 3988.5, "h": 3988.9, "l": 3987.2,
              "s": 1678220098000, "e": 1678220099000}  # fmt: skip
 INDEX_AGG_ATTRS = {"symbol": "I:SPX", "official_open_price": 3985.67, "open": 3988.11, "close": 3988.5,
@@ -114,7 +114,7 @@ CRYPTO_AGG = {"ev": "XA", "pair": "BCD-USD", "v": 951.6112, "vw": 0.7756, "z": 7
 CRYPTO_AGG_ATTRS = {"pair": "BCD-USD", "volume": 951.6112, "vwap": 0.7756, "avg_trade_size": 73, "open": 0.772,
                     "close": 0.784, "high": 0.784, "low": 0.771, "start_timestamp": 1610463240000,
                     "end_timestamp": 1610463300000}  # fmt: skip
-# Futures have no SPEC examples; these follow the field tables of PROTOCOL.md §4.3 (client-W from_dict).
+# Futures have no SPEC examples; these follow the field tables of docs/protocol.md §4.3 (client-W from_dict).
 FUTURES_TRADE = {"ev": "T", "sym": "ESZ4", "p": 5912.25, "s": 2, "t": 1731340800123, "q": 1234567}
 FUTURES_QUOTE = {"ev": "Q", "sym": "ESZ4", "bp": 5912.0, "bs": 12, "bt": 1731340800100, "ap": 5912.25, "as": 9,
                  "at": 1731340800101, "t": 1731340800123}  # fmt: skip
