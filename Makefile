@@ -8,10 +8,23 @@ COV_FLOOR ?= 90
 COV_CORE ?= 95
 CORE_MODULES := connection pool adapter
 PYTEST_ARGS ?=
+# test-min: a venv of its own with the oldest Python python_requires admits (when this machine has
+# it) and the minimum version of every dependency setup.cfg declares (.ci/min_versions.py), running
+# the tests of what those dependencies carry: the client (websocket-client, attrs), the mock server
+# and the relay (websockets), the CLI and the examples. The official client (tests/relay, the
+# peer-fidelity suite) needs a newer websockets than our floor, so it stays in make test.
+VENV_MIN ?= .venv-min
+MIN_PYTHON ?=
+MIN_EXTRAS := testing,relay
+MIN_TOOLS := pytest,pytest-timeout,pytest-xdist,trustme,hypothesis
+MIN_PIP := --disable-pip-version-check
+MIN_TESTS := tests/unit/test_mock_server.py tests/unit/test_massive_client.py \
+	tests/unit/test_client_protocol_edges.py tests/integration --ignore=tests/integration/test_peer_fidelity.py \
+	tests/hardening/test_tls.py tests/test_cli.py tests/test_examples.py tests/test_base_install.py
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test cov lint typecheck bench soak flake fuzz run clean
+.PHONY: help install test test-min cov lint typecheck bench soak flake fuzz run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,11 +49,33 @@ test: $(STAMP) ## Run the whole suite in parallel under coverage (fails under th
 		     $(PY) -m coverage report --include="massive_rt/$$module.py"; exit 1; }; \
 	done; echo "core modules ($(CORE_MODULES)) at or above $(COV_CORE)% coverage"
 
+$(VENV_MIN)/.installed: setup.cfg pyproject.toml .ci/min_versions.py
+	rm -rf $(VENV_MIN)
+	@interpreter='$(MIN_PYTHON)'; \
+	if [ -z "$$interpreter" ]; then \
+		interpreter=$$($(PYTHON) .ci/min_versions.py interpreter) \
+		|| { interpreter=$(PYTHON); \
+		     echo "test-min: no Python $$($(PYTHON) .ci/min_versions.py python) here, using $(PYTHON)"; }; \
+	fi; \
+	echo "$$interpreter -m venv $(VENV_MIN)"; $$interpreter -m venv $(VENV_MIN)
+	$(PYTHON) .ci/min_versions.py requirements --extras $(MIN_EXTRAS) --tools $(MIN_TOOLS) \
+		> $(VENV_MIN)/requirements.txt
+	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PIP) -r $(VENV_MIN)/requirements.txt
+	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PIP) --no-deps -e .
+	$(VENV_MIN)/bin/python -m pip check $(MIN_PIP)
+	touch $@
+
+test-min: $(VENV_MIN)/.installed ## Client, server, relay, CLI, example tests on the oldest Python and dependencies
+	@$(VENV_MIN)/bin/python -c 'import sys; from importlib.metadata import version as v; \
+		print("test-min: Python %d.%d.%d," % sys.version_info[:3], \
+		      ", ".join(f"{p} {v(p)}" for p in ("websockets", "websocket-client", "attrs", "pytest")))'
+	$(VENV_MIN)/bin/python -m pytest -n auto -q -p no:cacheprovider $(MIN_TESTS) $(PYTEST_ARGS)
+
 cov: test ## Same as test, plus an HTML report in htmlcov/
 	$(PY) -m coverage html
 
 lint: $(STAMP) ## ruff check and format check
-	$(PY) -m ruff check massive_rt tests benchmarks examples
+	$(PY) -m ruff check massive_rt tests benchmarks examples .ci
 	$(PY) -m ruff format --check massive_rt
 
 typecheck: $(STAMP) ## mypy --strict on the package
@@ -63,4 +98,4 @@ run: $(STAMP) ## Stream synthetic live data through the full stack for ~15 s (no
 	$(VENV)/bin/massive-rt stream T.AAPL T.MSFT T.NVDA Q.AAPL Q.MSFT 'AM.*' --demo --duration 15
 
 clean: ## Remove the virtualenv, caches and coverage data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov build dist *.egg-info
+	rm -rf $(VENV) $(VENV_MIN) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov build dist *.egg-info

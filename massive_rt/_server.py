@@ -32,6 +32,7 @@ with frames the library writes (pongs, close frames).
 from __future__ import annotations
 
 import http
+import inspect
 import itertools
 import json
 import logging
@@ -100,6 +101,22 @@ POLICY_VIOLATION = 1008
 GOING_AWAY = 1001
 
 _MARKETS: dict[str, Market] = {m.value: m for m in Market}
+
+# The websockets versions we support (>= 13) differ in two parts of the threaded server we use,
+# detected here from their signatures rather than from version numbers:
+# - serve(ping_interval=) exists from 15.0 on, where the server sends keepalive pings by default;
+#   before 15.0 it sends none (the behaviour we want) and the keyword is passed on to
+#   socket.create_server(), which refuses it.
+# - Server.shutdown(close_connections=) exists from 17.0 on, where shutdown() closes every open
+#   connection with 1001 unless told not to, then joins the handler threads. Before 17.0 it only
+#   closes the listening socket. We close connections ourselves (cleanly or abruptly, see
+#   _stop_server) and join the handler threads ourselves (each registers with _track as it starts).
+_SERVE_PING_OPTIONS: dict[str, Any] = (
+    {"ping_interval": None} if "ping_interval" in inspect.signature(serve).parameters else {}
+)
+_SHUTDOWN_OPTIONS: dict[str, Any] = (
+    {"close_connections": False} if "close_connections" in inspect.signature(Server.shutdown).parameters else {}
+)
 _SEND_CHUNK = 1 << 20  # bytes per sendall(): big enough to amortise, small enough to let pongs through
 _TEXT, _BINARY = 0x1, 0x2
 
@@ -260,7 +277,7 @@ class _ProtocolServerConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         # Runs in the handler thread websockets started for this socket (already named).
         self.recv_events_thread.name = f"{self.owner._thread_prefix}recv-{self.owner.name}"
-        self.owner._track(threading.current_thread(), self.recv_events_thread)
+        self.owner._track(self.recv_events_thread)
 
     def send_data(self) -> None:
         # Called with protocol_mutex held, before the bytes of a close frame / EOF reach the peer:
@@ -440,13 +457,20 @@ class ProtocolServer:
         if started:
             self._stop_server(GOING_AWAY)
         self._after_connections_closed()
-        with self._lock:
-            threads, self._threads = self._threads, []
         deadline = time.monotonic() + self.close_timeout + 3.0
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in threads if t.is_alive()]
+        joined: list[threading.Thread] = []
+        while time.monotonic() < deadline:
+            # Again until none is new: a handler thread the accept loop started just before it
+            # stopped registers itself (and its reader) while we join the others.
+            with self._lock:
+                threads, self._threads = self._threads, []
+            if not threads:
+                break
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
+            joined.extend(threads)
+        alive = [t.name for t in joined if t.is_alive()]
         if alive:
             logger.warning("%s server %s: threads still alive after close(): %s", self.kind, self.name, alive)
         logger.info("%s server %s closed", self.kind, self.name)
@@ -470,17 +494,20 @@ class ProtocolServer:
             ssl=self.ssl_context,
             compression=None,
             process_request=self._process_request,
-            ping_interval=None,  # the server answers pings but sends none
             close_timeout=self.close_timeout,
             create_connection=conn_class,
             logger=wire_logger,
+            **_SERVE_PING_OPTIONS,  # the server answers pings but sends none
         )
         self._port = ws_server.socket.getsockname()[1]
         accept_handler = ws_server.handler
 
         def named_handler(sock: socket.socket, addr: Any) -> None:
-            # Name websockets' per-connection thread before the TLS/HTTP handshakes it performs.
-            threading.current_thread().name = f"{self._thread_prefix}conn-{self.name}"
+            # Name websockets' per-connection thread before the TLS/HTTP handshakes it performs, and
+            # register it for close() to join (websockets < 17 does not track it).
+            thread = threading.current_thread()
+            thread.name = f"{self._thread_prefix}conn-{self.name}"
+            self._track(thread)
             accept_handler(sock, addr)
 
         ws_server.handler = named_handler
@@ -501,17 +528,16 @@ class ProtocolServer:
             self._accepting = False
         if ws_server is None:
             return
-        # shutdown(close_connections=False) closes the listener, then joins the handler threads;
-        # it runs aside so that this thread can close the connections meanwhile, within a deadline.
+        # shutdown() closes the listener (websockets >= 17: then joins the handler threads); it runs
+        # aside so that this thread can close the connections meanwhile, within a deadline.
         stopper = threading.Thread(
-            target=ws_server.shutdown, kwargs={"close_connections": False},
+            target=ws_server.shutdown, kwargs=_SHUTDOWN_OPTIONS,
             name=f"{self._thread_prefix}shutdown-{self.name}", daemon=True,
         )  # fmt: skip
         self._track(stopper)
         stopper.start()
         if serve_thread is not None:
-            ws_server.socket_closed.wait(5.0)
-            serve_thread.join(5.0)
+            serve_thread.join(5.0)  # the accept loop has ended: no handler thread starts after this
         # No new handler runs now; handlers registering late see _accepting False and close themselves.
         with self._lock:
             conns = list(self._open.values())
