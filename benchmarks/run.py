@@ -88,6 +88,40 @@ def latency_table(title: str, results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def generation_rates(reps: int, events: int) -> dict[str, list[float]]:
+    """``SyntheticMarket.next_events`` alone (no adapter, no decoding), events/s per market, in this
+    process with the garbage collector off (tests bound its calls per event instead: a wall-clock
+    bound failed on a busy machine)."""
+    import gc
+
+    from massive_rt.synthetic import SyntheticMarket
+
+    rates: dict[str, list[float]] = {}
+    for market in ("stocks", "crypto"):
+        rates[market] = []
+        for rep in range(reps):
+            synthetic = SyntheticMarket(market=market, seed=rep + 1)
+            synthetic.next_events(1_000)  # past the first bars and lazy set-up
+            gc.disable()
+            try:
+                started = time.perf_counter()
+                synthetic.next_events(events)
+                rates[market].append(events / (time.perf_counter() - started))
+            finally:
+                gc.enable()
+    return rates
+
+
+def generation_section(rates: dict[str, list[float]], events: int) -> str:
+    lines = ["### Synthetic generation", "",
+             f"`SyntheticMarket.next_events({events:,})` alone, one core, garbage collector off:", "",
+             "| market | min ev/s | median ev/s | max ev/s |", "|---|---:|---:|---:|"]  # fmt: skip
+    for market, runs in rates.items():
+        ordered = sorted(runs)
+        lines.append(f"| {market} | {ordered[0]:,.0f} | {statistics.median(ordered):,.0f} | {ordered[-1]:,.0f} |")
+    return "\n".join(lines)
+
+
 def machine_note() -> str:
     cpu = "unknown CPU"
     try:
@@ -123,7 +157,7 @@ def _median(runs: list[dict], key: str) -> float:
 
 
 def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[int, dict[str, list[dict]]],
-                  synthetic_eps: float, idle_kb: float) -> str:  # fmt: skip
+                  synthetic_eps: float, idle_kb: float, generation: dict[str, list[float]]) -> str:  # fmt: skip
     """The issues' targets against this run's medians."""
 
     def ratio(batch: int, variant: str, base: str = "official typed") -> float:
@@ -164,6 +198,10 @@ def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[in
                  verdict(max(overhead.values()) <= 0.10)))  # fmt: skip
     rows.append(("synthetic source ≥ 200,000 events/s into a no-op callback", f"{synthetic_eps:,.0f} median",
                  verdict(synthetic_eps >= 200_000)))  # fmt: skip
+    generated = {market: statistics.median(runs) for market, runs in generation.items()}
+    rows.append(("synthetic generation ≥ 300,000 events/s on one core",
+                 ", ".join(f"{market} {eps:,.0f}" for market, eps in generated.items()),
+                 verdict(min(generated.values()) >= 300_000)))  # fmt: skip
     rows.append(("≤ 5 MB RSS per idle connection", f"{idle_kb:.0f} KB", verdict(idle_kb <= 5 * 1024)))
     lines = ["### Against the targets (this run's medians)", "", "| target (issues 3, 4, 5) | measured | |",
              "|---|---|---|", *(f"| {t} | {m} | {v} |" for t, m, v in rows)]  # fmt: skip
@@ -218,10 +256,14 @@ def main() -> None:
         sections.append(f"### Synthetic source\n\nSyntheticSource → RealTimeDataAdapter → no-op callback "
                         f"(stocks T/Q/A/AM, generation included): min {rates[0]:,.0f}, median "
                         f"{statistics.median(rates):,.0f}, max {rates[-1]:,.0f} events/s")  # fmt: skip
+        print("synthetic generation:", file=sys.stderr)
+        generation = generation_rates(reps, events=100_000 // scale)
+        sections.append(generation_section(generation, events=100_000 // scale))
         idle = run_variant(url, "idle rss", events=0, batch=1, connections=20)
         sections.append(f"### Memory\n\nRSS per idle, authenticated connection (20 connections): "
                         f"{idle['kb_per_connection']:.0f} KB")  # fmt: skip
-        sections.append(targets_table(throughput, latency, statistics.median(rates), idle["kb_per_connection"]))
+        sections.append(targets_table(throughput, latency, statistics.median(rates), idle["kb_per_connection"],
+                                      generation))  # fmt: skip
     finally:
         parent.send("stop")
         server.join(10)

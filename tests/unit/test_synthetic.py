@@ -7,7 +7,7 @@ import json
 import math
 import random
 import statistics
-import time
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -623,10 +623,24 @@ def test_a_bad_count_raises_configuration_error_naming_n(n: Any) -> None:
 
 @pytest.mark.performance
 @pytest.mark.parametrize("market", ["stocks", "crypto"])
-def test_generation_is_fast(market: str) -> None:
-    # The target is >= 300k events/s on one core; the bound here only catches a gross regression
-    # (it must hold under coverage tracing and on a busy CI machine).
+def test_generation_makes_few_calls_per_event(market: str) -> None:
+    # Events per second are measured by `make bench` ("Synthetic generation" in
+    # benchmarks/RESULTS.md): a wall-clock bound here failed on a busy machine. What a test can
+    # bound is the work per event, which does not depend on the machine: every function call,
+    # Python or C, seen by a profile hook (about 8 per event when this was written).
     synthetic = SyntheticMarket(market=market, seed=1)
-    started = time.perf_counter()
-    synthetic.next_events(100_000)
-    assert 100_000 / (time.perf_counter() - started) > 50_000
+    synthetic.next_events(1_000)  # past the first bars and lazy set-up
+    calls = 0
+
+    def count(frame: Any, event: str, arg: Any) -> None:
+        nonlocal calls
+        if event in ("call", "c_call"):
+            calls += 1
+
+    sys.setprofile(count)
+    try:
+        events = synthetic.next_events(20_000)
+    finally:
+        sys.setprofile(None)
+    assert len(events) == 20_000
+    assert calls / len(events) <= 16, f"{calls / len(events):.1f} calls per generated event"
