@@ -4,7 +4,8 @@ Run with ``make bench`` (or ``python benchmarks/run.py [--quick]``). One benchma
 (a MockMassiveServer, see ``bench_server.py``) serves every variant; each variant runs in a fresh
 process (no shared GIL, its own peak RSS), several times in alternating order, and the table
 shows min/median/max with ratios against the official client measured in the same run.
-The tables are printed and written to ``benchmarks/RESULTS.md``.
+The tables are printed and written to ``benchmarks/RESULTS.md``, and README.md's speed numbers are
+regenerated from it (``readme.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_server  # noqa: E402
+import readme  # noqa: E402
 
 THROUGHPUT = [
     "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt pool",
@@ -279,6 +281,11 @@ def main() -> None:
     )  # fmt: skip
     print(report)
     write_report(args.output, report)
+    if args.output == HERE / "RESULTS.md":
+        path = readme.ROOT / "README.md"
+        path.write_text(readme.update_readme(path.read_text(encoding="utf-8"), args.output.read_text(encoding="utf-8"),
+                                             readme.source_url()), encoding="utf-8")  # fmt: skip
+        print(f"{path}: speed numbers updated", file=sys.stderr)
 
 
 if __name__ == "__main__":
