@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ConnectionLogger", "RateLimitedLog", "percentiles", "snapshot_dict"]
+__all__ = ["ConnectionLogger", "RateLimitedLog", "percentiles", "seconds", "snapshot_dict"]
 
 
 class ConnectionLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -61,6 +61,11 @@ def percentiles(samples: list[int] | list[float], points: tuple[float, ...] = (5
         label = f"p{point:g}".replace(".", "_")
         out[label] = float(ordered[rank])
     return out
+
+
+def seconds(value: float) -> str:
+    """A wait for humans: ``"30s"``, ``"0.25s"``."""
+    return f"{value:.0f}s" if value >= 10 else f"{value:.2g}s"
 
 
 def _plain(value: Any) -> Any:

@@ -46,14 +46,7 @@ H = TypeVar("H", bound=Handler)
 _WILDCARD = "*"
 _EV_CODES = frozenset(ev for table in MARKET_EVENTS.values() for ev in table)
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
-
-
-class _StopSignal(BaseException):
-    """Raised by run_forever's signal handler in the main thread, to leave its wait at once."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+_SIGNAL_CHECK = 0.2  # run_forever's longest delay in noticing a signal, seconds
 
 
 class _Drainable(Protocol):
@@ -359,9 +352,10 @@ class RealTimeDataAdapter:
         or another thread), SIGINT or SIGTERM, or a failure for good; then stop.
 
         The loop of a service's main: ``adapter.run_forever()``. On the main thread it handles
-        SIGINT (Ctrl-C) and SIGTERM (a service manager's stop) itself — a clean :meth:`stop`,
-        then it returns — and restores the previous handlers before returning; elsewhere it
-        installs none.
+        SIGINT (Ctrl-C) and SIGTERM (a service manager's stop) itself — a clean :meth:`stop`
+        within a fraction of a second, then it returns — and restores the previous handlers
+        before returning; elsewhere it installs none. It also returns when the source ended by
+        itself (a client stopped directly).
 
         Raises:
             AuthenticationError, ConnectionLimitError, HandshakeError, ConnectionClosedError:
@@ -369,22 +363,33 @@ class RealTimeDataAdapter:
                 (also reported to ``on_status`` as an ``adapter_failed`` status, after the
                 connections' own ``failed`` statuses, and in :attr:`error`).
             BaseException: whatever ended the dispatcher (a ``SystemExit`` raised in a handler).
-            ClientClosedError: the adapter was already stopped.
+            ClientClosedError: the adapter was already stopped, or this is a handler's thread.
         """
         previous: dict[int, Any] = {}
         received: int | None = None
+        if threading.current_thread() is self._thread or self._inline_thread == threading.get_ident():
+            raise ClientClosedError("run_forever() called from a handler would wait for itself; call it from "
+                                    "your main thread")  # fmt: skip
+
+        def note(signum: int, _frame: object) -> None:
+            # Only a plain assignment: raising, or touching a lock, from a handler that may run in
+            # the middle of a threading wait can leave that lock broken.
+            nonlocal received
+            received = signum
+
         try:
             if threading.current_thread() is threading.main_thread():
                 for signum in _STOP_SIGNALS:
-                    previous[signum] = signal.signal(signum, _raise_stop_signal)
+                    previous[signum] = signal.signal(signum, note)
             self.start()
-            while not self._ended.wait(3600.0):
+            # Bounded waits: a signal the OS hands to another thread runs its Python handler on
+            # this thread only once this thread runs again.
+            while received is None and not self._ended.wait(_SIGNAL_CHECK):
                 pass
-        except _StopSignal as exc:
-            received = exc.signum
         finally:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                if handler is not None:  # None: installed outside Python, cannot be put back
+                    signal.signal(signum, handler)
         if received is not None:
             logger.info("adapter: %s received, stopping", signal.Signals(received).name)
         self.stop()
@@ -557,8 +562,13 @@ class RealTimeDataAdapter:
                     wake.clear()
                     armed = True
                     continue
-                if stopping and all(c.exhausted for c in clients):
+                exhausted = all(c.exhausted for c in clients)
+                if stopping and exhausted:
                     return
+                if exhausted and clients and version is None:
+                    # The source ended by itself (a client stopped directly): run_forever returns.
+                    # Not for a pool (it has a version): it replaces connections that ended.
+                    self._ended.set()
                 wake.wait(0.1 if stopping else 0.5)
                 armed = False
                 if version is None:
@@ -716,7 +726,3 @@ class RealTimeDataAdapter:
         source = SyntheticSource(subscriptions, market=market, symbols=symbols, seed=seed, rate=rate)
         logger.info("MASSIVE_API_KEY is not set: streaming the synthetic %s market (no network, no key)", market)
         return cls(source, on_event=on_event, dispatch=dispatch)
-
-
-def _raise_stop_signal(signum: int, _frame: object) -> None:
-    raise _StopSignal(signum)

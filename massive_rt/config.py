@@ -6,6 +6,7 @@ import math
 import os
 import random
 import ssl
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -154,8 +155,14 @@ class LimitRetry:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigurationError(f"per_hour={value!r} must be an int >= 1", field="per_hour")
 
+    def __attrs_post_init__(self) -> None:
+        if self.cooldown > self.max_cooldown:
+            raise ConfigurationError(
+                f"cooldown={self.cooldown!r} must not exceed max_cooldown={self.max_cooldown!r}", field="cooldown"
+            )
+
     def delay(self, retries: Sequence[float], now: float) -> float:
-        """Seconds to wait at monotonic time ``now`` before the next retry.
+        """Seconds to wait at monotonic time ``now`` before the next retry (pure).
 
         Args:
             retries: monotonic times at which earlier retries started (oldest first).
@@ -165,6 +172,15 @@ class LimitRetry:
         wait = min(self.max_cooldown, self.cooldown * 2.0 ** min(len(recent), 32))
         if len(recent) >= self.per_hour:  # the hour's budget is spent: wait until its oldest retry ages out
             wait = max(wait, recent[-self.per_hour] + _HOUR - now)
+        return wait
+
+    def schedule(self, retries: deque[float], now: float) -> float:
+        """:meth:`delay`, then record the retry's start in ``retries`` (dropping those older than
+        an hour, which no longer count). Returns the delay."""
+        while retries and now - retries[0] >= _HOUR:
+            retries.popleft()
+        wait = self.delay(retries, now)
+        retries.append(now + wait)
         return wait
 
     def evolve(self, **changes: Any) -> LimitRetry:

@@ -43,9 +43,9 @@ from urllib.parse import urlsplit
 import attrs
 import websocket
 
-from ._util import ConnectionLogger, snapshot_dict
+from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
-from .config import ClientConfig, ReconnectPolicy, mask_secret
+from .config import ClientConfig, LimitRetry, ReconnectPolicy, mask_secret
 from .consumer import QueueConsumer, check_timeout, fast_loads
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
@@ -234,7 +234,9 @@ class MassiveWebSocketClient(QueueConsumer):
         name: connection name used in logs, thread names, events and stats.
         raw: deliver data frames as :class:`RawFrame` instead of typed events.
         max_message_size: larger messages close the connection (1009) and reconnect.
-        limit_retry: on ``max_connections``, keep retrying with backoff instead of failing.
+        limit_retry: on ``max_connections``: ``False`` fails (the slot is someone else's);
+            ``True`` or a :class:`LimitRetry` retries after a long, growing cooldown, at most
+            ``LimitRetry.per_hour`` times an hour.
         ca_certs: CA bundle for ``wss`` (else ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, system).
         ssl_context: a ready ``ssl.SSLContext`` for ``wss`` (wins over ``ca_certs``).
         websocket_options: extra options for websocket-client's handshake (``header``,
@@ -260,7 +262,7 @@ class MassiveWebSocketClient(QueueConsumer):
         raw: bool = False,
         *,
         max_message_size: int = 16 * 1024 * 1024,
-        limit_retry: bool = False,
+        limit_retry: bool | LimitRetry = False,
         ca_certs: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         websocket_options: dict[str, Any] | None = None,
@@ -342,7 +344,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._gap_start_ns: int | None = None
         self._last_data_mono: float | None = None
         self._streaming_started: float | None = None
-        self._limit_retries: deque[float] = deque(maxlen=64)  # start times of limit retries (monotonic)
+        self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
         self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
         _live_clients.add(self)
@@ -755,10 +757,8 @@ class MassiveWebSocketClient(QueueConsumer):
             limit = self._config.limit_retry
             if limit is not None and isinstance(outcome.error, ConnectionLimitError):
                 # Retrying soon would evict the holder of the slot, which would then evict us.
-                now = time.monotonic()
-                delay = limit.delay(self._limit_retries, now)
-                self._limit_retries.append(now + delay)
-                message = (f"{outcome.reason}; retrying in {delay:.0f}s (at most {limit.per_hour} "
+                delay = limit.schedule(self._limit_retries, time.monotonic())
+                message = (f"{outcome.reason}; retrying in {seconds(delay)} (at most {limit.per_hour} "
                            "retries an hour: limit_retry)")  # fmt: skip
                 self._emit(StatusMessage(status="limit_cooldown", message=message, error=outcome.error,
                                          connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
@@ -840,7 +840,10 @@ class MassiveWebSocketClient(QueueConsumer):
         elif code in (401, 403):
             why = "refused before authentication (a proxy or firewall? Massive refuses bad keys after connecting)"
         elif isinstance(code, int) and 300 <= code < 400:
-            why = "redirected; massive_rt does not follow redirects (pass the final url=)"
+            headers = getattr(exc, "resp_headers", None) or {}
+            target = urlsplit(str(headers.get("location") or "")).hostname  # the host only: a query may hold a token
+            to = f" to {target}" if target else ""
+            why = f"redirected{to}; massive_rt does not follow redirects (pass the final url=)"
         else:
             why = "the server refused the WebSocket upgrade"
         error = HandshakeError(f"{what}: {why}{detail}", status_code=code, connection=self._name)
@@ -859,7 +862,8 @@ class MassiveWebSocketClient(QueueConsumer):
         sock: socket.socket
         if proxied:
             # websocket-client tunnels through the proxy itself (not interruptible by stop()).
-            _handshake(ws, self._url, timeout=_remaining(deadline), header=header, suppress_origin=True, **options)
+            _handshake(ws, self._url, timeout=_remaining(deadline), header=header, suppress_origin=True,
+                       redirect_limit=0, **options)  # fmt: skip
             if ws.sock is None:
                 raise OSError("proxy handshake returned no socket")
             sock = ws.sock
@@ -1286,9 +1290,10 @@ class MassiveWebSocketClient(QueueConsumer):
     def _lost(self, reason: str, code: int | None = None) -> _Outcome:
         if self._stop_requested.is_set():
             return _Outcome("stopped", stopped=True)
-        if self._limit_status is not None and not self._config.limit_retry:
+        if self._limit_status is not None:  # refused, then dropped without a close frame: still the limit
             error = ConnectionLimitError(self._limit_status, connection=self._name, status="max_connections")
-            return _Outcome(f"connection limit: {self._limit_status}", error=error, fatal=True, close_code=code)
+            text = f"connection limit: {self._limit_status}"
+            return _Outcome(text, error=error, fatal=not self._config.limit_retry, close_code=code)
         self._log.warning("%s", reason)
         return _Outcome(reason, close_code=code)
 

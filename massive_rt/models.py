@@ -361,7 +361,8 @@ class StatusMessage(Event):
     Attributes:
         status: the status code.
         message: human-readable text (the server's ``message`` for server statuses).
-        state: the connection state after this status, when it is a transition.
+        state: the connection state after this status, when it is a transition (for
+            ``adapter_failed``: :attr:`AdapterState.FAILED <massive_rt.AdapterState>`).
         error: the exception describing a failure, if any.
         channels: channels concerned (acks, refusals).
         dropped: number of events discarded (``dropped`` statuses).

@@ -12,6 +12,7 @@ Massive counts sockets per account and would evict one of ours), and closes idle
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import logging
 import os
@@ -22,16 +23,16 @@ from typing import Any
 
 import attrs
 
-from ._util import snapshot_dict
+from ._util import seconds, snapshot_dict
 from ._validate import require_int, require_name, require_number
 from .config import ClientConfig, LimitRetry, ReconnectPolicy, mask_secret
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .consumer import check_timeout
 from .enums import ConnectionState, Feed, Market
 from .errors import (
-    AuthenticationError,
     ClientClosedError,
     ConfigurationError,
+    ConnectionClosedError,
     ConnectionLimitError,
     MassiveRTError,
     SubscriptionError,
@@ -42,6 +43,8 @@ from .protocol import parse_channels
 __all__ = ["ConnectionPool", "PoolStats"]
 
 logger = logging.getLogger(__name__)
+
+_READY_SLICE = 0.25
 
 #: Options quotes: "a hard limit of 1,000 option contracts per connection" (docs/protocol.md §3.1).
 OPTIONS_QUOTES_PER_CONNECTION = 1000
@@ -94,8 +97,8 @@ class _Member:
     leases: int = 0
     idle_since: float = attrs.Factory(time.monotonic)
     retiring: bool = False
-    # Start times (monotonic) of the retries after max_connections, kept across recycling.
-    limit_retries: collections.deque[float] = attrs.Factory(lambda: collections.deque(maxlen=64))
+    # Start times (monotonic) of the last hour's retries after max_connections, kept across recycling.
+    limit_retries: collections.deque[float] = attrs.Factory(collections.deque)
     retry_at: float = 0.0
 
 
@@ -172,6 +175,7 @@ class ConnectionPool:
         self._options = options
         self._validate_client_options(api_key, feed, options)
 
+        self._pid = os.getpid()
         self._lock = threading.RLock()  # re-entrant: stop() may run in a signal handler inside subscribe()
         self._changed = threading.Condition(self._lock)
         self._members: dict[str, _Member] = {}
@@ -260,24 +264,33 @@ class ConnectionPool:
         return self
 
     def wait_ready(self, timeout: float | None = None) -> ConnectionPool:
-        """Wait until every connection is streaming.
+        """Wait until every connection is streaming. A connection the pool will replace or retry
+        (it gave up reconnecting; the connection limit with ``limit_retry``) is waited for.
 
         Raises:
             WaitTimeoutError: naming the connections that were not ready in time.
-            AuthenticationError, ConnectionLimitError, ConnectionClosedError: a connection failed.
+            AuthenticationError, ConnectionLimitError, HandshakeError ...: a connection failed for
+                good (see :attr:`PoolStats.failed`).
         """
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        not_ready: list[str] = []
-        for client in self.connections:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                client.wait_ready(remaining)
-            except WaitTimeoutError:
-                not_ready.append(client.name)
-        if not_ready:
-            raise WaitTimeoutError(f"connections not ready after {timeout}s: {', '.join(not_ready)}")
-        return self
+        while True:
+            pending = []
+            for client in self.connections:  # anew each time: recycling replaces connections
+                if self._failed_for_good(client):
+                    raise client.error  # type: ignore[misc]  # not None once failed for good
+                if client.state is not ConnectionState.STREAMING:
+                    pending.append(client)
+            if not pending:
+                return self
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                names = ", ".join(c.name for c in pending)
+                raise WaitTimeoutError(f"connections not ready after {timeout}s: {names}")
+            try:  # a slice at a time: the connection may be replaced while we wait for it
+                pending[0].wait_ready(_READY_SLICE if remaining is None else min(_READY_SLICE, remaining))
+            except MassiveRTError:  # not ready yet, failed (look again) or stopped by recycling
+                pass
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the supervisor and every connection, in parallel. Idempotent; any thread."""
@@ -453,7 +466,7 @@ class ConnectionPool:
 
     def _plan(self, market: Market, channels: list[str]) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
         """Choose a connection for each channel (under the lock; no side effects on members)."""
-        candidates = [m for m in self._members.values() if m.market is market and not m.retiring]
+        candidates = [m for m in self._members.values() if m.market is market and self._usable(m)]
         load = {id(m): len(_effective(m.channels)) for m in candidates}
         quotes = {id(m): sum(1 for c in m.channels if c.startswith("Q.")) for m in candidates}
         new_members: list[_Member] = []
@@ -505,7 +518,7 @@ class ConnectionPool:
                 self._check_open()
                 candidates = [
                     m for m in self._members.values()
-                    if m.market is resolved and not m.retiring and (self._cap is None or len(m.channels) < self._cap)
+                    if m.market is resolved and self._usable(m) and (self._cap is None or len(m.channels) < self._cap)
                 ]  # fmt: skip
                 if candidates:
                     member = min(candidates, key=lambda m: (len(m.channels) + m.leases, m.client.name))
@@ -587,18 +600,27 @@ class ConnectionPool:
         return clients[-1].error
 
     def _failed_for_good(self, client: MassiveWebSocketClient) -> bool:
-        """FAILED with an error the pool will not retry: a refused key, or the connection limit
-        without ``limit_retry``."""
+        """FAILED with an error that a new connection would meet again: a refused key, a final
+        HTTP answer, a TLS failure, a crashed reader, the connection limit without
+        ``limit_retry``. The pool replaces only connections that gave up reconnecting
+        (:class:`ConnectionClosedError`) and, with ``limit_retry``, those refused by the limit."""
         error = client.error
         if client.state is not ConnectionState.FAILED or error is None:
             return False
-        return isinstance(error, AuthenticationError) or (
-            isinstance(error, ConnectionLimitError) and self._limit_retry is None
-        )
+        if isinstance(error, ConnectionLimitError):
+            return self._limit_retry is None
+        return not isinstance(error, ConnectionClosedError)
+
+    def _usable(self, member: _Member) -> bool:
+        """Under the lock: may take new channels or leases (not leaving, not failed for good)."""
+        return not member.retiring and not self._failed_for_good(member.client)
 
     def stats(self, max_message_age: float | None = None) -> PoolStats:
-        """Totals and per-connection snapshots (``max_message_age``: see the client's ``stats``)."""
-        with self._lock:
+        """Totals and per-connection snapshots (``max_message_age``: see the client's ``stats``).
+
+        Works in a forked child too (without taking the lock a parent's thread may have held).
+        """
+        with self._lock if os.getpid() == self._pid else contextlib.nullcontext():
             members = list(self._members.values())
             channels = len(self._assignment)
             recycled = self._recycled
@@ -663,16 +685,15 @@ class ConnectionPool:
                         continue  # a refused key stays refused, a taken slot stays taken: report, never hammer
                     if isinstance(client.error, ConnectionLimitError) and self._limit_retry is not None:
                         if member.retry_at == 0.0:
-                            wait = self._limit_retry.delay(member.limit_retries, now)
+                            wait = self._limit_retry.schedule(member.limit_retries, now)
                             member.retry_at = now + wait
-                            member.limit_retries.append(member.retry_at)
                             client.emit_status(
                                 "limit_cooldown",
-                                f"max_connections: retrying in {wait:.0f}s (at most {self._limit_retry.per_hour} "
+                                f"max_connections: retrying in {seconds(wait)} (at most {self._limit_retry.per_hour} "
                                 "retries an hour: limit_retry)",
                             )  # fmt: skip
-                            logger.warning("pool %s: %s hit max_connections; retrying in %.0fs",
-                                           self._name, client.name, wait)  # fmt: skip
+                            logger.warning("pool %s: %s hit max_connections; retrying in %s",
+                                           self._name, client.name, seconds(wait))  # fmt: skip
                         if now < member.retry_at:
                             continue
                     member.retiring = True

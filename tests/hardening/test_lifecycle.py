@@ -210,6 +210,46 @@ def test_the_import_a_reader_would_make_lazily_is_made_before_any_fork() -> None
     assert (proc.returncode, out.strip()) == (0, "True"), err
 
 
+POOL_FORK_SCRIPT = textwrap.dedent("""
+    import json, os, signal, sys, threading
+    import massive_rt as mrt
+    from massive_rt.testing import MockMassiveServer
+
+    with MockMassiveServer(api_keys={{"{key}"}}, name="poolfork") as server:
+        pool = mrt.ConnectionPool(api_key="{key}", url=server.url)
+        pool.subscribe("T.AAPL")
+        pool.start().wait_ready(10)
+        held, release = threading.Event(), threading.Event()
+
+        def hold():  # another thread holds the pool's lock at the moment of the fork
+            with pool._lock:
+                held.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(10)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # a deadlock ends the child, not the test run
+            stats = pool.stats()
+            print(json.dumps([stats.healthy, "forked" in (stats.health_reason or "")]), flush=True)
+            os._exit(0)
+        release.set()
+        holder.join()
+        _, status = os.waitpid(pid, 0)
+        pool.stop()
+        sys.exit(os.waitstatus_to_exitcode(status))
+""")
+
+
+def test_a_pool_snapshot_in_a_forked_child_never_waits_for_the_parents_lock() -> None:
+    proc = python(POOL_FORK_SCRIPT.format(key=KEY))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out) == [False, True]
+
+
 SIGNAL_SCRIPT = textwrap.dedent("""
     import json, logging, os, signal, sys, threading, time
     import massive_rt as mrt

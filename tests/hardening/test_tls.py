@@ -8,6 +8,7 @@ Certificates come from ``trustme``: a throw-away CA and a leaf for 127.0.0.1/loc
 
 from __future__ import annotations
 
+import http.server
 import ssl
 import threading
 from collections.abc import Iterator
@@ -210,3 +211,37 @@ def test_a_proxied_wss_connection_still_verifies_the_certificate(ca: trustme.CA)
         })  # fmt: skip
         assert "certificate verif" in str(client.error).lower()
     assert len(proxy.requests) == 1
+
+
+def test_a_redirect_is_not_followed_through_a_proxy_either() -> None:
+    """The key must never go to a host the URL did not name (websocket-client follows 3 redirects by default)."""
+    with MockMassiveServer(api_keys=None, name="elsewhere") as elsewhere, ConnectProxy() as proxy:
+        location = elsewhere.url("stocks")
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(301)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        redirector = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        serving = threading.Thread(target=redirector.serve_forever, kwargs={"poll_interval": 0.05}, name="redirect")
+        serving.start()
+        try:
+            client = mrt.MassiveWebSocketClient(
+                api_key=KEY, url=f"ws://127.0.0.1:{redirector.server_address[1]}/stocks", reconnect=FAST,
+                websocket_options={"http_proxy_host": "127.0.0.1", "http_proxy_port": proxy.port,
+                                   "proxy_type": "http", "http_no_proxy": ["no-proxy.invalid"]},
+            )  # fmt: skip
+            with client, pytest.raises(mrt.HandshakeError, match=r"HTTP 301 .*redirected to 127\.0\.0\.1"):
+                client.start().wait_ready(5)
+        finally:
+            redirector.shutdown()
+            redirector.server_close()
+            serving.join(5)
+        assert len(proxy.requests) == 1  # one attempt, through the proxy
+        assert not elsewhere.connections  # the redirect target never heard from us, let alone the key

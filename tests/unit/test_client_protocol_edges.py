@@ -89,6 +89,25 @@ def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
         assert client.stats().reconnects == 0
 
 
+def test_with_limit_retry_a_limit_refusal_followed_by_a_tcp_drop_waits_the_cooldown(scripted) -> None:
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)
+        ws.send("[" + AUTH_OK + "]")
+        ws.send('[{"ev":"status","status":"max_connections","message":"Maximum number of connections exceeded."}]')
+        socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script), limit_retry=True,
+                                        reconnect=mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.02))  # fmt: skip
+    with client:
+        cooldown = client.get(timeout=5)
+        while not (isinstance(cooldown, mrt.StatusMessage) and cooldown.status == "limit_cooldown"):
+            cooldown = client.get(timeout=5)  # the limit's cooldown, not the 10-20 ms reconnect backoff
+        assert "retrying in 60s" in cooldown.message
+        assert client.state is mrt.ConnectionState.BACKOFF
+        assert client.stats().reconnects == 0
+
+
 def test_a_crash_inside_the_reader_ends_failed_not_silent(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(self: mrt.MassiveWebSocketClient) -> None:
         raise RuntimeError("a bug in the reader")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import random
 import ssl
@@ -11,6 +12,7 @@ from typing import Any
 import attrs
 import pytest
 
+import massive_rt as mrt
 from massive_rt.config import ClientConfig, ReconnectPolicy, mask_secret
 from massive_rt.enums import ConnectionState, Feed, Market, Overflow, resolve_feed_host
 from massive_rt.errors import ConfigurationError, MassiveRTError
@@ -691,3 +693,35 @@ def test_resolve_feed_host_rejects_urls_paths_and_junk(feed: object) -> None:
         resolve_feed_host(feed)  # type: ignore[arg-type]
 
     assert info.value.field == "feed"
+
+
+class TestLimitRetry:
+    def test_waits_grow_within_the_hour_and_are_capped(self) -> None:
+        policy = mrt.LimitRetry(cooldown=60, max_cooldown=200, per_hour=10)
+        assert policy.delay([], 0.0) == 60
+        assert policy.delay([60.0], 61.0) == 120
+        assert policy.delay([60.0, 180.0], 181.0) == 200  # capped
+        assert policy.delay([60.0, 180.0], 60.0 + 3600.0) == 120  # the first retry no longer counts
+
+    @pytest.mark.parametrize("per_hour", [1, 3, 64, 100, 500])
+    def test_never_more_than_per_hour_retries_in_any_hour(self, per_hour: int) -> None:
+        policy = mrt.LimitRetry(cooldown=1, max_cooldown=1, per_hour=per_hour)
+        retries: collections.deque[float] = collections.deque()
+        now = 0.0
+        starts = []
+        for _ in range(3 * per_hour + 10):  # refused at once, every time
+            now += policy.schedule(retries, now)
+            starts.append(now)
+        for i, start in enumerate(starts):
+            in_window = [t for t in starts[i:] if t - start < 3600.0]
+            assert len(in_window) <= per_hour
+        assert len(retries) <= per_hour + 1  # pruned: memory bounded by the hour's budget
+
+    def test_settings_are_validated(self) -> None:
+        with pytest.raises(mrt.ConfigurationError, match="max_cooldown") as caught:
+            mrt.LimitRetry(cooldown=120, max_cooldown=60)
+        assert caught.value.field == "cooldown"
+        assert mrt.LimitRetry.coerce(True) == mrt.LimitRetry()
+        assert mrt.LimitRetry.coerce(False) is None
+        with pytest.raises(mrt.ConfigurationError):
+            mrt.LimitRetry.coerce("yes")  # type: ignore[arg-type]

@@ -146,3 +146,21 @@ def test_the_cli_against_a_plain_web_server_says_so_in_a_few_lines(http_server: 
     assert sum("HTTP 404" in line for line in output) <= 2, output  # logged once, and the exit's error line
     assert not any("<" in line for line in output)
     assert http_server.requests == 1
+
+
+@pytest.mark.parametrize("http_server", [404], indirect=True)
+def test_a_pool_does_not_replace_a_connection_refused_for_good(http_server: StatusServer) -> None:
+    pool = mrt.ConnectionPool(api_key=KEY, url=lambda market: http_server.url(f"/{market.value}"), health_interval=0.01)
+    pool.subscribe("T.AAPL")
+    adapter = mrt.RealTimeDataAdapter(pool)
+    try:
+        adapter.start()
+        assert wait_until(lambda: adapter.state is mrt.AdapterState.FAILED, 5)
+        assert isinstance(adapter.error, mrt.HandshakeError)
+        assert isinstance(pool.error, mrt.HandshakeError)
+        for _ in range(5):
+            assert pool.check_health() == 0  # a new connection would get the same 404
+        assert pool.stats().recycled == 0
+        assert http_server.requests == 1
+    finally:
+        adapter.stop()

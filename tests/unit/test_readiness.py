@@ -169,6 +169,23 @@ class TestFailure:
             assert stats.degraded is False
 
 
+    def test_new_channels_never_land_on_a_connection_that_failed_for_good(self) -> None:
+        with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as srv:
+            pool = mrt.ConnectionPool(api_key=KEY, url=srv.url, max_connections=2, max_subscriptions_per_connection=1)
+            try:
+                pool.subscribe("T.A")
+                pool.start().wait_ready(5)
+                pool.subscribe("T.B")  # a second connection: refused by the account's limit, for good
+                refused = pool.connections[1]
+                assert wait_until(lambda: refused.state is mrt.ConnectionState.FAILED, 5)
+                with pytest.raises(mrt.SubscriptionError):
+                    pool.subscribe("T.C")  # no room: the only other connection is full
+                assert pool.assignment("T.C") is None
+                assert refused.subscriptions == {"T.B"}
+            finally:
+                pool.stop()
+
+
 # ----------------------------------------------------------------------------- run_forever
 
 
@@ -197,6 +214,28 @@ class TestRunForever:
         adapter.run_forever()
         assert len(seen) >= 100
         assert adapter.state is mrt.AdapterState.STOPPED
+
+    def test_a_source_stopped_directly_ends_it(self, server: MockMassiveServer) -> None:
+        client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url())
+        adapter = mrt.RealTimeDataAdapter(client)
+        adapter.on_status(lambda s: s.state is mrt.ConnectionState.STREAMING and client.stop())
+        adapter.run_forever()  # returns: nothing more can come
+        assert adapter.state is mrt.AdapterState.STOPPED
+
+    def test_from_a_handler_it_refuses_to_wait_for_itself(self) -> None:
+        adapter = mrt.RealTimeDataAdapter(mrt.SyntheticSource(["T.*"], seed=6))
+        errors: list[BaseException] = []
+
+        @adapter.on(mrt.EquityTrade)
+        def nested(_trade: mrt.EquityTrade) -> None:
+            try:
+                adapter.run_forever()
+            except mrt.ClientClosedError as exc:
+                errors.append(exc)
+            adapter.stop()
+
+        adapter.run_forever()
+        assert "from a handler" in str(errors[0])
 
     def test_a_failure_for_good_is_raised(self, server: MockMassiveServer) -> None:
         adapter = mrt.RealTimeDataAdapter(mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()))
@@ -246,7 +285,14 @@ class TestRunForever:
             signal.signal(signal.SIGTERM, previous)
             adapter = mrt.RealTimeDataAdapter(mrt.SyntheticSource(["T.*"], seed=5))
             signum = getattr(signal, sys.argv[1])
-            adapter.on(mrt.EquityTrade, lambda _t: os.kill(os.getpid(), signum))  # as a service manager would
+            sent = []
+
+            @adapter.on(mrt.EquityTrade)
+            def once(_trade):  # as a service manager would, once
+                if not sent:
+                    sent.append(signum)
+                    os.kill(os.getpid(), signum)
+
             adapter.run_forever()
             print(json.dumps({
                 "state": adapter.state.value,
