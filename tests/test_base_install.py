@@ -8,6 +8,7 @@ error a missing package raises.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def no_websockets(tmp_path: Path) -> dict[str, str]:
         'raise ModuleNotFoundError("No module named \'websockets\'", name="websockets")\n', encoding="utf-8"
     )
     env = clean_env()
-    env["PYTHONPATH"] = str(blocked)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocked), env.get("PYTHONPATH")) if p)
     probe = subprocess.run(
         [sys.executable, "-c", "import websockets.sync.server"],
         capture_output=True, text=True, env=env, timeout=TIMEOUT, check=False,
