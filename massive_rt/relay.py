@@ -60,15 +60,22 @@ from typing import Any, TypeVar
 
 import attrs
 
-from ._server import (
-    POLICY_VIOLATION,
-    ProtocolServer,
-    ServerConn,
-    _chunks,
-    _encode,
-    _frame,
-    _status_frame,
-)
+try:
+    from ._server import (
+        POLICY_VIOLATION,
+        ProtocolServer,
+        ServerConn,
+        _chunks,
+        _encode,
+        _frame,
+        _status_frame,
+    )
+except ModuleNotFoundError as exc:  # the one dependency of the relay extra
+    if (exc.name or "").split(".")[0] != "websockets":
+        raise
+    raise ModuleNotFoundError(
+        "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'", name=exc.name
+    ) from exc
 from ._validate import require_int, require_name, require_number
 from .consumer import fast_loads
 from .enums import Feed, Market, resolve_feed_host

@@ -91,3 +91,15 @@ def test_importing_the_testing_package_names_the_extra_to_install(no_websockets:
     assert result.stderr.rstrip().splitlines()[-1] == (
         f"ModuleNotFoundError: massive_rt.testing needs the 'websockets' package: {HINT}"
     )
+
+
+def test_importing_the_relay_names_the_extra_to_install(no_websockets: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "from massive_rt.relay import MassiveRelay"],
+        capture_output=True, text=True, env=no_websockets, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        "ModuleNotFoundError: massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'"
+    )
