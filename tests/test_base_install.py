@@ -81,25 +81,23 @@ def test_the_massive_server_fixture_without_websockets_names_the_extra_to_instal
     assert errors[-1] == f"ModuleNotFoundError: massive_rt.testing needs the 'websockets' package: {HINT}", output
 
 
-def test_importing_the_testing_package_names_the_extra_to_install(no_websockets: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("statement", "message"),
+    [
+        ("from massive_rt.testing import MockMassiveServer",
+         f"massive_rt.testing needs the 'websockets' package: {HINT}"),
+        ("from massive_rt.relay import MassiveRelay",
+         "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'"),
+    ],
+    ids=["testing", "relay"],
+)
+def test_importing_a_module_that_needs_websockets_names_the_extra_to_install(
+    no_websockets: dict[str, str], statement: str, message: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", "from massive_rt.testing import MockMassiveServer"],
-        capture_output=True, text=True, env=no_websockets, timeout=TIMEOUT, check=False,
+        [sys.executable, "-c", statement], capture_output=True, text=True, env=no_websockets, timeout=TIMEOUT,
+        check=False,
     )  # fmt: skip
 
     assert result.returncode == 1
-    assert result.stderr.rstrip().splitlines()[-1] == (
-        f"ModuleNotFoundError: massive_rt.testing needs the 'websockets' package: {HINT}"
-    )
-
-
-def test_importing_the_relay_names_the_extra_to_install(no_websockets: dict[str, str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "from massive_rt.relay import MassiveRelay"],
-        capture_output=True, text=True, env=no_websockets, timeout=TIMEOUT, check=False,
-    )  # fmt: skip
-
-    assert result.returncode == 1
-    assert result.stderr.rstrip().splitlines()[-1] == (
-        "ModuleNotFoundError: massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'"
-    )
+    assert result.stderr.rstrip().splitlines()[-1] == f"ModuleNotFoundError: {message}"

@@ -74,15 +74,16 @@ def test_frames_before_the_auth_reply_are_ignored_and_a_bare_status_is_understoo
         assert client.stats().decode_errors == 0
 
 
-def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
-    def script(ws: ServerConnection) -> None:
-        ws.send(CONNECTED)
-        ws.recv(timeout=5)
-        ws.send("[" + AUTH_OK + "]")
-        ws.send('[{"ev":"status","status":"max_connections","message":"Maximum number of connections exceeded."}]')
-        socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
+def limit_then_tcp_drop(ws: ServerConnection) -> None:
+    ws.send(CONNECTED)
+    ws.recv(timeout=5)
+    ws.send("[" + AUTH_OK + "]")
+    ws.send('[{"ev":"status","status":"max_connections","message":"Maximum number of connections exceeded."}]')
+    socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
 
-    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script))
+
+def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(limit_then_tcp_drop))
     with client:
         assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
         assert isinstance(client.error, mrt.ConnectionLimitError)
@@ -90,14 +91,7 @@ def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
 
 
 def test_with_limit_retry_a_limit_refusal_followed_by_a_tcp_drop_waits_the_cooldown(scripted) -> None:
-    def script(ws: ServerConnection) -> None:
-        ws.send(CONNECTED)
-        ws.recv(timeout=5)
-        ws.send("[" + AUTH_OK + "]")
-        ws.send('[{"ev":"status","status":"max_connections","message":"Maximum number of connections exceeded."}]')
-        socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
-
-    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script), limit_retry=True,
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(limit_then_tcp_drop), limit_retry=True,
                                         reconnect=mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.02))  # fmt: skip
     with client:
         cooldown = client.get(timeout=5)
