@@ -16,6 +16,7 @@ kept per connection, but a slow callback now delays reading (see docs/threading.
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import os
 import signal
@@ -122,6 +123,13 @@ class AdapterStats:
         return snapshot_dict(self)
 
 
+def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    try:
+        return inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # not introspectable (a builtin, a C extension)
+        return {}
+
+
 def _handler_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
 
@@ -189,6 +197,7 @@ class RealTimeDataAdapter:
         self._inline_thread: int | None = None
         self._dispatched_inline = 0
         self._source = source
+        self._stats_take_age = "max_message_age" in _parameters(source.stats)
         self._frames_per_round = frames_per_round
         self._registry_lock = threading.Lock()
         self._handlers: dict[object, list[Handler]] = {}
@@ -503,10 +512,8 @@ class RealTimeDataAdapter:
             max_message_age: passed to the source's ``stats`` (see the client's).
         """
         samples = list(self._latency)
-        try:
-            source = cast(Any, self._source).stats(max_message_age)
-        except TypeError:  # a source whose stats() takes no threshold (Redis, third-party)
-            source = self._source.stats()
+        # A source whose stats() takes no threshold (Redis, third-party) is asked without one.
+        source = cast(Any, self._source).stats(max_message_age) if self._stats_take_age else self._source.stats()
         state = self.state
         running = self.running
         # The first cause wins: the adapter's own end, then the source's reason (a connection's
