@@ -1,6 +1,8 @@
 """Testing your own service against a real local server, with the ``massive_server`` fixture.
 
+    pip install 'massive-rt[testing]' pytest     # the extra brings websockets, not pytest
     pytest examples/test_my_service.py
+    # from a checkout of massive_rt, whose pytest settings use pytest-timeout: make install first
 
 Installing massive_rt registers a pytest plugin whose ``massive_server`` fixture is a started
 MockMassiveServer (a real WebSocket server on 127.0.0.1 speaking Massive's protocol) that accepts

@@ -349,8 +349,8 @@ class RealTimeDataAdapter:
                 raise ClientClosedError("adapter was stopped")
             if not self._started:
                 raise ClientClosedError("call start() first")
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         wait = getattr(self._source, "wait_ready", None)
         if callable(wait):
             wait(timeout)
@@ -402,8 +402,8 @@ class RealTimeDataAdapter:
         if received is not None:
             logger.info("adapter: %s received, stopping", signal.Signals(received).name)
         self.stop()
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
         if self._fatal is not None:
             raise self._fatal
 
@@ -487,17 +487,23 @@ class RealTimeDataAdapter:
     @property
     def state(self) -> AdapterState:
         """``new``, ``running`` (started), ``failed`` (every connection of the source failed for
-        good; see :attr:`error`) or ``stopped``."""
+        good; see :attr:`error`) or ``stopped`` (also after :meth:`run_forever` stopped it on a
+        failure: :attr:`error` stays set)."""
         if self._stopping.is_set():
             return AdapterState.STOPPED
-        if self._error is not None:
+        if self.error is not None:
             return AdapterState.FAILED
         return AdapterState.RUNNING if self._started else AdapterState.NEW
 
     @property
     def error(self) -> MassiveRTError | None:
-        """Why the adapter failed (the source's typed error), else None."""
-        return self._error
+        """Why the adapter failed (the source's typed error: every connection failed for good),
+        else None. Set as soon as the source knows, before the ``adapter_failed`` status is
+        dispatched."""
+        if self._error is not None:
+            return self._error
+        error = getattr(self._source, "error", None) if self._started else None
+        return error if isinstance(error, MassiveRTError) else None
 
     @property
     def running(self) -> bool:
@@ -519,8 +525,9 @@ class RealTimeDataAdapter:
         # The first cause wins: the adapter's own end, then the source's reason (a connection's
         # state, its silence, a fork), then a dispatcher that died on its own.
         reason: str | None = None
-        if self._error is not None:
-            reason = f"adapter failed: {self._error.message}"
+        error = self.error
+        if error is not None:
+            reason = f"adapter failed: {error.message}"
         elif state is not AdapterState.RUNNING:
             reason = f"adapter {state.value}"
         elif getattr(source, "healthy", True) is False:
@@ -530,7 +537,7 @@ class RealTimeDataAdapter:
         return AdapterStats(
             running=running,
             state=state,
-            error=None if self._error is None else self._error.message,
+            error=None if error is None else error.message,
             healthy=reason is None,
             health_reason=reason,
             dispatch=self._dispatch_mode,

@@ -337,6 +337,7 @@ class TableFormat:
 
 
 _BASE_FIELDS = ("received_at_ns", "connection")
+_REPEAT_SIGNAL = 0.5  # seconds: a second SIGINT/SIGTERM sooner than this is the same request
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -526,6 +527,7 @@ class _Stop:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._flag = False
         self.signals = 0
+        self._first_signal = 0.0
 
     def is_set(self) -> bool:
         return self._flag
@@ -545,15 +547,20 @@ class _Stop:
 
     @contextlib.contextmanager
     def on_signals(self) -> Iterator[None]:
-        """Let SIGINT and SIGTERM set this (a second one, while shutting down, exits at once)."""
+        """Let SIGINT and SIGTERM set this (a second one, while shutting down, exits at once —
+        unless it comes within half a second of the first: ``timeout`` and service managers
+        signal a process and then its group, and that is one request, not two)."""
         if threading.current_thread() is not threading.main_thread():
             yield  # only the main thread can handle signals (e.g. main() called from a thread)
             return
 
         def handler(signum: int, _frame: FrameType | None) -> None:
-            self.signals += 1
-            if self.signals > 1:
+            now = time.monotonic()
+            if self.signals and now - self._first_signal >= _REPEAT_SIGNAL:
                 os._exit(128 + signum)
+            if not self.signals:
+                self._first_signal = now
+            self.signals += 1
             self._flag = True  # the wakeup fd has already woken the selector
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -744,7 +751,8 @@ def _run_stream(
         adapter.stop(timeout=5.0, drain=False)
     console.clear_status()
     _, dropped, reconnects = _source_health(source)
-    _summary(console, printer, adapter.stats().latency_us, elapsed, dropped, reconnects)
+    if printer.error is None or printer.printed:  # a failure before any event: its error line says it all
+        _summary(console, printer, adapter.stats().latency_us, elapsed, dropped, reconnects)
     if printer.broken_pipe:
         _silence_stdout()
     if printer.error is not None:

@@ -1379,6 +1379,7 @@ def _excerpt(body: object, limit: int = 60) -> str:
     """A short single-line excerpt of an HTTP response body (HTML tags and whitespace removed)."""
     if not isinstance(body, (bytes, bytearray)) or not body:
         return ""
-    text = bytes(body[: limit * 8]).decode("utf-8", errors="replace")
+    text = bytes(body[: limit * 16]).decode("utf-8", errors="replace")
+    text = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", " ", text)  # a page's title repeats its heading
     text = " ".join(re.sub(r"<[^>]*>", " ", text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -267,6 +267,18 @@ def test_a_signal_stops_the_stream_cleanly_with_a_summary(cli: Callable[..., Run
         json.loads(line)  # every line written is whole
 
 
+def test_a_signal_sent_to_the_process_and_its_group_is_one_request(cli: Callable[..., Running]) -> None:
+    """``timeout`` and service managers signal the process, then its group: twice within moments."""
+    proc = cli("stream", "T.*", "--demo", "--format", "jsonl")
+    proc.next_line()
+    proc.proc.send_signal(signal.SIGTERM)
+    proc.proc.send_signal(signal.SIGTERM)
+    code, _, err = proc.finish()
+
+    assert code == 0, err  # not 143: the second one did not cut the shutdown short
+    assert "summary" in err
+
+
 def test_a_closed_pipe_ends_the_stream_quietly() -> None:
     command = shlex.join([*CLI, "stream", "T.*", "Q.*", "--demo", "--rate", "2000"])
     result = subprocess.run(

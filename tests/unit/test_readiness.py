@@ -63,10 +63,10 @@ class TestWaitReady:
     def test_a_wrong_key_raises_the_typed_error_at_once(self, server: MockMassiveServer, cleanup) -> None:
         """The README snippet with a wrong key: today the service is told nothing."""
         adapter = adapter_on(mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()), cleanup).start()
-        with pytest.raises(mrt.AuthenticationError):
+        with pytest.raises(mrt.AuthenticationError) as caught:
             adapter.wait_ready(5)
-        assert wait_until(lambda: adapter.state is mrt.AdapterState.FAILED, 5)
-        assert isinstance(adapter.error, mrt.AuthenticationError)
+        assert adapter.state is mrt.AdapterState.FAILED  # at once, not once the status is dispatched
+        assert adapter.error is caught.value
         assert not adapter.running
         with pytest.raises(mrt.AuthenticationError):
             adapter.wait_ready(5)  # and again, at once
@@ -239,10 +239,10 @@ class TestRunForever:
 
     def test_a_failure_for_good_is_raised(self, server: MockMassiveServer) -> None:
         adapter = mrt.RealTimeDataAdapter(mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()))
-        with pytest.raises(mrt.AuthenticationError):
+        with pytest.raises(mrt.AuthenticationError) as caught:
             adapter.run_forever()
         assert adapter.state is mrt.AdapterState.STOPPED  # it cleaned up after itself
-        assert isinstance(adapter.error, mrt.AuthenticationError)
+        assert adapter.error is caught.value  # and still says why
 
     # The dispatcher thread ends by the SystemExit (by design: it is not swallowed); pytest reports that.
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
