@@ -81,7 +81,6 @@ logger = logging.getLogger(__name__)
 _USER_AGENT = "massive-rt (python websocket-client)"
 _RECV_BYTES = 256 * 1024
 _ACK_TIMEOUT = 5.0
-_ERROR_SETTLE = 0.25
 _CLOSE_GRACE = 0.25
 _DESCRIBE_LIMIT = 200
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
@@ -187,8 +186,6 @@ class _Request:
 
     outstanding: set[str]
     sent_at: float
-    error: str | None = None
-    error_at: float = 0.0
 
 
 @attrs.define
@@ -332,6 +329,9 @@ class MassiveWebSocketClient(QueueConsumer):
         self._ws: websocket.WebSocket | None = None
         self._applied: set[str] = set()
         self._requests: deque[_Request] = deque()
+        # Refusals ("not authorized") that name no channel, oldest first: one per refused channel.
+        self._refusals: deque[str] = deque()
+        self._unconfirmed: set[str] = set()  # channels reported unconfirmed; a late ack clears them
         self._authenticated = False
         self._limit_status: str | None = None
         self._server_reason: str | None = None
@@ -791,6 +791,8 @@ class MassiveWebSocketClient(QueueConsumer):
         self._streaming_started = None
         self._applied = set()
         self._requests.clear()
+        self._refusals.clear()
+        self._unconfirmed.clear()
         with self._lock:
             self._acked.clear()
         self._drain_wake()
@@ -1170,12 +1172,8 @@ class MassiveWebSocketClient(QueueConsumer):
             self._limit_status = message
             error = ConnectionLimitError(message or "maximum number of connections exceeded", connection=self._name,
                                          status=status)  # fmt: skip
-        elif status == "error" and self._requests:
-            for request in self._requests:
-                if request.error is None and request.outstanding:
-                    request.error = message or "error"
-                    request.error_at = time.monotonic()
-                    break
+        elif status == "error" and any(r.outstanding for r in self._requests):
+            self._on_refusal(message or "error")
             return None
         elif status in ("slow_consumer", "force_disconnect", "auth_timeout"):
             self._server_reason = f"server sent {status}: {message}"
@@ -1203,43 +1201,81 @@ class MassiveWebSocketClient(QueueConsumer):
                 self._log.debug("unrecognised success status: %s", message)
                 return
             self._cond.notify_all()
-        if verb == "subscribed to" and self._requests:
+        if verb == "subscribed to" and (self._requests or self._unconfirmed):
             for channel in channels:
                 for request in self._requests:
                     if channel in request.outstanding:
                         request.outstanding.discard(channel)
                         break
+            late = sorted(c for c in channels if c in self._unconfirmed)
+            if late:
+                self._unconfirmed.difference_update(late)
+                self._emit(StatusMessage(status="subscription_confirmed", channels=tuple(late),
+                                         message=f"late ack for {len(late)} channel(s) reported unconfirmed",
+                                         connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
             self._settle_requests(time.monotonic())
 
+    def _on_refusal(self, message: str) -> None:
+        """An ``error`` status while channels await acks: it refuses exactly one channel.
+
+        The one it names, when it names a waiting channel; otherwise it is kept until the
+        oldest request has exactly as many channels without an ack as there are such refusals
+        (Massive sends the refusals of a request before the acks of its accepted channels).
+        """
+        named = {token.strip(" .,:;'\"") for token in message.split()}
+        for request in self._requests:
+            hit = sorted(named & request.outstanding)
+            if hit:
+                request.outstanding.discard(hit[0])
+                self._refuse([hit[0]], message)
+                break
+        else:
+            self._refusals.append(message)
+        self._settle_requests(time.monotonic())
+
+    def _refuse(self, channels: list[str], reason: str) -> None:
+        error = SubscriptionError(f"server refused {len(channels)} channel(s): {reason}", channels=channels,
+                                  connection=self._name, status="error")  # fmt: skip
+        self._log.warning("subscription refused (%s): %s", reason, ", ".join(channels[:20]))
+        self._emit(StatusMessage(status="subscription_error", message=error.message, error=error,
+                                 channels=tuple(channels), connection=self._name,
+                                 received_at_ns=time.time_ns()))  # fmt: skip
+
     def _settle_requests(self, now: float) -> None:
-        """Resolve requests that are fully acked, refused (error + settle time) or timed out."""
+        """Resolve requests that are fully acked, refused (one refusal per channel) or timed out.
+
+        A slow ack is never a refusal: without enough refusals, channels still waiting after
+        ``_ACK_TIMEOUT`` are reported ``subscription_unconfirmed`` (and ``subscription_confirmed``
+        if their ack comes later).
+        """
         while self._requests:
             request = self._requests[0]
             if not request.outstanding:
                 self._requests.popleft()
                 continue
-            if request.error is not None and now - request.error_at >= _ERROR_SETTLE:
+            if len(self._refusals) >= len(request.outstanding):
                 self._requests.popleft()
-                refused = sorted(request.outstanding)
-                error = SubscriptionError(
-                    f"server refused {len(refused)} channel(s): {request.error}", channels=refused,
-                    connection=self._name, status="error",
-                )  # fmt: skip
-                self._log.warning("subscription refused (%s): %s", request.error, ", ".join(refused[:20]))
-                self._emit(StatusMessage(status="subscription_error", message=error.message, error=error,
-                                         channels=tuple(refused), connection=self._name,
-                                         received_at_ns=time.time_ns()))  # fmt: skip
+                reasons = [self._refusals.popleft() for _ in request.outstanding]
+                self._refuse(sorted(request.outstanding), reasons[0])
                 continue
             if now - request.sent_at >= _ACK_TIMEOUT:
                 self._requests.popleft()
                 missing = sorted(request.outstanding)
-                self._log.warning("no ack within %.0fs for %d channel(s) (unknown channel?): %s", _ACK_TIMEOUT,
-                                  len(missing), ", ".join(missing[:20]))  # fmt: skip
-                self._emit(StatusMessage(status="subscription_unconfirmed", channels=tuple(missing),
-                                         message=f"no ack within {_ACK_TIMEOUT:.0f}s for {len(missing)} channel(s)",
+                self._unconfirmed.update(missing)
+                refused = len(self._refusals)
+                self._refusals.clear()  # they belonged to these channels or to none we can tell
+                detail = f" ({refused} refusal(s) naming no channel among them)" if refused else ""
+                self._log.warning("no ack within %.0fs for %d channel(s)%s: %s", _ACK_TIMEOUT, len(missing), detail,
+                                  ", ".join(missing[:20]))  # fmt: skip
+                text = f"no ack within {_ACK_TIMEOUT:.0f}s for {len(missing)} channel(s){detail}"
+                self._emit(StatusMessage(status="subscription_unconfirmed", channels=tuple(missing), message=text,
                                          connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
                 continue
             break
+        if not self._requests and self._refusals:  # refusals no waiting channel accounts for
+            for reason in self._refusals:
+                self._deliver_server_status("error", reason, time.time_ns())
+            self._refusals.clear()
         if not self._requests and self._authenticated and self._state is ConnectionState.SUBSCRIBING:
             self._begin_streaming("subscriptions acknowledged")
 

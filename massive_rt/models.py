@@ -353,7 +353,9 @@ class StatusMessage(Event):
     ``gap`` (first data after a reconnect; ``gap_start_ns``/``gap_end_ns`` bound the hole to
     backfill), ``dropped`` (``dropped`` events were discarded by the overflow policy),
     ``decode_error`` (a frame or object could not be decoded), ``subscription_error``
-    (``channels`` refused; ``error`` is a :class:`~massive_rt.SubscriptionError`), ``failed``
+    (``channels`` refused, one refusal per channel; ``error`` is a
+    :class:`~massive_rt.SubscriptionError`), ``subscription_unconfirmed`` (no ack within 5 s and
+    no refusal to account for them) and ``subscription_confirmed`` (their ack came later), ``failed``
     (terminal; ``error`` says why), ``limit_cooldown`` (refused by the connection limit; retried
     later with ``limit_retry``) and, from an adapter, ``adapter_failed`` (every connection of its
     source failed for good). Server statuses keep the server's string. Every status has a message.

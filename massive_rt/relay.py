@@ -93,7 +93,7 @@ _VERBATIM = frozenset({"disconnected", "gap", "dropped"})
 #: Upstream statuses that concern the upstream connection only (state transitions).
 _LOCAL_ONLY = frozenset({"state"})
 #: Upstream statuses that name the channels they concern (else: every channel of the connection).
-_PER_CHANNEL = frozenset({"subscription_error", "subscription_unconfirmed"})
+_PER_CHANNEL = frozenset({"subscription_error", "subscription_unconfirmed", "subscription_confirmed"})
 
 _WRITE_CHUNK = 256 * 1024  # bytes per send: a slow consumer holds its send mutex at most this long
 _DRAIN_FRAMES = 64  # upstream frames taken from one connection per round (fairness between connections)

@@ -4,6 +4,7 @@ TCP drop, and a crash inside the reader thread."""
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
@@ -160,3 +161,88 @@ def test_after_a_fork_every_client_of_the_parent_refuses_use() -> None:
     finally:
         client._forked = False
         client.stop()
+
+
+def _acks(channels: list[str]) -> str:
+    return json.dumps([{"ev": "status", "status": "success", "message": f"subscribed to: {c}"} for c in channels])
+
+
+def _subscribed(ws: ServerConnection) -> list[str]:
+    frame = json.loads(ws.recv(timeout=5))
+    assert frame["action"] == "subscribe"
+    return str(frame["params"]).split(",")
+
+
+NOT_AUTHORIZED = '[{"ev":"status","status":"error","message":"not authorized"}]'
+
+
+def test_refusals_are_charged_one_channel_each_and_a_slow_ack_is_never_a_refusal(scripted) -> None:
+    """3 unentitled channels and 1,500 others in two frames, the second acked after 0.6 s: only
+    the 3 are refused (the old client reported 614 of the others refused, then acked)."""
+    refused = ["NOI.AAA", "NOI.BBB", "NOI.CCC"]
+    tickers = [f"T.S{i:04d}" for i in range(1500)]
+
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)
+        ws.send("[" + AUTH_OK + "]")
+        first = _subscribed(ws)
+        for _ in (c for c in first if c in refused):
+            ws.send(NOT_AUTHORIZED)  # refusals come before the acks of the same request
+        ws.send(_acks([c for c in first if c not in refused]))
+        second = _subscribed(ws)
+        threading.Event().wait(0.6)  # the server is slow to ack this one (simulated, not a sync)
+        ws.send(_acks(second))
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script), subscriptions=[*refused, *tickers])
+    with client:
+        client.wait_ready(10)
+        assert client.wait_acked(tickers, 10)
+        statuses = [e for e in client.drain(10_000) if isinstance(e, mrt.StatusMessage)]
+    errors = [s for s in statuses if s.status == "subscription_error"]
+    assert sorted(c for s in errors for c in s.channels) == refused
+    assert all(isinstance(s.error, mrt.SubscriptionError) for s in errors)
+    assert not [s for s in statuses if s.status == "subscription_unconfirmed"]
+
+
+def test_a_refusal_naming_its_channel_refuses_that_one(scripted) -> None:
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)
+        ws.send("[" + AUTH_OK + "]")
+        _subscribed(ws)
+        ws.send('[{"ev":"status","status":"error","message":"not authorized: NOI.BBB"}]')
+        ws.send(_acks(["T.AAPL", "NOI.AAA"]))
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script),
+                                        subscriptions=["NOI.AAA", "NOI.BBB", "T.AAPL"])  # fmt: skip
+    with client:
+        client.wait_ready(5)
+        errors = [e for e in client.drain() if isinstance(e, mrt.StatusMessage) and e.status == "subscription_error"]
+    assert [e.channels for e in errors] == [("NOI.BBB",)]
+
+
+def test_a_lost_ack_is_unconfirmed_then_confirmed_when_it_comes(scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("massive_rt.connection._ACK_TIMEOUT", 0.2)
+    late = threading.Event()
+
+    def script(ws: ServerConnection) -> None:
+        ws.send(CONNECTED)
+        ws.recv(timeout=5)
+        ws.send("[" + AUTH_OK + "]")
+        _subscribed(ws)
+        ws.send(_acks(["T.AAPL"]))  # T.MSFT's ack is late, past the ack timeout
+        late.wait(5)
+        ws.send(_acks(["T.MSFT"]))
+
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(script), subscriptions=["T.AAPL", "T.MSFT"])
+    with client:
+        client.wait_ready(5)
+        unconfirmed = next(e for e in client.iter_events(timeout=5)
+                           if isinstance(e, mrt.StatusMessage) and e.status == "subscription_unconfirmed")  # fmt: skip
+        assert unconfirmed.channels == ("T.MSFT",)
+        late.set()
+        confirmed = next(e for e in client.iter_events(timeout=5)
+                         if isinstance(e, mrt.StatusMessage) and e.status == "subscription_confirmed")  # fmt: skip
+        assert confirmed.channels == ("T.MSFT",)
+        assert client.acked == {"T.AAPL", "T.MSFT"}
