@@ -72,7 +72,14 @@ from .framing import (
     parse_close_payload,
 )
 from .models import Event, StatusMessage
-from .protocol import build_auth, build_subscribe, build_unsubscribe, parse_channels
+from .protocol import (
+    build_auth,
+    build_subscribe,
+    build_unsubscribe,
+    effective_channels,
+    parse_channels,
+    wildcard_of,
+)
 
 __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 
@@ -445,14 +452,21 @@ class MassiveWebSocketClient(QueueConsumer):
         return self._state is ConnectionState.STREAMING or self._state.is_terminal
 
     def wait_acked(self, channels: Iterable[str], timeout: float | None = None) -> bool:
-        """Wait until the server has acknowledged every channel in ``channels``; False on timeout."""
+        """Wait until the server has acknowledged every channel in ``channels``; False on timeout.
+
+        A ticker covered by a subscribed wildcard (``T.AAPL`` with ``T.*``) is not sent on its own:
+        it counts as acknowledged once its wildcard is.
+        """
         self._check_usable()
         check_timeout(timeout)
         wanted = set(parse_channels(channels, self._config.market))
+
+        def confirmed() -> bool:
+            acked = self._acked
+            return all(c in acked or wildcard_of(c) in acked for c in wanted)
+
         with self._cond:
-            return self._cond.wait_for(lambda: wanted <= self._acked or self._state.is_terminal, timeout) and (
-                wanted <= self._acked
-            )
+            return self._cond.wait_for(lambda: confirmed() or self._state.is_terminal, timeout) and confirmed()
 
     def subscribe(self, *channels: str) -> tuple[str, ...]:
         """Add channels to the desired set; applied now if connected, else on connect.
@@ -1289,7 +1303,9 @@ class MassiveWebSocketClient(QueueConsumer):
         if ws is None:
             return
         with self._lock:
-            desired = list(self._desired)
+            # A ticker its wildcard covers stays desired but is not sent while the wildcard is
+            # (the pool's rule): nothing is delivered twice, and it is sent again if the wildcard goes.
+            desired = effective_channels(self._desired)
         wanted = set(desired)
         to_unsubscribe = sorted(self._applied - wanted)
         to_subscribe = [c for c in desired if c not in self._applied]

@@ -38,7 +38,7 @@ from .errors import (
     SubscriptionError,
     WaitTimeoutError,
 )
-from .protocol import parse_channels
+from .protocol import effective_channels, parse_channels, wildcard_of
 
 __all__ = ["ConnectionPool", "PoolStats"]
 
@@ -347,7 +347,7 @@ class ConnectionPool:
             self._check_open()
             pending = [c for c in wanted if (resolved, c) not in self._assignment]
             # A ticker whose wildcard is already placed rides on the wildcard's connection.
-            covered = [c for c in pending if not c.endswith(".*") and (resolved, _wildcard(c)) in self._assignment]
+            covered = [c for c in pending if not c.endswith(".*") and (resolved, wildcard_of(c)) in self._assignment]
             plan, new_members, unplaced = self._plan(resolved, [c for c in pending if c not in covered])
             if unplaced:
                 raise SubscriptionError(
@@ -365,7 +365,7 @@ class ConnectionPool:
                 touched[member.client.name] = member
                 placed[channel] = member.client.name
             for channel in covered:
-                member = self._members[self._assignment[(resolved, _wildcard(channel))]]
+                member = self._members[self._assignment[(resolved, wildcard_of(channel))]]
                 self._place(resolved, channel, member)
                 touched[member.client.name] = member
                 placed[channel] = member.client.name
@@ -406,7 +406,7 @@ class ConnectionPool:
         if member.retiring:
             return
         client = member.client
-        wanted = _effective(member.channels)
+        wanted = effective_channels(member.channels)
         current = client.subscriptions
         added = [c for c in wanted if c not in current]
         removed = [c for c in current if c not in wanted]
@@ -467,7 +467,7 @@ class ConnectionPool:
     def _plan(self, market: Market, channels: list[str]) -> tuple[list[tuple[str, _Member]], list[_Member], list[str]]:
         """Choose a connection for each channel (under the lock; no side effects on members)."""
         candidates = [m for m in self._members.values() if m.market is market and self._usable(m)]
-        load = {id(m): len(_effective(m.channels)) for m in candidates}
+        load = {id(m): len(effective_channels(m.channels)) for m in candidates}
         quotes = {id(m): sum(1 for c in m.channels if c.startswith("Q.")) for m in candidates}
         new_members: list[_Member] = []
         plan: list[tuple[str, _Member]] = []
@@ -721,7 +721,7 @@ class ConnectionPool:
         with self._changed:
             if self._closed or self._members.get(old.name) is not member:
                 return
-            replacement = self._new_client(member.market, name=old.name, channels=_effective(member.channels))
+            replacement = self._new_client(member.market, name=old.name, channels=effective_channels(member.channels))
             replacement.continue_gap_from(old)
             self._members[old.name] = _Member(
                 client=replacement, market=member.market, channels=member.channels, leases=member.leases,
@@ -782,16 +782,6 @@ class ConnectionPool:
             self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
             subscriptions=tuple(channels), **self._options,
         )  # fmt: skip
-
-
-def _wildcard(channel: str) -> str:
-    return channel.partition(".")[0] + ".*"
-
-
-def _effective(channels: Iterable[str]) -> list[str]:
-    """The channels to subscribe: a ticker is left out when its prefix's wildcard is there."""
-    wildcards = {c for c in channels if c.endswith(".*")}
-    return [c for c in channels if c.endswith(".*") or _wildcard(c) not in wildcards]
 
 
 def _alive(client: MassiveWebSocketClient) -> bool:

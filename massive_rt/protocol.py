@@ -48,11 +48,13 @@ __all__ = [
     "build_subscribe",
     "build_unsubscribe",
     "channel_matches",
+    "effective_channels",
     "event_symbol",
     "parse_channel",
     "parse_channels",
     "parse_control",
     "status_frame",
+    "wildcard_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,6 +162,19 @@ def parse_channels(channels: Iterable[object], market: Market | str = Market.STO
     for text in channels:
         seen[str(parse_channel(text, market))] = None
     return tuple(seen)
+
+
+def wildcard_of(channel: str) -> str:
+    """The wildcard channel that covers ``channel``: ``T.AAPL`` → ``T.*``."""
+    return channel.partition(".")[0] + ".*"
+
+
+def effective_channels(channels: Iterable[str]) -> list[str]:
+    """The channels to send upstream, in order: a ticker is left out while its prefix's wildcard
+    is there (``T.AAPL`` with ``T.*``), so the server never has a reason to deliver it twice."""
+    listed = list(channels)
+    wildcards = {c for c in listed if c.endswith(".*")}
+    return [c for c in listed if c.endswith(".*") or wildcard_of(c) not in wildcards]
 
 
 def channel_matches(channel: str, ev: str, symbol: object) -> bool:
