@@ -136,7 +136,7 @@ class ConnectionStats:
     Attributes:
         name: connection name.
         market: market of the connection.
-        url: endpoint (never contains the key).
+        url: endpoint, without any ``user:password@`` part or query (never contains the key).
         state: state at the time of the snapshot.
         connected_since: wall-clock seconds when the current session authenticated, or None.
         reconnects: sessions started after the first.
@@ -307,6 +307,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._config = config
         self._name: str = config.name or ""
         self._url = config.resolved_url
+        self._shown_url = _shown(self._url)  # for logs, statuses, errors, stats and repr
         self._log = ConnectionLogger(logger, {"connection": self._name})
         self._rng = rng if rng is not None else random.Random()
 
@@ -538,7 +539,7 @@ class MassiveWebSocketClient(QueueConsumer):
         return ConnectionStats(
             name=self._name,
             market=self._config.market.value,
-            url=self._url,
+            url=self._shown_url,
             state=state,
             connected_since=since,
             reconnects=max(0, self._sessions - 1),
@@ -653,7 +654,7 @@ class MassiveWebSocketClient(QueueConsumer):
     def __repr__(self) -> str:
         return (
             f"MassiveWebSocketClient(name={self._name!r}, market={self._config.market.value!r}, "
-            f"url={self._url!r}, state={self._state.value!r}, api_key={mask_secret(self._config.api_key)})"
+            f"url={self._shown_url!r}, state={self._state.value!r}, api_key={mask_secret(self._config.api_key)})"
         )
 
     __str__ = __repr__
@@ -810,7 +811,7 @@ class MassiveWebSocketClient(QueueConsumer):
         with self._lock:
             self._acked.clear()
         self._drain_wake()
-        self._set_state(ConnectionState.CONNECTING, self._url)
+        self._set_state(ConnectionState.CONNECTING, self._shown_url)
         started = time.monotonic()
         try:
             self._connect(started + self._config.connect_timeout)
@@ -821,7 +822,7 @@ class MassiveWebSocketClient(QueueConsumer):
             return _Outcome(f"TLS configuration error: {exc.message}", error=exc, fatal=True)
         except ssl.SSLCertVerificationError as exc:
             return _Outcome(
-                f"TLS certificate verification failed for {self._url}: {exc.verify_message or exc}",
+                f"TLS certificate verification failed for {self._shown_url}: {exc.verify_message or exc}",
                 error=MassiveRTError(f"TLS certificate verification failed: {exc.verify_message or exc}",
                                      connection=self._name),
                 fatal=True,
@@ -846,7 +847,7 @@ class MassiveWebSocketClient(QueueConsumer):
         """
         code = getattr(exc, "status_code", None)
         reason = getattr(exc, "status_message", None) or (_http_phrase(code) if isinstance(code, int) else None)
-        what = f"HTTP {code}{f' {reason}' if isinstance(reason, str) and reason else ''} from {self._url}"
+        what = f"HTTP {code}{f' {reason}' if isinstance(reason, str) and reason else ''} from {self._shown_url}"
         excerpt = _excerpt(getattr(exc, "resp_body", None))
         detail = f" (body: {excerpt})" if excerpt else ""
         if isinstance(code, int) and (code == 429 or code >= 500):
@@ -1425,6 +1426,13 @@ def _describe(exc: BaseException) -> str:
     if len(text) > _DESCRIBE_LIMIT:
         text = text[: _DESCRIBE_LIMIT - 1] + "…"
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
+
+
+def _shown(url: str) -> str:
+    """``url`` without what may be a credential: a ``user:password@`` part and the query."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
 def _excerpt(body: object, limit: int = 60) -> str:

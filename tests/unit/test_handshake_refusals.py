@@ -164,3 +164,22 @@ def test_a_pool_does_not_replace_a_connection_refused_for_good(http_server: Stat
         assert http_server.requests == 1
     finally:
         adapter.stop()
+
+
+@pytest.mark.parametrize("http_server", [404], indirect=True)
+def test_credentials_in_the_url_stay_out_of_messages_snapshots_and_reprs(
+    http_server: StatusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="massive_rt")
+    port = http_server.server_address[1]
+    url = f"ws://proxy-user:proxy-secret@127.0.0.1:{port}/stocks?token=query-secret"
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=url, reconnect=FAST)
+    with client, pytest.raises(mrt.HandshakeError) as caught:
+        client.start().wait_ready(5)
+    shown = f"ws://127.0.0.1:{port}/stocks"
+    assert f"from {shown}:" in caught.value.message
+    texts = [caught.value.message, repr(client), str(client.stats().to_dict()), caplog.text,
+             *(e.message for e in client.drain() if isinstance(e, mrt.StatusMessage))]  # fmt: skip
+    for text in texts:
+        assert "secret" not in text, text
+    assert client.stats().url == shown
