@@ -15,7 +15,7 @@ import attrs
 
 from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
-from .protocol import parse_channels
+from .protocol import check_validate_mode, parse_channels
 
 __all__ = ["ClientConfig", "LimitRetry", "ReconnectPolicy", "mask_secret"]
 
@@ -23,6 +23,7 @@ ENV_API_KEY = "MASSIVE_API_KEY"
 ENV_FEED = "MASSIVE_FEED"
 ENV_MARKET = "MASSIVE_MARKET"
 ENV_WS_URL = "MASSIVE_WS_URL"
+ENV_VALIDATE_CHANNELS = "MASSIVE_VALIDATE_CHANNELS"
 
 
 class _Uniform(Protocol):
@@ -260,6 +261,10 @@ def _check_ssl_context(_inst: object, _attr: object, value: Any) -> None:
         raise ConfigurationError("ssl_context must be an ssl.SSLContext or None", field="ssl_context")
 
 
+def _check_validate_channels(_inst: object, _attr: object, value: Any) -> None:
+    check_validate_mode(value)
+
+
 def _check_subscriptions(inst: ClientConfig, _attr: object, value: tuple[str, ...]) -> None:
     for channel in value:
         if not isinstance(channel, str):
@@ -267,7 +272,7 @@ def _check_subscriptions(inst: ClientConfig, _attr: object, value: tuple[str, ..
                 f"subscriptions contains {channel!r}, which is not a string", field="subscriptions"
             )
     try:
-        parse_channels(value, inst.market)
+        parse_channels(value, inst.market, inst.validate_channels)
     except ConfigurationError as exc:  # name the parameter the caller used
         raise ConfigurationError(f"subscriptions: {exc.message}", field="subscriptions") from None
 
@@ -339,6 +344,7 @@ class ClientConfig:
     raw: bool = attrs.field(default=False, converter=bool)
     max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
     limit_retry: LimitRetry | None = attrs.field(default=None, converter=_to_limit_retry)
+    validate_channels: str = attrs.field(default="strict", validator=_check_validate_channels)
     ca_certs: str | None = attrs.field(default=None, converter=_to_path, validator=_check_ca_certs)
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)
     websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict,
@@ -353,11 +359,13 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
-        """Build a config from ``MASSIVE_API_KEY``, ``MASSIVE_FEED``, ``MASSIVE_MARKET`` and
-        ``MASSIVE_WS_URL``; explicit ``overrides`` win over the environment."""
+        """Build a config from ``MASSIVE_API_KEY``, ``MASSIVE_FEED``, ``MASSIVE_MARKET``,
+        ``MASSIVE_WS_URL`` and ``MASSIVE_VALIDATE_CHANNELS``; explicit ``overrides`` win over the
+        environment."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for field, var in (("api_key", ENV_API_KEY), ("feed", ENV_FEED), ("market", ENV_MARKET), ("url", ENV_WS_URL)):
+        for field, var in (("api_key", ENV_API_KEY), ("feed", ENV_FEED), ("market", ENV_MARKET), ("url", ENV_WS_URL),
+                           ("validate_channels", ENV_VALIDATE_CHANNELS)):  # fmt: skip
             raw = env.get(var)
             if raw is not None and raw.strip():
                 values[field] = raw.strip()

@@ -241,6 +241,10 @@ class MassiveWebSocketClient(QueueConsumer):
         limit_retry: on ``max_connections``: ``False`` fails (the slot is someone else's);
             ``True`` or a :class:`LimitRetry` retries after a long, growing cooldown, at most
             ``LimitRetry.per_hour`` times an hour.
+        validate_channels: a channel prefix this library does not know yet: ``"strict"``
+            (default) refuses it, ``"warn"`` subscribes it with a warning (once per prefix),
+            ``"off"`` subscribes it; its events arrive as :class:`UnknownEvent`. Malformed
+            channels are refused in every mode.
         ca_certs: CA bundle for ``wss`` (else ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE``, system).
         ssl_context: a ready ``ssl.SSLContext`` for ``wss`` (wins over ``ca_certs``).
         websocket_options: extra options for websocket-client's handshake (``header``,
@@ -267,6 +271,7 @@ class MassiveWebSocketClient(QueueConsumer):
         *,
         max_message_size: int = 16 * 1024 * 1024,
         limit_retry: bool | LimitRetry = False,
+        validate_channels: str = "strict",
         ca_certs: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         websocket_options: dict[str, Any] | None = None,
@@ -293,6 +298,7 @@ class MassiveWebSocketClient(QueueConsumer):
                 raw=raw,
                 max_message_size=max_message_size,
                 limit_retry=limit_retry,
+                validate_channels=validate_channels,
                 ca_certs=ca_certs,
                 ssl_context=ssl_context,
                 websocket_options=websocket_options or {},
@@ -317,7 +323,8 @@ class MassiveWebSocketClient(QueueConsumer):
         # call stop() while this very thread is inside start() (Thread.start() waits, and handlers run).
         self._life_lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._desired: dict[str, None] = dict.fromkeys(parse_channels(config.subscriptions, config.market))
+        channels = parse_channels(config.subscriptions, config.market, config.validate_channels)
+        self._desired: dict[str, None] = dict.fromkeys(channels)
         self._acked: set[str] = set()
         self._state = ConnectionState.NEW
         self._fatal: MassiveRTError | None = None
@@ -460,7 +467,7 @@ class MassiveWebSocketClient(QueueConsumer):
         """
         self._check_usable()
         check_timeout(timeout)
-        wanted = set(parse_channels(channels, self._config.market))
+        wanted = set(parse_channels(channels, self._config.market, self._config.validate_channels))
 
         def confirmed() -> bool:
             acked = self._acked
@@ -479,7 +486,7 @@ class MassiveWebSocketClient(QueueConsumer):
             ClientClosedError: the client was stopped.
         """
         self._check_open()
-        valid = parse_channels(channels, self._config.market)
+        valid = parse_channels(channels, self._config.market, self._config.validate_channels)
         with self._lock:
             added = tuple(c for c in valid if c not in self._desired)
             self._desired.update(dict.fromkeys(added))
@@ -494,7 +501,7 @@ class MassiveWebSocketClient(QueueConsumer):
             ClientClosedError: the client was stopped.
         """
         self._check_open()
-        valid = parse_channels(channels, self._config.market)
+        valid = parse_channels(channels, self._config.market, self._config.validate_channels)
         with self._lock:
             removed = tuple(c for c in valid if c in self._desired)
             for channel in removed:

@@ -38,7 +38,7 @@ from .errors import (
     SubscriptionError,
     WaitTimeoutError,
 )
-from .protocol import effective_channels, parse_channels, wildcard_of
+from .protocol import check_validate_mode, effective_channels, parse_channels, wildcard_of
 
 __all__ = ["ConnectionPool", "PoolStats"]
 
@@ -125,6 +125,9 @@ class ConnectionPool:
             ``False`` (default) leaves it failed — the slot belongs to someone else, and taking
             it back would evict them; ``True`` or a :class:`LimitRetry` retries it after a long,
             growing cooldown, at most a few times an hour (``LimitRetry.per_hour``).
+        validate_channels: ``"strict"``, ``"warn"`` or ``"off"``: what a channel prefix this
+            library does not know yet does (see :class:`MassiveWebSocketClient`); for the pool and
+            every connection (``client_options`` may set it instead).
         name: pool name (prefix of connection names).
         client_options: extra keyword arguments for every connection (``reconnect``,
             ``queue_size``, ``ping_interval``, ``stale_after`` ...).
@@ -142,6 +145,7 @@ class ConnectionPool:
         idle_timeout: float | None = None,
         health_interval: float = 1.0,
         limit_retry: bool | LimitRetry = False,
+        validate_channels: str = "strict",
         name: str = "pool",
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -157,6 +161,7 @@ class ConnectionPool:
             raise ConfigurationError(f"url={url!r} must be a URL string, a callable market -> URL, or None",
                                      field="url")  # fmt: skip
         options = dict(client_options or {})
+        self._validate = check_validate_mode(options.setdefault("validate_channels", validate_channels))
         for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config"):
             if reserved in options:
                 raise ConfigurationError(f"client_options may not set {reserved!r}", field="client_options")
@@ -340,7 +345,7 @@ class ConnectionPool:
             ClientClosedError: the pool is stopped.
         """
         resolved = self._market(market)
-        wanted = parse_channels(channels, resolved)
+        wanted = parse_channels(channels, resolved, self._validate)
         to_start: list[MassiveWebSocketClient] = []
         placed: dict[str, str] = {}
         with self._lock:
@@ -418,7 +423,7 @@ class ConnectionPool:
     def unsubscribe(self, *channels: str, market: Market | str | None = None) -> tuple[str, ...]:
         """Remove channels from their connections; returns those that were placed."""
         resolved = self._market(market)
-        wanted = parse_channels(channels, resolved)
+        wanted = parse_channels(channels, resolved, self._validate)
         removed: list[str] = []
         with self._lock:
             by_member: dict[str, list[str]] = {}
@@ -454,7 +459,7 @@ class ConnectionPool:
     def assignment(self, channel: str, market: Market | str | None = None) -> str | None:
         """Name of the connection that carries ``channel``, or None if it is not placed."""
         resolved = self._market(market)
-        (valid,) = parse_channels((channel,), resolved)
+        (valid,) = parse_channels((channel,), resolved, self._validate)
         with self._lock:
             return self._assignment.get((resolved, valid))
 

@@ -42,11 +42,13 @@ from .models import (
 
 __all__ = [
     "MARKET_EVENTS",
+    "VALIDATE_MODES",
     "Channel",
     "Decoder",
     "build_auth",
     "build_subscribe",
     "build_unsubscribe",
+    "check_validate_mode",
     "channel_matches",
     "effective_channels",
     "event_symbol",
@@ -120,13 +122,32 @@ def _bad(channel: object, why: str) -> ConfigurationError:
     return ConfigurationError(f"channel {channel!r} {why}", field="channels")
 
 
-def parse_channel(text: object, market: Market | str = Market.STOCKS) -> Channel:
+#: ``validate_channels`` modes: what a channel prefix this library does not know yet does.
+VALIDATE_MODES = ("strict", "warn", "off")
+_warned_prefixes: set[tuple[str, str]] = set()
+
+
+def check_validate_mode(value: object, field: str = "validate_channels") -> str:
+    """``value`` if it is a ``validate_channels`` mode, else :class:`ConfigurationError`."""
+    if value not in VALIDATE_MODES:
+        raise ConfigurationError(f"{field}={value!r} must be one of {', '.join(map(repr, VALIDATE_MODES))}",
+                                 field=field)  # fmt: skip
+    return str(value)
+
+
+def parse_channel(text: object, market: Market | str = Market.STOCKS, validate: str = "strict") -> Channel:
     """Parse and validate one channel for ``market``.
+
+    Args:
+        validate: what a prefix the market does not have (yet) does: ``"strict"`` refuses it,
+            ``"warn"`` accepts it and logs a warning once per prefix, ``"off"`` accepts it
+            (Massive adds channels; their events arrive as :class:`UnknownEvent`). Malformed
+            channels are refused in every mode.
 
     Raises:
         ConfigurationError: naming the channel, for a non-string, whitespace or commas, a missing
-            dot, an empty prefix or ticker, a prefix the market does not have, a partial wildcard,
-            or a wildcard where the market allows none (options quotes).
+            dot, an empty prefix or ticker, a prefix the market does not have (``strict``), a
+            partial wildcard, or a wildcard where the market allows none (options quotes).
     """
     market = Market.coerce(market, "market")
     if not isinstance(text, str):
@@ -145,7 +166,13 @@ def parse_channel(text: object, market: Market | str = Market.STOCKS) -> Channel
     events = MARKET_EVENTS[market]  # type: ignore[index]
     if prefix not in events:
         known = ", ".join(sorted(events))
-        raise _bad(text, f"has prefix {prefix!r}, which market {market.value!r} does not have (known: {known})")
+        if validate == "strict":
+            raise _bad(text, f"has prefix {prefix!r}, which market {market.value!r} does not have (known: {known}; "
+                       "validate_channels='warn' subscribes it anyway)")  # fmt: skip
+        if validate == "warn" and (market.value, prefix) not in _warned_prefixes:
+            _warned_prefixes.add((market.value, prefix))
+            logger.warning("channel prefix %r is not one massive_rt knows for %s (known: %s): subscribing anyway; "
+                           "its events arrive as UnknownEvent", prefix, market.value, known)  # fmt: skip
     if "*" in ticker:
         if ticker != "*":
             raise _bad(text, "uses '*' inside a ticker; only '<prefix>.*' is a wildcard")
@@ -154,13 +181,16 @@ def parse_channel(text: object, market: Market | str = Market.STOCKS) -> Channel
     return Channel(prefix, ticker)
 
 
-def parse_channels(channels: Iterable[object], market: Market | str = Market.STOCKS) -> tuple[str, ...]:
-    """Validate ``channels`` for ``market``; return them as strings, de-duplicated, in first-seen order."""
+def parse_channels(
+    channels: Iterable[object], market: Market | str = Market.STOCKS, validate: str = "strict"
+) -> tuple[str, ...]:
+    """Validate ``channels`` for ``market`` (``validate``: see :func:`parse_channel`); return them
+    as strings, de-duplicated, in first-seen order."""
     if isinstance(channels, str):
         channels = (channels,)
     seen: dict[str, None] = {}
     for text in channels:
-        seen[str(parse_channel(text, market))] = None
+        seen[str(parse_channel(text, market, validate))] = None
     return tuple(seen)
 
 
