@@ -408,7 +408,8 @@ class MassiveWebSocketClient(QueueConsumer):
     @property
     def error(self) -> MassiveRTError | None:
         """The terminal error once the client is FAILED, else None."""
-        return self._fatal
+        # _fail() records the error just before the state changes: never show one without the other.
+        return self._fatal if self._state is ConnectionState.FAILED else None
 
     def start(self) -> MassiveWebSocketClient:
         """Start the reader thread and return at once. Idempotent.
