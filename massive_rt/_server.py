@@ -393,9 +393,39 @@ class ProtocolServer:
         """Whether ``key`` authenticates (handler thread)."""
         return self._api_keys is None or key in self._api_keys
 
+    def _accept_channel(self, conn: ServerConn, param: str) -> str | None:
+        """The channel a subscribe/unsubscribe ``param`` names on ``conn``'s market, or None when
+        the server ignores it silently (unknown prefix, malformed). Default: massive_rt's table."""
+        try:
+            return str(parse_channel(param, conn.market))
+        except ConfigurationError:
+            return None
+
     def _entitled(self, conn: ServerConn, channel: str) -> bool:
         """Whether ``conn`` may subscribe ``channel``; refused ones get ``not authorized``."""
         return True
+
+    def _send_subscription_replies(
+        self, conn: ServerConn, action: str, refused: list[str], accepted: list[str]
+    ) -> None:
+        """Answer a subscribe/unsubscribe (handler thread, after ``conn``'s state changed):
+        ``not authorized`` per refused channel, then one ack per accepted one, framed by ``ack_mode``."""
+        frames = self._reply_frames(action, refused, accepted)
+        if frames:
+            self._write(conn, b"".join(_frame(f.encode()) for f in frames), wait=True)
+
+    def _refusal(self, channel: str) -> tuple[str, str]:
+        """The ``(status, message)`` refusing ``channel``: ``("error", "not authorized")`` as observed."""
+        return NOT_AUTHORIZED
+
+    def _reply_frames(self, action: str, refused: list[str], accepted: list[str]) -> list[str]:
+        """The JSON texts of a subscription reply: errors first, then acks; batched or one each."""
+        verb = "subscribed to" if action == "subscribe" else "unsubscribed to"
+        errors = [self._refusal(channel) for channel in refused]
+        acks = [("success", f"{verb}: {channel}") for channel in accepted]
+        if self.ack_mode == "batched":
+            return [_statuses(group) for group in (errors, acks) if group]
+        return [_statuses([pair]) for pair in (*errors, *acks)]
 
     def _on_open(self, conn: ServerConn) -> None:
         """A connection was accepted and registered (handler thread, before ``connected``)."""
@@ -676,9 +706,8 @@ class ProtocolServer:
         accepted: list[str] = []
         refused: list[str] = []
         for part in split_params(params):
-            try:
-                channel = str(parse_channel(part, conn.market))
-            except ConfigurationError:
+            channel = self._accept_channel(conn, part)
+            if channel is None:
                 continue  # unknown prefix for this market, malformed: silently ignored like Massive
             if action == "subscribe" and not self._entitled(conn, channel):
                 refused.append(channel)
@@ -703,15 +732,7 @@ class ProtocolServer:
             if removed:
                 self._on_unsubscribe(conn, removed)
         # State first, acks second: a client that saw the ack can rely on being routed to.
-        verb = "subscribed to" if action == "subscribe" else "unsubscribed to"
-        errors = [NOT_AUTHORIZED for _ in refused]
-        acks = [("success", f"{verb}: {channel}") for channel in accepted]
-        if self.ack_mode == "batched":
-            frames = [_statuses(group) for group in (errors, acks) if group]
-        else:
-            frames = [_statuses([pair]) for pair in (*errors, *acks)]
-        if frames:
-            self._write(conn, b"".join(_frame(f.encode()) for f in frames), wait=True)
+        self._send_subscription_replies(conn, action, refused, accepted)
 
     # -- bookkeeping (lock held by caller or taken here) -----------------------------------------
 

@@ -29,7 +29,10 @@ written by the fast path never interleave with frames the library writes (pongs,
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import random
 import ssl
 import threading
 import time
@@ -57,6 +60,7 @@ from ..enums import Market
 from ..errors import ConfigurationError
 from ..models import MarketEvent, to_wire
 from ..protocol import event_symbol, status_frame
+from .channels import ChannelTable, channel_table
 
 __all__ = [
     "ConnectionInfo",
@@ -178,6 +182,12 @@ class MockMassiveServer(ProtocolServer):
     acks of the request's accepted params. A client frame that is not JSON gets
     ``error``/``Invalid JSON``; valid JSON that is not a control message is ignored.
 
+    Where Massive's behaviour is unverified or varies, the mock can play it either way: its own
+    channel table (``channels``, written from docs/protocol.md, not taken from the client), per-key
+    entitlements, refusals that name their channel or not, acks delayed, jittered, reordered or
+    lost, and statuses mixed into data frames (:meth:`publish` sends ``{"ev": "status", ...}``
+    objects in place, to every connection of the market).
+
     Choices where the real server is unverified: subscribe/unsubscribe before ``auth`` is answered
     ``[{"ev":"status","status":"auth_required","message":"not authenticated"}]`` (the status value
     is the SPEC's; the text is ours), nothing is subscribed, and the connection stays open.
@@ -195,6 +205,26 @@ class MockMassiveServer(ProtocolServer):
         evict: ``"newest"`` (the connection over the limit is closed) or ``"oldest"``.
         unentitled: channels (``"NOI.AAPL"``) or prefixes (``"NOI"``, ``"NOI.*"``) refused with
             ``not authorized`` on every market.
+        entitlements: what keys may subscribe; everything else is refused with ``not authorized``.
+            ``None`` (default): everything. An iterable of entries applies to every key; a mapping
+            gives each key its own (``"*"``: keys the mapping does not name; no ``"*"``: nothing).
+            An entry is ``"T"`` / ``"T.*"`` (the prefix: any ticker and the wildcard) or
+            ``"T.AAPL"`` (that ticker only), optionally for one market: ``"crypto:XT"``.
+        channels: market path → the subscribe prefixes the server accepts, replacing the defaults of
+            :data:`massive_rt.testing.channels.DEFAULT_CHANNELS` for the markets it names (e.g.
+            ``{"crypto": [..., "XS"]}`` plays a Massive with a channel the client does not know).
+            Params the table does not accept are ignored silently, like Massive does.
+        refusals_name_channel: refusals say ``not authorized: T.AAPL`` instead of the observed
+            ``not authorized`` (which names nothing).
+        ack_delay: seconds between a subscribe/unsubscribe and its reply (errors and acks); the
+            server's state changes at once, so data can arrive before the ack.
+        ack_jitter: a random extra delay in ``[0, ack_jitter)`` per reply frame (per request with
+            ``ack_mode="batched"``): replies of different requests, and with ``"separate"`` the
+            frames of one request, can overtake each other.
+        lost_acks: channels (or prefixes, as in ``unentitled``) whose acks are never sent (the
+            subscription itself takes effect).
+        ack_loss: probability in ``[0, 1]`` that any one ack is never sent.
+        seed: seeds the random choices of ``ack_jitter`` and ``ack_loss`` (reproducible runs).
         auth_timeout: seconds a client has to authenticate before ``auth_timeout``; ``None`` = no limit.
         ack_mode: ``"batched"`` or ``"separate"``.
         ssl_context: serve ``wss://`` with this server-side context.
@@ -223,24 +253,34 @@ class MockMassiveServer(ProtocolServer):
         name: str = "mock",
         close_timeout: float = 2.0,
         slow_consumer_timeout: float | None = None,
+        entitlements: Iterable[str] | Mapping[str, Iterable[str]] | None = None,
+        channels: Mapping[str, Iterable[str]] | ChannelTable | None = None,
+        refusals_name_channel: bool = False,
+        ack_delay: float = 0.0,
+        ack_jitter: float = 0.0,
+        lost_acks: Iterable[str] = (),
+        ack_loss: float = 0.0,
+        seed: int | None = None,
     ) -> None:
+        for field, value in (("ack_delay", ack_delay), ("ack_jitter", ack_jitter)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
+                raise ConfigurationError(f"{field}={value!r} must be a finite number >= 0", field=field)
+        if not isinstance(ack_loss, (int, float)) or isinstance(ack_loss, bool) or not 0 <= ack_loss <= 1:
+            raise ConfigurationError(f"ack_loss={ack_loss!r} must be a number in [0, 1]", field="ack_loss")
         super().__init__(
             api_keys, host=host, port=port, max_connections=max_connections, evict=evict, auth_timeout=auth_timeout,
             ack_mode=ack_mode, ssl_context=ssl_context, name=name, close_timeout=close_timeout,
             slow_consumer_timeout=slow_consumer_timeout,
         )  # fmt: skip
-        if isinstance(unentitled, str):
-            unentitled = (unentitled,)
-        self._unentitled_prefixes: frozenset[str] = frozenset()
-        self._unentitled_channels: frozenset[str] = frozenset()
-        prefixes, channels = set(), set()
-        for entry in unentitled:
-            prefix, dot, ticker = entry.strip().partition(".")
-            if not dot or ticker == "*":
-                prefixes.add(prefix)
-            else:
-                channels.add(f"{prefix}.{ticker}")
-        self._unentitled_prefixes, self._unentitled_channels = frozenset(prefixes), frozenset(channels)
+        self._unentitled_prefixes, self._unentitled_channels = _split_entries(unentitled)
+        self._lost_prefixes, self._lost_channels = _split_entries(lost_acks)
+        self._entitlements = _entitlements(entitlements)
+        self.channel_table = channel_table(channels)
+        self.refusals_name_channel = refusals_name_channel
+        self.ack_delay, self.ack_jitter, self.ack_loss = float(ack_delay), float(ack_jitter), float(ack_loss)
+        self._random = random.Random(seed)
+        self._delayed = _DelayedReplies(self)
+        self.acks_lost = 0
         self._received: list[ReceivedMessage] = []
         self._streams: list[StreamHandle] = []
 
@@ -262,6 +302,7 @@ class MockMassiveServer(ProtocolServer):
         super().close()
 
     def _closing(self) -> None:
+        self._delayed.stop()
         with self._lock:
             streams, self._streams = self._streams, []
         for handle in streams:  # signal only: a stream blocked on a client that does not read is
@@ -295,11 +336,59 @@ class MockMassiveServer(ProtocolServer):
             self._received.append(message)
             self._cond.notify_all()
 
+    def _accept_channel(self, conn: ServerConn, param: str) -> str | None:
+        return self.channel_table.accept(param, conn.market.value)
+
     def _entitled(self, conn: ServerConn, channel: str) -> bool:
-        return not self._is_unentitled(channel)
+        if self._is_unentitled(channel):
+            return False
+        if self._entitlements is None:
+            return True
+        entries = self._entitlements.get(conn.key or "")
+        if entries is None:
+            entries = self._entitlements.get("*", frozenset())
+        market = conn.market.value
+        prefix, _, ticker = channel.partition(".")
+        return bool(
+            entries & {(market, prefix, "*"), ("", prefix, "*"), (market, prefix, ticker), ("", prefix, ticker)}
+        )
 
     def _is_unentitled(self, channel: str) -> bool:
         return channel in self._unentitled_channels or channel.partition(".")[0] in self._unentitled_prefixes
+
+    def _refusal(self, channel: str) -> tuple[str, str]:
+        status, message = super()._refusal(channel)
+        return (status, f"{message}: {channel}") if self.refusals_name_channel else (status, message)
+
+    def _send_subscription_replies(
+        self, conn: ServerConn, action: str, refused: list[str], accepted: list[str]
+    ) -> None:
+        if self._lost_prefixes or self._lost_channels or self.ack_loss:
+            kept = [c for c in accepted if not self._ack_lost(c)]
+            if len(kept) != len(accepted):
+                with self._lock:
+                    self.acks_lost += len(accepted) - len(kept)
+                logger.debug("mock %s: %d ack(s) to %s lost on purpose", self.name, len(accepted) - len(kept), conn.id)
+            accepted = kept
+        if not (self.ack_delay or self.ack_jitter):
+            super()._send_subscription_replies(conn, action, refused, accepted)
+            return
+        frames = [_frame(text.encode()) for text in self._reply_frames(action, refused, accepted)]
+        if not frames:
+            return
+        groups = [b"".join(frames)] if self.ack_mode == "batched" else frames
+        for group in groups:
+            with self._lock:
+                delay = self.ack_delay + (self._random.random() * self.ack_jitter if self.ack_jitter else 0.0)
+            self._delayed.schedule(delay, conn, group)
+
+    def _ack_lost(self, channel: str) -> bool:
+        if channel in self._lost_channels or channel.partition(".")[0] in self._lost_prefixes:
+            return True
+        if self.ack_loss:
+            with self._lock:
+                return self._random.random() < self.ack_loss
+        return False
 
     # -- public API: publishing --------------------------------------------------------------------
 
@@ -320,7 +409,8 @@ class MockMassiveServer(ProtocolServer):
         """Send events to every connection of ``market`` subscribed to a matching channel.
 
         A connection receives an event when it subscribed ``<ev>.<symbol>`` or ``<ev>.*``
-        (``A.*`` does not receive ``AM``). Each connection's events keep their order and go out in
+        (``A.*`` does not receive ``AM``); status objects (``{"ev": "status", ...}``) go to every
+        connection in place, mixed into the data frames. Each connection's events keep their order and go out in
         frames of ``batch`` events (JSON arrays), all written with as few system calls as possible.
         Stalled connections are skipped. Blocks while a client does not read (see
         ``slow_consumer_timeout``).
@@ -356,7 +446,7 @@ class MockMassiveServer(ProtocolServer):
                 named = {ch.partition(".")[0] for ch in subs if not ch.endswith(".*")}
                 selected: list[int] = []
                 for i, ev in enumerate(evs):
-                    if ev in wild:
+                    if ev in wild or ev == "status":
                         selected.append(i)
                     elif ev in named:
                         if i not in symbols:
@@ -596,3 +686,99 @@ class MockMassiveServer(ProtocolServer):
         """Every message clients sent, in arrival order (a copy)."""
         with self._lock:
             return list(self._received)
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers of the options above
+
+
+def _split_entries(entries: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """``("NOI", "T.*", "Q.AAPL")`` → (prefixes ``{"NOI", "T"}``, channels ``{"Q.AAPL"}``)."""
+    if isinstance(entries, str):
+        entries = (entries,)
+    prefixes, channels = set(), set()
+    for entry in entries:
+        prefix, dot, ticker = entry.strip().partition(".")
+        if not dot or ticker == "*":
+            prefixes.add(prefix)
+        else:
+            channels.add(f"{prefix}.{ticker}")
+    return frozenset(prefixes), frozenset(channels)
+
+
+_Entitlement = tuple[str, str, str]  # (market or "" for any, prefix, ticker or "*" for all)
+
+
+def _entitlement_set(entries: Iterable[str]) -> frozenset[_Entitlement]:
+    if isinstance(entries, str):
+        entries = (entries,)
+    out: set[_Entitlement] = set()
+    for entry in entries:
+        entry = entry.strip()
+        market, colon, rest = entry.partition(":")
+        if not colon or "." in market:  # "O:SPY..." after a dot is a ticker, not a market
+            market, rest = "", entry
+        prefix, dot, ticker = rest.partition(".")
+        if not prefix:
+            raise ConfigurationError(f"entitlement {entry!r} has no channel prefix", field="entitlements")
+        out.add((market.strip("/"), prefix, ticker if dot and ticker else "*"))
+    return frozenset(out)
+
+
+def _entitlements(
+    entitlements: Iterable[str] | Mapping[str, Iterable[str]] | None,
+) -> dict[str, frozenset[_Entitlement]] | None:
+    if entitlements is None:
+        return None
+    if isinstance(entitlements, Mapping):
+        return {str(key): _entitlement_set(entries) for key, entries in entitlements.items()}
+    return {"*": _entitlement_set(entitlements)}
+
+
+class _DelayedReplies:
+    """Sends subscription replies after a delay, in due order, on one daemon thread.
+
+    The thread (``massive-rt-mock-acks-<name>``) starts with the first delayed reply and ends on
+    :meth:`stop` (the server's ``close``); replies still waiting then are dropped with their
+    connections.
+    """
+
+    def __init__(self, server: MockMassiveServer) -> None:
+        self._server = server
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, ServerConn, bytes]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+
+    def schedule(self, delay: float, conn: ServerConn, data: bytes) -> None:
+        with self._cond:
+            if self._stopped:
+                return
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._order), conn, data))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"{THREAD_PREFIX}acks-{self._server.name}", daemon=True
+                )
+                self._server._track(self._thread)
+                self._thread.start()
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._heap.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else 1.0
+                    if self._heap and wait <= 0:
+                        break
+                    self._cond.wait(min(wait, 1.0))
+                if self._stopped:
+                    return
+                _, _, conn, data = heapq.heappop(self._heap)
+            self._server._write(conn, data, wait=True)

@@ -739,3 +739,146 @@ def test_wss_with_an_ssl_context(servers: Servers, clients: Clients, tls_files: 
     client = clients(server.url(), subscribe="T.*", sslopt={"ca_certs": str(cert)})
     assert server.publish([trade("AAPL", 4)]) == 1
     assert client.recv_frame()[0]["q"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Playing Massive either way: its own channel table, entitlements, slow, reordered and lost acks,
+# statuses among data
+
+
+def test_the_channel_table_is_the_servers_own() -> None:
+    import ast
+
+    import massive_rt.testing.channels as channels_module
+    from massive_rt.protocol import MARKET_EVENTS
+
+    tree = ast.parse(Path(channels_module.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not any(name and "protocol" in name for name in imported)
+    # Today the two agree; a difference must be a deliberate choice of one test, not drift.
+    client_table = {market.value: frozenset(events) for market, events in MARKET_EVENTS.items()}
+    assert dict(channels_module.DEFAULT_CHANNELS) == client_table
+
+
+def test_a_channel_the_client_does_not_know_can_be_added_to_the_server(servers: Servers, clients: Clients) -> None:
+    from massive_rt.testing.channels import DEFAULT_CHANNELS
+
+    default = servers()
+    client = clients(default.url("crypto"))
+    client.send("subscribe", "XS.BTC-USD,XT.BTC-USD")
+    assert client.recv_frame() == [status("success", "subscribed to: XT.BTC-USD")]  # XS: ignored
+    newer = servers(channels={"crypto": [*DEFAULT_CHANNELS["crypto"], "XS"]})
+    client = clients(newer.url("crypto"))
+    client.send("subscribe", "XS.BTC-USD")
+    assert client.recv_frame() == [status("success", "subscribed to: XS.BTC-USD")]
+    assert newer.publish([{"ev": "XS", "pair": "BTC-USD", "bp": 1.0}], market="crypto") == 1
+    assert client.recv_frame() == [{"ev": "XS", "pair": "BTC-USD", "bp": 1.0}]
+
+
+def test_the_server_ignores_malformed_params_and_an_options_quote_wildcard(
+    server: MockMassiveServer, clients: Clients
+) -> None:
+    client = clients(server.url("options"))
+    client.send("subscribe", "Q.*,T.,.X,T.A B,T.A*,Q.O:SPY241220P00720000")
+    assert client.recv_frame() == [status("success", "subscribed to: Q.O:SPY241220P00720000")]
+
+
+def test_entitlements_refuse_everything_else(servers: Servers, clients: Clients) -> None:
+    server = servers(entitlements=["T", "Q.AAPL", "crypto:XT.*"])
+    client = clients(server.url())
+    client.send("subscribe", "T.*,Q.AAPL,Q.MSFT,AM.*,XT.BTC-USD")  # XT is not a stocks channel: ignored
+    assert client.recv_frame() == [status("error", "not authorized"), status("error", "not authorized")]
+    assert client.recv_frame() == [status("success", "subscribed to: T.*"), status("success", "subscribed to: Q.AAPL")]
+    crypto = clients(server.url("crypto"))
+    crypto.send("subscribe", "XT.BTC-USD,XQ.BTC-USD")
+    assert crypto.recv_frame() == [status("error", "not authorized")]
+    assert crypto.recv_frame() == [status("success", "subscribed to: XT.BTC-USD")]
+
+
+def test_entitlements_per_key_with_a_default(servers: Servers, clients: Clients) -> None:
+    server = servers(api_keys={"a", "b", "c"}, entitlements={"a": ["T"], "*": ["Q"]}, refusals_name_channel=True)
+    a = clients(server.url(), key="a")
+    a.send("subscribe", "T.AAPL,Q.AAPL")
+    assert a.recv_frame() == [status("error", "not authorized: Q.AAPL")]
+    assert a.recv_frame() == [status("success", "subscribed to: T.AAPL")]
+    b = clients(server.url(), key="b")
+    b.send("subscribe", "T.AAPL,Q.AAPL")
+    assert b.recv_frame() == [status("error", "not authorized: T.AAPL")]
+    assert b.recv_frame() == [status("success", "subscribed to: Q.AAPL")]
+    nothing = servers(api_keys={"a", "b"}, entitlements={"a": ["T"]})
+    b = clients(nothing.url(), key="b")
+    b.send("subscribe", "T.AAPL")
+    assert b.recv_frame() == [status("error", "not authorized")]
+
+
+def test_a_delayed_ack_comes_after_data_of_the_channel_it_acks(servers: Servers, clients: Clients) -> None:
+    server = servers(ack_delay=1.5)
+    client = clients(server.url())
+    sent = time.monotonic()
+    client.send("subscribe", "T.AAPL")
+    assert server.wait_for_subscribed(["T.AAPL"], timeout=5)  # the server's state changes at once
+    assert server.publish([trade("AAPL", 1)]) == 1
+    assert client.recv_frame()[0]["q"] == 1
+    assert client.recv_frame() == [status("success", "subscribed to: T.AAPL")]
+    assert time.monotonic() - sent >= 1.5
+
+
+def test_jittered_acks_of_one_request_can_overtake_each_other(servers: Servers, clients: Clients) -> None:
+    server = servers(ack_mode="separate", ack_jitter=0.3, seed=7)
+    client = clients(server.url())
+    wanted = [f"T.S{i:02d}" for i in range(20)]
+    client.send("subscribe", ",".join(wanted))
+    acked = [client.recv_frame()[0]["message"].removeprefix("subscribed to: ") for _ in wanted]
+    assert sorted(acked) == wanted
+    assert acked != wanted  # with this seed the draws reorder them
+
+
+def test_lost_acks_are_never_sent_but_the_subscription_holds(servers: Servers, clients: Clients) -> None:
+    server = servers(lost_acks=["T.MSFT", "AM"])
+    client = clients(server.url())
+    client.send("subscribe", "T.AAPL,T.MSFT,AM.*")
+    assert client.recv_frame() == [status("success", "subscribed to: T.AAPL")]
+    assert server.connections[0].subscriptions == frozenset({"T.AAPL", "T.MSFT", "AM.*"})
+    assert server.acks_lost == 2
+    assert server.publish([trade("MSFT", 5)]) == 1
+    assert client.recv_frame()[0]["q"] == 5
+    every = servers(ack_loss=1.0)
+    client = clients(every.url())
+    client.send("subscribe", "T.AAPL,Q.AAPL")
+    assert every.wait_for_subscribed(["T.AAPL", "Q.AAPL"], timeout=5)
+    assert every.publish([trade("AAPL", 6)]) == 1
+    assert client.recv_frame()[0]["q"] == 6  # no ack came first
+    assert every.acks_lost == 2
+
+
+def test_statuses_published_among_events_go_out_in_place(server: MockMassiveServer, clients: Clients) -> None:
+    subscribed = clients(server.url(), subscribe="T.AAPL")
+    bare = clients(server.url())
+    note = status("success", "subscribed to: T.AAPL")
+    assert server.publish([trade("AAPL", 1), note, trade("MSFT", 2), trade("AAPL", 3)]) == 4
+    assert subscribed.recv_frame() == [trade("AAPL", 1), note, trade("AAPL", 3)]
+    assert bare.recv_frame() == [note]
+
+
+def test_closing_drops_replies_still_waiting_and_joins_their_thread(servers: Servers, clients: Clients) -> None:
+    server = servers(ack_delay=30)
+    client = clients(server.url())
+    client.send("subscribe", "T.AAPL")
+    assert server.wait_for_subscribed(["T.AAPL"], timeout=5)
+    assert any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
+    started = time.monotonic()
+    server.close()
+    assert time.monotonic() - started < 10
+    assert not any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"ack_delay": -1}, {"ack_jitter": float("nan")}, {"ack_loss": 1.5}, {"ack_delay": True}, {"entitlements": [""]}],
+)
+def test_bad_fidelity_options_are_refused(options: dict[str, Any]) -> None:
+    from massive_rt.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        MockMassiveServer(**options)
