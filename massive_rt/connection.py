@@ -91,8 +91,8 @@ _ACK_TIMEOUT = 5.0
 _CLOSE_GRACE = 0.25
 _DESCRIBE_LIMIT = 200
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
-# start keeps the reader from scanning every data frame; a status later in a mixed array still
-# reaches the consumer (as a StatusMessage), only without the reader acting on it.
+# start keeps the reader from scanning every data frame; a status later in a mixed array reaches
+# the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
 _STATUS_MARK = b"status"
 _STATUS_WINDOW = 40
 _names = itertools.count(1)
@@ -362,6 +362,10 @@ class MassiveWebSocketClient(QueueConsumer):
         self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
         self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
+        # Statuses the reader let through inside data frames, found by the consumer's decoder and
+        # acted on by the reader (acks, refusals, the limit): a deque, appended on any thread.
+        self._statuses_in_data: deque[dict[str, Any]] = deque()
+        self._decoder.on_server_status = self._on_status_in_data
         _live_clients.add(self)
 
     # ------------------------------------------------------------------ public API
@@ -693,6 +697,11 @@ class MassiveWebSocketClient(QueueConsumer):
             raise ClientClosedError("client was stopped; create a new one", connection=self._name)
 
     # ------------------------------------------------------------------ state
+
+    def _on_status_in_data(self, obj: dict[str, Any]) -> None:
+        """A status object among data, found by the consumer (any thread): hand it to the reader."""
+        self._statuses_in_data.append(obj)
+        self._wake()
 
     def _wake(self) -> None:
         wake = self._wake_w
@@ -1074,6 +1083,10 @@ class MassiveWebSocketClient(QueueConsumer):
                         return self._lost(f"closed: WebSocket protocol error: {exc}")
                     if stop():
                         return _Outcome("stopped", stopped=True)
+                while self._statuses_in_data:
+                    outcome = self._on_status(self._statuses_in_data.popleft(), time.time_ns(), delivered=True)
+                    if outcome is not None:
+                        return outcome
                 # 3. Timers.
                 if not self._authenticated and now >= auth_deadline:
                     return self._lost(f"no auth reply within connect_timeout={config.connect_timeout}s")
@@ -1168,7 +1181,9 @@ class MassiveWebSocketClient(QueueConsumer):
             self._queue.put([KIND_OBJECTS, data, received_at_ns, len(data), payload], self._stop_requested.is_set)
         return None
 
-    def _on_status(self, obj: dict[str, Any], received_at_ns: int) -> _Outcome | None:
+    def _on_status(self, obj: dict[str, Any], received_at_ns: int, *, delivered: bool = False) -> _Outcome | None:
+        """Act on a server status. ``delivered``: the consumer already put it in the stream (a
+        status found among data), so only its effects remain."""
         status = obj.get("status")
         message = obj.get("message")
         status = status if isinstance(status, str) else ""
@@ -1185,7 +1200,8 @@ class MassiveWebSocketClient(QueueConsumer):
             return None
         if status == "auth_failed":
             refused = AuthenticationError(message or "authentication failed", connection=self._name, status=status)
-            self._deliver_server_status(status, message, received_at_ns, refused)
+            if not delivered:
+                self._deliver_server_status(status, message, received_at_ns, refused)
             return _Outcome(f"authentication failed: {message}", error=refused, fatal=True)
         if status == "success":
             self._on_ack(message)
@@ -1200,7 +1216,8 @@ class MassiveWebSocketClient(QueueConsumer):
             return None
         elif status in ("slow_consumer", "force_disconnect", "auth_timeout"):
             self._server_reason = f"server sent {status}: {message}"
-        self._deliver_server_status(status, message, received_at_ns, error)
+        if not delivered:
+            self._deliver_server_status(status, message, received_at_ns, error)
         return None
 
     def _deliver_server_status(

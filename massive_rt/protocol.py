@@ -368,9 +368,18 @@ class Decoder:
         self._loads = loads
         self._structs = struct_frame_decoder(MARKET_EVENTS[self.market]) if use_msgspec else None
         self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in MARKET_EVENTS[self.market].items()}
-        self._makers["status"] = _make_status
+        self._makers["status"] = self._make_status
         self._unknown_logged: set[object] = set()
         self.stats = DecodeStats()
+        #: Called with each status object found among a frame's data (not the frames the reader
+        #: already took apart): the connection acts on acks and refusals that arrive that way.
+        self.on_server_status: Callable[[dict[str, Any]], None] | None = None
+
+    def _make_status(self, d: dict[str, Any], received_at_ns: int, connection: str) -> Event:
+        hook = self.on_server_status
+        if hook is not None:
+            hook(d)
+        return _make_status(d, received_at_ns, connection)
 
     def decode(self, data: bytes | str, received_at_ns: int = 0) -> list[Event]:
         """Decode one frame into events, in wire order."""
