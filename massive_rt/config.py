@@ -17,7 +17,15 @@ from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
 from .protocol import check_validate_mode, parse_channels
 
-__all__ = ["ClientConfig", "LimitRetry", "ReconnectPolicy", "mask_secret"]
+__all__ = [
+    "ON_LIMIT_POLICIES",
+    "ClientConfig",
+    "LimitRetry",
+    "ReconnectPolicy",
+    "coerce_on_limit",
+    "limit_retry_for",
+    "mask_secret",
+]
 
 ENV_API_KEY = "MASSIVE_API_KEY"
 ENV_FEED = "MASSIVE_FEED"
@@ -188,21 +196,33 @@ class LimitRetry:
         """Return a copy with ``changes`` applied (validated)."""
         return attrs.evolve(self, **changes)
 
-    @classmethod
-    def coerce(cls, value: LimitRetry | bool | None) -> LimitRetry | None:
-        """``limit_retry=`` as given to a client or pool: False/None (no retry), True (the
-        defaults) or a :class:`LimitRetry`."""
-        if value is None or value is False:
-            return None
-        if value is True:
-            return cls()
-        if isinstance(value, LimitRetry):
-            return value
-        raise ConfigurationError(f"limit_retry={value!r} must be False, True or a LimitRetry", field="limit_retry")
+
+#: ``on_limit`` policies (or a :class:`LimitRetry`, which retries with its own waits).
+ON_LIMIT_POLICIES = ("auto", "fail", "retry")
+_DEFAULT_LIMIT_RETRY = LimitRetry()
 
 
-def _to_limit_retry(value: LimitRetry | bool | None) -> LimitRetry | None:
-    return LimitRetry.coerce(value)
+def coerce_on_limit(value: object, field: str = "on_limit") -> str | LimitRetry:
+    """``on_limit=`` as given to a client or pool, checked: a policy name or a :class:`LimitRetry`."""
+    if isinstance(value, LimitRetry) or (isinstance(value, str) and value in ON_LIMIT_POLICIES):
+        return value
+    raise ConfigurationError(f"{field}={value!r} must be 'auto', 'fail', 'retry' or a LimitRetry", field=field)
+
+
+def limit_retry_for(on_limit: str | LimitRetry, evicted: bool) -> LimitRetry | None:
+    """How to retry after ``max_connections`` under ``on_limit`` (None: fail for good).
+
+    ``evicted``: the connection had streamed past ``reset_after`` when the limit hit it (another
+    connection on the key took its slot), rather than being refused at connect. ``"auto"``
+    retries an evicted connection (a long-running service must not die because someone else
+    connected) and fails a refused one (its slot is someone else's); ``"fail"`` fails both;
+    ``"retry"`` retries both with :class:`LimitRetry`'s defaults, a :class:`LimitRetry` with its own.
+    """
+    if isinstance(on_limit, LimitRetry):
+        return on_limit
+    if on_limit == "retry" or (on_limit == "auto" and evicted):
+        return _DEFAULT_LIMIT_RETRY
+    return None
 
 
 def _coerce_market(value: Market | str) -> Market:
@@ -343,7 +363,7 @@ class ClientConfig:
     name: str | None = attrs.field(default=None, validator=_check_name)
     raw: bool = attrs.field(default=False, converter=bool)
     max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
-    limit_retry: LimitRetry | None = attrs.field(default=None, converter=_to_limit_retry)
+    on_limit: str | LimitRetry = attrs.field(default="auto", converter=coerce_on_limit)
     validate_channels: str = attrs.field(default="strict", validator=_check_validate_channels)
     ca_certs: str | None = attrs.field(default=None, converter=_to_path, validator=_check_ca_certs)
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)

@@ -45,7 +45,7 @@ import websocket
 
 from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
-from .config import ClientConfig, LimitRetry, ReconnectPolicy, mask_secret
+from .config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
 from .consumer import QueueConsumer, check_timeout, fast_loads
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
@@ -238,9 +238,14 @@ class MassiveWebSocketClient(QueueConsumer):
         name: connection name used in logs, thread names, events and stats.
         raw: deliver data frames as :class:`RawFrame` instead of typed events.
         max_message_size: larger messages close the connection (1009) and reconnect.
-        limit_retry: on ``max_connections``: ``False`` fails (the slot is someone else's);
-            ``True`` or a :class:`LimitRetry` retries after a long, growing cooldown, at most
-            ``LimitRetry.per_hour`` times an hour.
+        on_limit: what ``max_connections`` does. The limit either refuses a connection at
+            connect (status ``limit_refused``) or evicts one that had streamed past
+            ``reconnect.reset_after`` because another connection on the key took its slot
+            (status ``evicted``). ``"auto"`` (default) fails a refused connection (the slot is
+            someone else's; retrying would evict them) and retries an evicted one; ``"fail"``
+            fails both; ``"retry"`` or a :class:`LimitRetry` retries both. Retries wait a long,
+            growing cooldown, at most ``LimitRetry.per_hour`` times an hour, so two holders of
+            one key never evict each other in a loop.
         validate_channels: a channel prefix this library does not know yet: ``"strict"``
             (default) refuses it, ``"warn"`` subscribes it with a warning (once per prefix),
             ``"off"`` subscribes it; its events arrive as :class:`UnknownEvent`. Malformed
@@ -270,7 +275,7 @@ class MassiveWebSocketClient(QueueConsumer):
         raw: bool = False,
         *,
         max_message_size: int = 16 * 1024 * 1024,
-        limit_retry: bool | LimitRetry = False,
+        on_limit: str | LimitRetry = "auto",
         validate_channels: str = "strict",
         ca_certs: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -297,7 +302,7 @@ class MassiveWebSocketClient(QueueConsumer):
                 name=name,
                 raw=raw,
                 max_message_size=max_message_size,
-                limit_retry=limit_retry,
+                on_limit=on_limit,
                 validate_channels=validate_channels,
                 ca_certs=ca_certs,
                 ssl_context=ssl_context,
@@ -348,7 +353,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._refusals: deque[str] = deque()
         self._unconfirmed: set[str] = set()  # channels reported unconfirmed; a late ack clears them
         self._authenticated = False
-        self._limit_status: str | None = None
+        self._limit_error: ConnectionLimitError | None = None
         self._server_reason: str | None = None
         self._sessions = 0
         self._frames = 0
@@ -786,12 +791,15 @@ class MassiveWebSocketClient(QueueConsumer):
                 )  # fmt: skip
                 self._fail(error)
                 return True
-            limit = self._config.limit_retry
-            if limit is not None and isinstance(outcome.error, ConnectionLimitError):
+            limit = (
+                limit_retry_for(self._config.on_limit, outcome.error.evicted)
+                if isinstance(outcome.error, ConnectionLimitError) else None
+            )  # fmt: skip
+            if limit is not None:
                 # Retrying soon would evict the holder of the slot, which would then evict us.
                 delay = limit.schedule(self._limit_retries, time.monotonic())
                 message = (f"{outcome.reason}; retrying in {seconds(delay)} (at most {limit.per_hour} "
-                           "retries an hour: limit_retry)")  # fmt: skip
+                           "retries an hour: on_limit)")  # fmt: skip
                 self._emit(StatusMessage(status="limit_cooldown", message=message, error=outcome.error,
                                          connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
             else:
@@ -818,7 +826,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._sessions += 1
         self._close_sent = False
         self._authenticated = False
-        self._limit_status = None
+        self._limit_error = None
         self._server_reason = None
         self._streaming_started = None
         self._applied = set()
@@ -1208,9 +1216,7 @@ class MassiveWebSocketClient(QueueConsumer):
             return None
         error: MassiveRTError | None = None
         if status == "max_connections":
-            self._limit_status = message
-            error = ConnectionLimitError(message or "maximum number of connections exceeded", connection=self._name,
-                                         status=status)  # fmt: skip
+            error = self._limit_error = self._classify_limit(message)
         elif status == "error" and any(r.outstanding for r in self._requests):
             self._on_refusal(message or "error")
             return None
@@ -1218,7 +1224,23 @@ class MassiveWebSocketClient(QueueConsumer):
             self._server_reason = f"server sent {status}: {message}"
         if not delivered:
             self._deliver_server_status(status, message, received_at_ns, error)
+        if isinstance(error, ConnectionLimitError):
+            self._emit(StatusMessage(status="evicted" if error.evicted else "limit_refused", message=error.message,
+                                     error=error, connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
         return None
+
+    def _classify_limit(self, message: str) -> ConnectionLimitError:
+        """``max_connections``: evicted when this session had streamed past ``reset_after`` (another
+        connection on the key took the slot), else refused at connect."""
+        server = message.strip() or "maximum number of connections exceeded"
+        started = self._streaming_started
+        streamed = 0.0 if started is None else time.monotonic() - started
+        if started is not None and streamed >= self._config.reconnect.reset_after:
+            text = (f"evicted after streaming {seconds(streamed)}: another connection on this key took the slot "
+                    f"(max_connections: {server})")  # fmt: skip
+            return ConnectionLimitError(text, connection=self._name, status="max_connections", evicted=True)
+        text = f"refused at connect: the account's connection limit is reached (max_connections: {server})"
+        return ConnectionLimitError(text, connection=self._name, status="max_connections")
 
     def _deliver_server_status(
         self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None
@@ -1355,23 +1377,21 @@ class MassiveWebSocketClient(QueueConsumer):
     def _on_close(self, payload: bytes) -> _Outcome:
         code, reason = parse_close_payload(payload)
         self._send_close(code if code is not None and code < 3000 and code not in (1005, 1006) else 1000, "")
-        if self._limit_status is not None:
-            error = ConnectionLimitError(self._limit_status or "maximum number of connections exceeded",
-                                         connection=self._name, status="max_connections")  # fmt: skip
-            text = f"server closed ({code}) after max_connections: {self._limit_status}"
-            if not self._config.limit_retry:
-                return _Outcome(text, error=error, fatal=True, close_code=code)
-            return _Outcome(text, error=error, close_code=code)
+        error = self._limit_error
+        if error is not None:
+            text = f"server closed ({code}): {error.message}"
+            fatal = limit_retry_for(self._config.on_limit, error.evicted) is None
+            return _Outcome(text, error=error, fatal=fatal, close_code=code)
         detail = f" ({self._server_reason})" if self._server_reason else ""
         return self._lost(f"server closed the connection with code {code} {reason!r}{detail}".rstrip(), code)
 
     def _lost(self, reason: str, code: int | None = None) -> _Outcome:
         if self._stop_requested.is_set():
             return _Outcome("stopped", stopped=True)
-        if self._limit_status is not None:  # refused, then dropped without a close frame: still the limit
-            error = ConnectionLimitError(self._limit_status, connection=self._name, status="max_connections")
-            text = f"connection limit: {self._limit_status}"
-            return _Outcome(text, error=error, fatal=not self._config.limit_retry, close_code=code)
+        error = self._limit_error
+        if error is not None:  # refused, then dropped without a close frame: still the limit
+            fatal = limit_retry_for(self._config.on_limit, error.evicted) is None
+            return _Outcome(f"connection limit: {error.message}", error=error, fatal=fatal, close_code=code)
         self._log.warning("%s", reason)
         return _Outcome(reason, close_code=code)
 

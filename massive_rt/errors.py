@@ -68,7 +68,18 @@ class HandshakeError(MassiveRTError):
 
 
 class ConnectionLimitError(MassiveRTError):
-    """The server answered ``max_connections``: the account's connection quota is used up."""
+    """The server answered ``max_connections``: the account's connection quota is used up.
+
+    Attributes:
+        evicted: True when the connection had been streaming (past ``reset_after``) and another
+            connection on the same key took its slot; False when it was refused at connect.
+    """
+
+    def __init__(
+        self, message: str, *, connection: str | None = None, status: str | None = None, evicted: bool = False
+    ) -> None:
+        super().__init__(message, connection=connection, status=status)
+        self.evicted = evicted
 
 
 class SubscriptionError(MassiveRTError):

@@ -356,8 +356,10 @@ class StatusMessage(Event):
     (``channels`` refused, one refusal per channel; ``error`` is a
     :class:`~massive_rt.SubscriptionError`), ``subscription_unconfirmed`` (no ack within 5 s and
     no refusal to account for them) and ``subscription_confirmed`` (their ack came later), ``failed``
-    (terminal; ``error`` says why), ``limit_cooldown`` (refused by the connection limit; retried
-    later with ``limit_retry``) and, from an adapter, ``adapter_failed`` (every connection of its
+    (terminal; ``error`` says why), ``limit_refused`` (the connection limit refused this connection
+    at connect) or ``evicted`` (it had streamed past ``reset_after`` when another connection on the
+    key took its slot; ``error`` is a :class:`~massive_rt.ConnectionLimitError` either way),
+    ``limit_cooldown`` (waiting to retry, as ``on_limit`` says) and, from an adapter, ``adapter_failed`` (every connection of its
     source failed for good). Server statuses keep the server's string. Every status has a message.
 
     Attributes:

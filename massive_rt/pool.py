@@ -25,7 +25,7 @@ import attrs
 
 from ._util import seconds, snapshot_dict
 from ._validate import require_int, require_name, require_number
-from .config import ClientConfig, LimitRetry, ReconnectPolicy, mask_secret
+from .config import ClientConfig, LimitRetry, ReconnectPolicy, coerce_on_limit, limit_retry_for, mask_secret
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .consumer import check_timeout
 from .enums import ConnectionState, Feed, Market
@@ -62,7 +62,7 @@ class PoolStats:
         events_decoded, dropped_events, reconnects, recycled: totals.
         leases: connections leased out (:meth:`ConnectionPool.acquire`).
         failed: names of the connections that failed for good (a refused key, or the
-            connection limit without ``limit_retry``); the pool does not replace them.
+            connection limit where ``on_limit`` says fail); the pool does not replace them.
         degraded: some connections failed for good while others still run.
         healthy: started, and every connection healthy (see :class:`ConnectionStats`).
         health_reason: why not, when not healthy (else None).
@@ -121,10 +121,12 @@ class ConnectionPool:
         idle_timeout: close a connection with no channels and no leases after this many
             seconds (None: keep it).
         health_interval: seconds between supervisor checks.
-        limit_retry: what to do with a connection the server refused with ``max_connections``:
-            ``False`` (default) leaves it failed — the slot belongs to someone else, and taking
-            it back would evict them; ``True`` or a :class:`LimitRetry` retries it after a long,
-            growing cooldown, at most a few times an hour (``LimitRetry.per_hour``).
+        on_limit: what to do with a connection ended by ``max_connections`` (statuses
+            ``limit_refused`` / ``evicted``, see :class:`MassiveWebSocketClient`): ``"auto"``
+            (default) leaves one refused at connect failed — the slot belongs to someone else,
+            and taking it back would evict them — and replaces one evicted after streaming;
+            ``"fail"`` leaves both failed; ``"retry"`` or a :class:`LimitRetry` replaces both.
+            Replacements wait a long, growing cooldown, at most ``LimitRetry.per_hour`` an hour.
         validate_channels: ``"strict"``, ``"warn"`` or ``"off"``: what a channel prefix this
             library does not know yet does (see :class:`MassiveWebSocketClient`); for the pool and
             every connection (``client_options`` may set it instead).
@@ -144,7 +146,7 @@ class ConnectionPool:
         url: str | Callable[[Market], str] | None = None,
         idle_timeout: float | None = None,
         health_interval: float = 1.0,
-        limit_retry: bool | LimitRetry = False,
+        on_limit: str | LimitRetry = "auto",
         validate_channels: str = "strict",
         name: str = "pool",
         client_options: Mapping[str, Any] | None = None,
@@ -162,7 +164,7 @@ class ConnectionPool:
                                      field="url")  # fmt: skip
         options = dict(client_options or {})
         self._validate = check_validate_mode(options.setdefault("validate_channels", validate_channels))
-        for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config"):
+        for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config", "on_limit"):
             if reserved in options:
                 raise ConfigurationError(f"client_options may not set {reserved!r}", field="client_options")
         if "reconnect" in options and not isinstance(options["reconnect"], ReconnectPolicy):
@@ -175,7 +177,7 @@ class ConnectionPool:
         self._cap = cap
         self._idle_timeout = idle_timeout
         self._health_interval = float(health_interval)
-        self._limit_retry = LimitRetry.coerce(limit_retry)
+        self._on_limit = coerce_on_limit(on_limit)
         self._name = name
         self._options = options
         self._validate_client_options(api_key, feed, options)
@@ -270,7 +272,7 @@ class ConnectionPool:
 
     def wait_ready(self, timeout: float | None = None) -> ConnectionPool:
         """Wait until every connection is streaming. A connection the pool will replace or retry
-        (it gave up reconnecting; the connection limit with ``limit_retry``) is waited for.
+        (it gave up reconnecting; the connection limit where ``on_limit`` retries) is waited for.
 
         Raises:
             WaitTimeoutError: naming the connections that were not ready in time.
@@ -606,14 +608,14 @@ class ConnectionPool:
 
     def _failed_for_good(self, client: MassiveWebSocketClient) -> bool:
         """FAILED with an error that a new connection would meet again: a refused key, a final
-        HTTP answer, a TLS failure, a crashed reader, the connection limit without
-        ``limit_retry``. The pool replaces only connections that gave up reconnecting
-        (:class:`ConnectionClosedError`) and, with ``limit_retry``, those refused by the limit."""
+        HTTP answer, a TLS failure, a crashed reader, the connection limit where ``on_limit``
+        says fail. The pool replaces only connections that gave up reconnecting
+        (:class:`ConnectionClosedError`) and those ended by the limit that ``on_limit`` retries."""
         error = client.error
         if client.state is not ConnectionState.FAILED or error is None:
             return False
         if isinstance(error, ConnectionLimitError):
-            return self._limit_retry is None
+            return limit_retry_for(self._on_limit, error.evicted) is None
         return not isinstance(error, ConnectionClosedError)
 
     def _usable(self, member: _Member) -> bool:
@@ -688,14 +690,18 @@ class ConnectionPool:
                 if dead:
                     if self._failed_for_good(client):
                         continue  # a refused key stays refused, a taken slot stays taken: report, never hammer
-                    if isinstance(client.error, ConnectionLimitError) and self._limit_retry is not None:
+                    error = client.error
+                    if isinstance(error, ConnectionLimitError):
+                        limit = limit_retry_for(self._on_limit, error.evicted)
+                        if limit is None:  # pragma: no cover - failed for good, skipped above
+                            continue
                         if member.retry_at == 0.0:
-                            wait = self._limit_retry.schedule(member.limit_retries, now)
+                            wait = limit.schedule(member.limit_retries, now)
                             member.retry_at = now + wait
                             client.emit_status(
                                 "limit_cooldown",
-                                f"max_connections: retrying in {seconds(wait)} (at most {self._limit_retry.per_hour} "
-                                "retries an hour: limit_retry)",
+                                f"max_connections: retrying in {seconds(wait)} (at most {limit.per_hour} "
+                                "retries an hour: on_limit)",
                             )  # fmt: skip
                             logger.warning("pool %s: %s hit max_connections; retrying in %s",
                                            self._name, client.name, seconds(wait))  # fmt: skip
@@ -785,7 +791,7 @@ class ConnectionPool:
             name = f"{self._name}-{market.value.replace('/', '-')}-{self._sequence}"
         return MassiveWebSocketClient(
             self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
-            subscriptions=tuple(channels), **self._options,
+            subscriptions=tuple(channels), on_limit="fail", **self._options,
         )  # fmt: skip
 
 

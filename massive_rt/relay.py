@@ -77,6 +77,7 @@ except ModuleNotFoundError as exc:  # the one dependency of the relay extra
         "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'", name=exc.name
     ) from exc
 from ._validate import require_int, require_name, require_number
+from .config import LimitRetry
 from .consumer import fast_loads
 from .enums import Feed, Market, resolve_feed_host
 from .errors import ConfigurationError, MassiveRTError, SubscriptionError
@@ -319,6 +320,8 @@ class MassiveRelay(ProtocolServer):
         feed: upstream feed host.
         url: upstream endpoint override: ``"ws://host:port/{market}"`` or ``market -> url``.
         client_options: extra options for each upstream connection (``reconnect``, ...).
+        on_limit: what the upstream pool does when ``max_connections`` ends a connection
+            (``"auto"`` by default: see :class:`~massive_rt.ConnectionPool`).
         host: interface to listen on (loopback by default).
         port: port to listen on; 0 picks a free one (see :attr:`port`).
         api_keys: relay-local keys downstream clients authenticate with; ``None`` accepts any.
@@ -345,6 +348,7 @@ class MassiveRelay(ProtocolServer):
         feed: Feed | str = Feed.REALTIME,
         url: str | Callable[[Market], str] | None = None,
         client_options: Mapping[str, Any] | None = None,
+        on_limit: str | LimitRetry | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         api_keys: Iterable[str] | None = None,
@@ -370,7 +374,7 @@ class MassiveRelay(ProtocolServer):
         if upstream is not None:
             if not isinstance(upstream, ConnectionPool):
                 raise ConfigurationError(f"upstream={upstream!r} must be a ConnectionPool or None", field="upstream")
-            given = {"api_key": api_key, "url": url, "client_options": client_options}
+            given = {"api_key": api_key, "url": url, "client_options": client_options, "on_limit": on_limit}
             clash = [k for k, v in given.items() if v is not None]
             if clash:
                 raise ConfigurationError(f"pass either upstream= or {', '.join(clash)}=, not both", field="upstream")
@@ -379,7 +383,7 @@ class MassiveRelay(ProtocolServer):
             options = {"raw": True, **(client_options or {})}
             self._pool = ConnectionPool(
                 api_key, max_connections, market=Market.STOCKS, feed=feed, url=url, name=f"{name}-upstream",
-                client_options=options,
+                client_options=options, on_limit="auto" if on_limit is None else on_limit,
             )  # fmt: skip
         if self._api_keys is None and host not in ("127.0.0.1", "::1", "localhost"):
             logger.warning("relay %s listens on %s and accepts any key: pass api_keys=", name, host)

@@ -60,7 +60,7 @@ _feed: PriceFeed | None = None  # this process's feed
 
 def start_feed(api_key: str | None, url: str | None, **options: Any) -> PriceFeed:
     """Create and start this process's feed (gunicorn: in ``post_fork``). Any other option goes to
-    the client (``limit_retry=True`` ...)."""
+    the client (``on_limit="retry"`` ...)."""
     global _feed
     if _feed is not None and _feed.pid == os.getpid():
         return _feed

@@ -13,7 +13,7 @@ processes, restarting them as they die. So the master holds the upstream connect
 * ``worker_exit`` stops the worker's client; ``on_exit`` stops the relay.
 
 ``PRICE_FEED=direct`` skips the relay: each worker connects to Massive itself. Use it only when
-the account allows as many connections as there are workers; with ``limit_retry=True`` a
+the account allows as many connections as there are workers; with ``on_limit="retry"`` a
 replacement worker refused by the limit retries after a cooldown (60 s, growing, at most 3 times
 an hour) instead of failing.
 """
@@ -75,7 +75,7 @@ def post_fork(server: Any, worker: Any) -> None:
     if SHAPE == "relay":
         app.start_feed(os.environ[RELAY_KEY], os.environ[RELAY_URL])
     else:  # MASSIVE_API_KEY, and MASSIVE_WS_URL when set
-        app.start_feed(None, os.environ.get("MASSIVE_WS_URL") or None, limit_retry=True)
+        app.start_feed(None, os.environ.get("MASSIVE_WS_URL") or None, on_limit="retry")
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -91,8 +91,8 @@ def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
         assert client.stats().reconnects == 0
 
 
-def test_with_limit_retry_a_limit_refusal_followed_by_a_tcp_drop_waits_the_cooldown(scripted) -> None:
-    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(limit_then_tcp_drop), limit_retry=True,
+def test_with_on_limit_retry_a_limit_refusal_followed_by_a_tcp_drop_waits_the_cooldown(scripted) -> None:
+    client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(limit_then_tcp_drop), on_limit="retry",
                                         reconnect=mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.02))  # fmt: skip
     with client:
         cooldown = client.get(timeout=5)

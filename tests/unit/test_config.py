@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 import massive_rt as mrt
-from massive_rt.config import ClientConfig, ReconnectPolicy, mask_secret
+from massive_rt.config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
 from massive_rt.enums import ConnectionState, Feed, Market, Overflow, resolve_feed_host
 from massive_rt.errors import ConfigurationError, MassiveRTError
 
@@ -268,7 +268,7 @@ def test_client_config_defaults() -> None:
     assert config.queue_size == 100_000
     assert config.overflow is Overflow.DROP_OLDEST
     assert (config.ping_interval, config.ping_timeout, config.stale_after) == (20.0, 20.0, None)
-    assert (config.connect_timeout, config.name, config.raw, config.limit_retry) == (10.0, None, False, None)
+    assert (config.connect_timeout, config.name, config.raw, config.on_limit) == (10.0, None, False, "auto")
     assert config.max_message_size == 16 * 1024 * 1024
     assert (config.ca_certs, config.ssl_context, config.websocket_options) == (None, None, {})
     assert config.resolved_url == "wss://socket.massive.com/stocks"
@@ -721,7 +721,21 @@ class TestLimitRetry:
         with pytest.raises(mrt.ConfigurationError, match="max_cooldown") as caught:
             mrt.LimitRetry(cooldown=120, max_cooldown=60)
         assert caught.value.field == "cooldown"
-        assert mrt.LimitRetry.coerce(True) == mrt.LimitRetry()
-        assert mrt.LimitRetry.coerce(False) is None
-        with pytest.raises(mrt.ConfigurationError):
-            mrt.LimitRetry.coerce("yes")  # type: ignore[arg-type]
+        for bad in ("yes", True, None, "Retry"):
+            with pytest.raises(mrt.ConfigurationError, match="on_limit"):
+                ClientConfig(on_limit=bad)
+
+    @pytest.mark.parametrize(
+        ("on_limit", "refused", "evicted"),
+        [
+            ("auto", None, LimitRetry()),
+            ("fail", None, None),
+            ("retry", LimitRetry(), LimitRetry()),
+            (LimitRetry(cooldown=5.0), LimitRetry(cooldown=5.0), LimitRetry(cooldown=5.0)),
+        ],
+    )
+    def test_on_limit_policies(self, on_limit: object, refused: object, evicted: object) -> None:
+        """``auto``: a refused connect fails (the slot is someone else's), an eviction retries."""
+        policy = ClientConfig(on_limit=on_limit).on_limit
+        assert limit_retry_for(policy, evicted=False) == refused
+        assert limit_retry_for(policy, evicted=True) == evicted

@@ -327,7 +327,7 @@ class TestFailures:
             try:
                 other_service.start()
                 other_service.wait_ready(5)
-                pool = make_pool(url=strict.url, limit_retry=mrt.LimitRetry(cooldown=30.0)).start()
+                pool = make_pool(url=strict.url, on_limit=mrt.LimitRetry(cooldown=30.0)).start()
                 pool.subscribe("T.AAPL")
                 client = pool.connections[0]
                 assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)
@@ -338,7 +338,7 @@ class TestFailures:
                     e for e in client.drain() if isinstance(e, mrt.StatusMessage) and e.status == "limit_cooldown"
                 ]
                 assert [e.message for e in cooldown] == [
-                    "max_connections: retrying in 30s (at most 3 retries an hour: limit_retry)"
+                    "max_connections: retrying in 30s (at most 3 retries an hour: on_limit)"
                 ]
                 assert pool.error is None  # it will retry: not failed for good
                 assert other_service.state is mrt.ConnectionState.STREAMING
@@ -352,7 +352,7 @@ class TestFailures:
             try:
                 other_service.start()
                 other_service.wait_ready(5)
-                pool = make_pool(url=strict.url, limit_retry=mrt.LimitRetry(cooldown=0.02, per_hour=2)).start()
+                pool = make_pool(url=strict.url, on_limit=mrt.LimitRetry(cooldown=0.02, per_hour=2)).start()
                 pool.subscribe("T.AAPL")
                 seen: list[str] = []
 
@@ -375,14 +375,14 @@ class TestFailures:
             finally:
                 other_service.stop()
 
-    @pytest.mark.parametrize("retry", [False, True], ids=["default", "limit_retry"])
+    @pytest.mark.parametrize("retry", [False, True], ids=["fail", "retry"])
     def test_two_pools_on_one_key_do_not_fight(self, retry: bool) -> None:
         """Massive evicts the older connection; today two pools evicted each other 6 times in 8 s."""
-        limit = mrt.LimitRetry(cooldown=0.02, per_hour=2) if retry else False
+        limit = mrt.LimitRetry(cooldown=0.02, per_hour=2) if retry else "fail"
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="oldest") as srv:
-            first = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, limit_retry=limit,
+            first = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, on_limit=limit,
                                    client_options={"reconnect": FAST})  # fmt: skip
-            second = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, limit_retry=limit,
+            second = ConnectionPool(api_key=KEY, url=srv.url, health_interval=0.01, on_limit=limit,
                                     client_options={"reconnect": FAST})  # fmt: skip
             try:
                 first.subscribe("T.AAPL")

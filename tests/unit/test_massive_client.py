@@ -628,7 +628,7 @@ class TestReconnectionAndResilience:
             holder.start()
             holder.wait_ready(5)
             policy = mrt.ReconnectPolicy(initial_delay=0.05, max_delay=0.1, max_attempts=2)
-            retrier = make_client(url=srv.url(), limit_retry=mrt.LimitRetry(cooldown=0.02), reconnect=policy)
+            retrier = make_client(url=srv.url(), on_limit=mrt.LimitRetry(cooldown=0.02), reconnect=policy)
             retrier.start()
             assert wait_until(lambda: retrier.state is mrt.ConnectionState.FAILED, 5)
             assert isinstance(retrier.error, mrt.ConnectionClosedError)
@@ -637,13 +637,13 @@ class TestReconnectionAndResilience:
             statuses = [e.status for e in retrier.drain() if isinstance(e, mrt.StatusMessage)]
             assert statuses.count("limit_cooldown") == 2
 
-    def test_limit_retry_waits_out_the_hourly_budget(self, make_client) -> None:
-        """With limit_retry, a refused client never fights in a loop: after per_hour retries it waits."""
+    def test_limit_retries_wait_out_the_hourly_budget(self, make_client) -> None:
+        """With on_limit retrying, a refused client never fights in a loop: after per_hour retries it waits."""
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as srv:
             holder = make_client(url=srv.url())
             holder.start()
             holder.wait_ready(5)
-            retrier = make_client(url=srv.url(), limit_retry=mrt.LimitRetry(cooldown=0.02, per_hour=2))
+            retrier = make_client(url=srv.url(), on_limit=mrt.LimitRetry(cooldown=0.02, per_hour=2))
             retrier.start()
             messages: list[str] = []
 
@@ -661,12 +661,12 @@ class TestReconnectionAndResilience:
             assert retrier.state is mrt.ConnectionState.STOPPED
 
     def test_two_retrying_clients_on_one_key_do_not_evict_each_other_in_a_loop(self, make_client) -> None:
-        """Massive evicts the older connection: with limit_retry both holders used to fight forever."""
+        """Massive evicts the older connection: retrying both holders used to fight forever."""
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="oldest") as srv:
-            first = make_client(url=srv.url(), limit_retry=True)
+            first = make_client(url=srv.url(), on_limit="retry")
             first.start()
             first.wait_ready(5)
-            second = make_client(url=srv.url(), limit_retry=True)
+            second = make_client(url=srv.url(), on_limit="retry")
             second.start()
             assert wait_until(lambda: first.state is mrt.ConnectionState.BACKOFF, 5)  # evicted, cooling down
             # With the reconnect policy's 10-50 ms backoff they used to trade places dozens of times here.
