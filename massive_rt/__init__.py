@@ -13,6 +13,7 @@ import logging
 from .adapter import AdapterStats, RealTimeDataAdapter
 from .config import ClientConfig, LimitRetry, ReconnectPolicy
 from .connection import ConnectionStats, MassiveWebSocketClient
+from .dedupe import DedupeStats, DuplicateFilter
 from .enums import AdapterState, ConnectionState, Feed, Market, Overflow
 from .errors import (
     AuthenticationError,
@@ -68,6 +69,8 @@ __all__ = [
     "CryptoQuote",
     "CryptoTrade",
     "CurrencyAgg",
+    "DedupeStats",
+    "DuplicateFilter",
     "EquityAgg",
     "EquityQuote",
     "EquityTrade",

@@ -29,8 +29,9 @@ import attrs
 
 from ._util import RateLimitedLog, percentiles, snapshot_dict
 from ._validate import require_int, require_number
-from .config import ClientConfig
+from .config import ClientConfig, dedupe_window
 from .consumer import InlineGate, check_timeout
+from .dedupe import DuplicateFilter
 from .enums import AdapterState
 from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .models import Event, StatusMessage
@@ -96,6 +97,7 @@ class AdapterStats:
         dispatch: ``"thread"`` or ``"inline"``.
         dispatched: events handed to handlers (market events, status events and unknown events).
         dispatched_inline: of which on a reader thread (``dispatch="inline"``).
+        duplicates_suppressed: events the adapter's own filter dropped (``dedupe``).
         status_events: of which status events.
         handler_errors: total exceptions raised by handlers.
         errors_by_handler: ``{handler name: count}``.
@@ -112,6 +114,7 @@ class AdapterStats:
     dispatch: str
     dispatched: int
     dispatched_inline: int
+    duplicates_suppressed: int
     status_events: int
     handler_errors: int
     errors_by_handler: dict[str, int]
@@ -168,6 +171,10 @@ class RealTimeDataAdapter:
             one callback at a time and in order per connection, but a slow callback delays that
             connection's reading (the server may then drop it as a slow consumer). Sources that
             cannot deliver inline (Redis) keep using the dispatcher thread.
+        dedupe: drop duplicate events before the handlers (``True``: among the last 100,000
+            identities; an int: that many; a :class:`~massive_rt.DuplicateFilter` to share), whatever
+            the source (a client, a pool, Redis, a synthetic source); see
+            :class:`~massive_rt.MassiveWebSocketClient`. Counted in ``stats().duplicates_suppressed``.
     """
 
     def __init__(
@@ -178,6 +185,7 @@ class RealTimeDataAdapter:
         frames_per_round: int = 16,
         latency_samples: int = 50_000,
         dispatch: str = "thread",
+        dedupe: bool | int | DuplicateFilter = False,
     ) -> None:
         for method in ("start", "stop", "clients", "set_listener", "subscribe", "unsubscribe", "stats"):
             if not callable(getattr(source, method, None)):
@@ -191,6 +199,11 @@ class RealTimeDataAdapter:
         if dispatch not in ("thread", "inline"):
             raise ConfigurationError(f"dispatch={dispatch!r} must be 'thread' or 'inline'", field="dispatch")
         self._dispatch_mode = dispatch
+        if isinstance(dedupe, DuplicateFilter):
+            self._dedupe: DuplicateFilter | None = dedupe
+        else:
+            window = dedupe_window(dedupe)
+            self._dedupe = DuplicateFilter(window) if window else None
         # Held by whoever runs callbacks: the dispatcher (per drain-and-dispatch) or, inline, a reader.
         self._gate = InlineGate(self._dispatch_inline)
         self._gate.open = dispatch == "inline"
@@ -543,6 +556,7 @@ class RealTimeDataAdapter:
             dispatch=self._dispatch_mode,
             dispatched=self._dispatched,
             dispatched_inline=self._dispatched_inline,
+            duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
             status_events=self._status_events,
             handler_errors=self._handler_errors,
             errors_by_handler=dict(self._errors_by_handler),
@@ -656,6 +670,10 @@ class RealTimeDataAdapter:
             self._inline_thread = None
 
     def _dispatch(self, events: list[Event]) -> None:
+        if self._dedupe is not None:
+            events = self._dedupe.filter(events)
+            if not events:
+                return
         routes = self._routes
         # Latency samples: the first event of the batch as dispatch starts, the last as it ends.
         self._latency.append(time.time_ns() - events[0].received_at_ns)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from .dedupe import DEFAULT_WINDOW
 from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
 from .protocol import check_validate_mode, parse_channels
@@ -23,6 +24,7 @@ __all__ = [
     "LimitRetry",
     "ReconnectPolicy",
     "coerce_on_limit",
+    "dedupe_window",
     "limit_retry_for",
     "mask_secret",
 ]
@@ -209,6 +211,18 @@ def coerce_on_limit(value: object, field: str = "on_limit") -> str | LimitRetry:
     raise ConfigurationError(f"{field}={value!r} must be 'auto', 'fail', 'retry' or a LimitRetry", field=field)
 
 
+def dedupe_window(value: object, field: str = "dedupe") -> int:
+    """``dedupe=`` as given: ``False`` → 0 (off), ``True`` → :data:`massive_rt.dedupe.DEFAULT_WINDOW`,
+    an int >= 1 → that window; else :class:`ConfigurationError`."""
+    if value is False:
+        return 0
+    if value is True:
+        return DEFAULT_WINDOW
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ConfigurationError(f"{field}={value!r} must be True, False or a window size (an int >= 1)", field=field)
+
+
 def limit_retry_for(on_limit: str | LimitRetry, evicted: bool) -> LimitRetry | None:
     """How to retry after ``max_connections`` under ``on_limit`` (None: fail for good).
 
@@ -364,6 +378,7 @@ class ClientConfig:
     raw: bool = attrs.field(default=False, converter=bool)
     max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_check_max_message_size)
     on_limit: str | LimitRetry = attrs.field(default="auto", converter=coerce_on_limit)
+    dedupe: int = attrs.field(default=0, converter=dedupe_window)
     validate_channels: str = attrs.field(default="strict", validator=_check_validate_channels)
     ca_certs: str | None = attrs.field(default=None, converter=_to_path, validator=_check_ca_certs)
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)

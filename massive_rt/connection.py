@@ -47,6 +47,7 @@ from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
 from .config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
 from .consumer import QueueConsumer, check_timeout, fast_loads
+from .dedupe import DuplicateFilter
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
     AuthenticationError,
@@ -147,6 +148,7 @@ class ConnectionStats:
         unknown_events: objects delivered as UnknownEvent.
         dropped_events: events discarded by the overflow policy.
         dropped_frames: frames discarded by the overflow policy.
+        duplicates_suppressed: events dropped as duplicates (``dedupe``; 0 when off).
         queue_events: events waiting in the queue.
         queue_high_water: most events ever waiting at once.
         subscriptions: desired channels.
@@ -172,6 +174,7 @@ class ConnectionStats:
     unknown_events: int
     dropped_events: int
     dropped_frames: int
+    duplicates_suppressed: int
     queue_events: int
     queue_high_water: int
     subscriptions: int
@@ -246,6 +249,12 @@ class MassiveWebSocketClient(QueueConsumer):
             fails both; ``"retry"`` or a :class:`LimitRetry` retries both. Retries wait a long,
             growing cooldown, at most ``LimitRetry.per_hour`` times an hour, so two holders of
             one key never evict each other in a loop.
+        dedupe: drop an event equal in identity (ev, symbol, exchange, id, sequence number,
+            timestamp; see :class:`DuplicateFilter` for which events have one) to one seen among
+            the last 100,000 (``True``), the last ``n`` (an int), or share a
+            :class:`DuplicateFilter` between sources. Off by default; counted in
+            ``stats().duplicates_suppressed``. Costs about 0.7 times the decoding time and ~300
+            bytes per remembered trade. Not applied with ``raw=True``.
         validate_channels: a channel prefix this library does not know yet: ``"strict"``
             (default) refuses it, ``"warn"`` subscribes it with a warning (once per prefix),
             ``"off"`` subscribes it; its events arrive as :class:`UnknownEvent`. Malformed
@@ -276,6 +285,7 @@ class MassiveWebSocketClient(QueueConsumer):
         *,
         max_message_size: int = 16 * 1024 * 1024,
         on_limit: str | LimitRetry = "auto",
+        dedupe: bool | int | DuplicateFilter = False,
         validate_channels: str = "strict",
         ca_certs: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -303,6 +313,7 @@ class MassiveWebSocketClient(QueueConsumer):
                 raw=raw,
                 max_message_size=max_message_size,
                 on_limit=on_limit,
+                dedupe=dedupe.window if isinstance(dedupe, DuplicateFilter) else dedupe,
                 validate_channels=validate_channels,
                 ca_certs=ca_certs,
                 ssl_context=ssl_context,
@@ -370,6 +381,10 @@ class MassiveWebSocketClient(QueueConsumer):
         # Statuses the reader let through inside data frames, found by the consumer's decoder and
         # acted on by the reader (acks, refusals, the limit): a deque, appended on any thread.
         self._statuses_in_data: deque[dict[str, Any]] = deque()
+        if isinstance(dedupe, DuplicateFilter):
+            self._dedupe = dedupe  # shared with other sources (a pool's connections)
+        elif config.dedupe:
+            self._dedupe = DuplicateFilter(config.dedupe)
         self._decoder.on_server_status = self._on_status_in_data
         _live_clients.add(self)
 
@@ -567,6 +582,7 @@ class MassiveWebSocketClient(QueueConsumer):
             unknown_events=decode.unknown_events,
             dropped_events=self._queue.dropped_events,
             dropped_frames=self._queue.dropped_frames,
+            duplicates_suppressed=self._suppressed,
             queue_events=self._queue.queued_events,
             queue_high_water=self._queue.high_water,
             subscriptions=desired,

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._util import RateLimitedLog
 from ._validate import require_int, require_number
+from .dedupe import DuplicateFilter
 from .enums import Market, Overflow
 from .errors import ClientClosedError
 from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
@@ -70,6 +71,8 @@ class QueueConsumer:
 
     _inline_gate: InlineGate | None = None
     _forked = False  # set on a client in a forked child: then every call goes through _check_usable()
+    _dedupe: DuplicateFilter | None = None  # opt-in: events already seen are dropped after decoding
+    _suppressed = 0  # duplicates this consumer dropped (the filter may be shared with others)
 
     _name: str
     _queue: FrameQueue
@@ -176,8 +179,9 @@ class QueueConsumer:
             else:
                 out = []
             decode = self._decode_item
+            dedupe = self._dedupe
             for item in self._queue.get_many(max_frames):
-                if item[0] == KIND_DATA and not self._raw:
+                if item[0] == KIND_DATA and not self._raw and dedupe is None:
                     out += self._decoder.decode(item[1], item[2])
                 else:
                     out += decode(item)
@@ -233,13 +237,17 @@ class QueueConsumer:
         if kind == KIND_DATA:
             if self._raw:
                 return [RawFrame(data=payload, received_at_ns=received_at_ns, connection=self._name)]
-            return self._decoder.decode(payload, received_at_ns)
+            events = self._decoder.decode(payload, received_at_ns)
+            dedupe = self._dedupe
+            return events if dedupe is None else self._without_duplicates(dedupe, events)
         if kind == KIND_EVENT:
             return [payload]
         if kind == KIND_OBJECTS:
             if self._raw and len(item) > 4:
                 return [RawFrame(data=item[4], received_at_ns=received_at_ns, connection=self._name)]
-            return self._decoder.decode_objects(payload, received_at_ns)
+            events = self._decoder.decode_objects(payload, received_at_ns)
+            dedupe = self._dedupe
+            return events if dedupe is None else self._without_duplicates(dedupe, events)
         return [
             StatusMessage(
                 status="dropped",
@@ -249,6 +257,12 @@ class QueueConsumer:
                 connection=self._name,
             )
         ]
+
+    def _without_duplicates(self, dedupe: DuplicateFilter, events: list[Event]) -> list[Event]:
+        kept = dedupe.filter(events)
+        if kept is not events:
+            self._suppressed += len(events) - len(kept)
+        return kept
 
     def _on_drop(self, events: int) -> None:
         self._drop_log(

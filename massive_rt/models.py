@@ -359,8 +359,9 @@ class StatusMessage(Event):
     (terminal; ``error`` says why), ``limit_refused`` (the connection limit refused this connection
     at connect) or ``evicted`` (it had streamed past ``reset_after`` when another connection on the
     key took its slot; ``error`` is a :class:`~massive_rt.ConnectionLimitError` either way),
-    ``limit_cooldown`` (waiting to retry, as ``on_limit`` says) and, from an adapter, ``adapter_failed`` (every connection of its
-    source failed for good). Server statuses keep the server's string. Every status has a message.
+    ``limit_cooldown`` (waiting to retry, as ``on_limit`` says) and, from an adapter,
+    ``adapter_failed`` (every connection of its source failed for good). Server statuses keep
+    the server's string. Every status has a message.
 
     Attributes:
         status: the status code.

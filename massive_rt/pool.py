@@ -25,9 +25,18 @@ import attrs
 
 from ._util import seconds, snapshot_dict
 from ._validate import require_int, require_name, require_number
-from .config import ClientConfig, LimitRetry, ReconnectPolicy, coerce_on_limit, limit_retry_for, mask_secret
+from .config import (
+    ClientConfig,
+    LimitRetry,
+    ReconnectPolicy,
+    coerce_on_limit,
+    dedupe_window,
+    limit_retry_for,
+    mask_secret,
+)
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .consumer import check_timeout
+from .dedupe import DuplicateFilter
 from .enums import ConnectionState, Feed, Market
 from .errors import (
     ClientClosedError,
@@ -60,6 +69,7 @@ class PoolStats:
         max_connections: the account limit the pool respects.
         channels: channels placed across the pool.
         events_decoded, dropped_events, reconnects, recycled: totals.
+        duplicates_suppressed: events dropped as duplicates by the pool's shared filter (``dedupe``).
         leases: connections leased out (:meth:`ConnectionPool.acquire`).
         failed: names of the connections that failed for good (a refused key, or the
             connection limit where ``on_limit`` says fail); the pool does not replace them.
@@ -75,6 +85,7 @@ class PoolStats:
     channels: int
     events_decoded: int
     dropped_events: int
+    duplicates_suppressed: int
     reconnects: int
     recycled: int
     leases: int
@@ -127,6 +138,9 @@ class ConnectionPool:
             and taking it back would evict them — and replaces one evicted after streaming;
             ``"fail"`` leaves both failed; ``"retry"`` or a :class:`LimitRetry` replaces both.
             Replacements wait a long, growing cooldown, at most ``LimitRetry.per_hour`` an hour.
+        dedupe: drop duplicate events (``True``: among the last 100,000 identities; an int: that
+            many), with one filter shared by every connection of the pool and its replacements
+            (see :class:`MassiveWebSocketClient`); counted in ``stats().duplicates_suppressed``.
         validate_channels: ``"strict"``, ``"warn"`` or ``"off"``: what a channel prefix this
             library does not know yet does (see :class:`MassiveWebSocketClient`); for the pool and
             every connection (``client_options`` may set it instead).
@@ -147,6 +161,7 @@ class ConnectionPool:
         idle_timeout: float | None = None,
         health_interval: float = 1.0,
         on_limit: str | LimitRetry = "auto",
+        dedupe: bool | int = False,
         validate_channels: str = "strict",
         name: str = "pool",
         client_options: Mapping[str, Any] | None = None,
@@ -164,7 +179,7 @@ class ConnectionPool:
                                      field="url")  # fmt: skip
         options = dict(client_options or {})
         self._validate = check_validate_mode(options.setdefault("validate_channels", validate_channels))
-        for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config", "on_limit"):
+        for reserved in ("api_key", "market", "url", "name", "subscriptions", "feed", "config", "on_limit", "dedupe"):
             if reserved in options:
                 raise ConfigurationError(f"client_options may not set {reserved!r}", field="client_options")
         if "reconnect" in options and not isinstance(options["reconnect"], ReconnectPolicy):
@@ -178,6 +193,10 @@ class ConnectionPool:
         self._idle_timeout = idle_timeout
         self._health_interval = float(health_interval)
         self._on_limit = coerce_on_limit(on_limit)
+        window = dedupe_window(dedupe)
+        # One filter for every connection, replacements included: duplicates at a reconnect's seam
+        # or across connections are caught whichever connection delivers them.
+        self._dedupe = DuplicateFilter(window) if window else None
         self._name = name
         self._options = options
         self._validate_client_options(api_key, feed, options)
@@ -649,6 +668,7 @@ class ConnectionPool:
             channels=channels,
             events_decoded=sum(s.events_decoded for s in per),
             dropped_events=sum(s.dropped_events for s in per),
+            duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
             reconnects=sum(s.reconnects for s in per),
             recycled=recycled,
             leases=leases,
@@ -791,7 +811,7 @@ class ConnectionPool:
             name = f"{self._name}-{market.value.replace('/', '-')}-{self._sequence}"
         return MassiveWebSocketClient(
             self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
-            subscriptions=tuple(channels), on_limit="fail", **self._options,
+            subscriptions=tuple(channels), on_limit="fail", dedupe=self._dedupe or False, **self._options,
         )  # fmt: skip
 
 
