@@ -48,16 +48,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import attrs
-
-try:  # optional (the "fast" extra)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None  # type: ignore[assignment]
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
+from ._json import dumps
 from .config import mask_secret
 from .enums import Market
 from .errors import ConfigurationError
@@ -147,17 +143,9 @@ def _chunks(frames: Iterable[bytes], limit: int = _SEND_CHUNK) -> list[bytes]:
     return out
 
 
-_json_encode = json.JSONEncoder(separators=(",", ":")).encode
-
-
 def _encode(obj: Any) -> bytes:
     """Compact JSON (``orjson`` when installed: ~10x faster than ``json``)."""
-    if _orjson is not None:
-        try:
-            return _orjson.dumps(obj)
-        except TypeError:  # e.g. a non-str key or an int beyond 64 bits: let json decide
-            pass
-    return _json_encode(obj).encode()
+    return dumps(obj)
 
 
 def _statuses(pairs: Iterable[tuple[str, str]]) -> str:

@@ -12,8 +12,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
 
+from ._json import loads as fast_loads
 from ._util import RateLimitedLog
 from ._validate import require_int, require_number
 from .dedupe import DuplicateFilter
@@ -22,15 +22,6 @@ from .errors import ClientClosedError
 from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
 from .models import Event, RawFrame, StatusMessage
 from .protocol import Decoder
-
-try:  # optional, measured faster (see benchmarks/RESULTS.md); install massive-rt[fast]
-    import orjson
-
-    fast_loads: Callable[[Any], Any] = orjson.loads
-except ImportError:  # pragma: no cover - depends on the environment
-    import json
-
-    fast_loads = json.loads
 
 __all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
