@@ -39,7 +39,6 @@ import logging
 import re
 import socket
 import ssl
-import struct
 import threading
 import time
 from collections import deque
@@ -53,13 +52,13 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
-from ._json import dumps
 from .config import mask_secret
 from .enums import Market
 from .errors import ConfigurationError
-from .protocol import parse_channel, parse_control, split_params, status_frame
+from .framing import encode_frame
+from .protocol import parse_channel, parse_control, split_params, status_array
 
-__all__ = ["ConnectionInfo", "ProtocolServer", "ServerConn"]
+__all__ = ["ConnectionInfo", "ProtocolServer", "ServerConn", "market_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,63 +112,10 @@ _SERVE_PING_OPTIONS: dict[str, Any] = (
 _SHUTDOWN_OPTIONS: dict[str, Any] = (
     {"close_connections": False} if "close_connections" in inspect.signature(Server.shutdown).parameters else {}
 )
-_SEND_CHUNK = 1 << 20  # bytes per sendall(): big enough to amortise, small enough to let pongs through
-_TEXT, _BINARY = 0x1, 0x2
 
 
-def _frame(payload: bytes, opcode: int = _TEXT) -> bytes:
-    """Encode one unmasked, unfragmented server frame (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x80 | opcode, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
-
-
-def _chunks(frames: Iterable[bytes], limit: int = _SEND_CHUNK) -> list[bytes]:
-    """Join encoded frames into buffers of about ``limit`` bytes, split only at frame boundaries."""
-    out: list[bytes] = []
-    pending: list[bytes] = []
-    size = 0
-    for frame in frames:
-        pending.append(frame)
-        size += len(frame)
-        if size >= limit:
-            out.append(b"".join(pending))
-            pending, size = [], 0
-    if pending:
-        out.append(b"".join(pending))
-    return out
-
-
-def _encode(obj: Any) -> bytes:
-    """Compact JSON (``orjson`` when installed: ~10x faster than ``json``)."""
-    return dumps(obj)
-
-
-def _statuses(pairs: Iterable[tuple[str, str]]) -> str:
-    """One JSON array holding a status object per ``(status, message)`` pair."""
-    return "[" + ",".join(status_frame(status, message)[1:-1] for status, message in pairs) + "]"
-
-
-def _status_frame(status: str, message: str) -> bytes:
-    """One encoded WebSocket text frame carrying one status object."""
-    return _frame(status_frame(status, message).encode())
-
-
-def _routes(subscriptions: frozenset[str], ev: object, symbol: object) -> bool:
-    """True when a ``subscriptions`` set receives an event ``ev`` for ``symbol``.
-
-    The O(1) form of ``any(protocol.channel_matches(ch, ev, symbol) for ch in subscriptions)``:
-    the only channels that match are ``<ev>.*`` and ``<ev>.<symbol>``.
-    """
-    if not isinstance(ev, str):
-        return False
-    return f"{ev}.*" in subscriptions or (isinstance(symbol, str) and f"{ev}.{symbol}" in subscriptions)
-
-
-def _market_value(market: Market | str) -> str:
+def market_path(market: Market | str) -> str:
+    """The URL path of ``market`` (a :class:`Market` or its value), checked."""
     if isinstance(market, Market):
         return market.value
     value = str(market).strip("/")
@@ -400,7 +346,7 @@ class ProtocolServer:
         ``not authorized`` per refused channel, then one ack per accepted one, framed by ``ack_mode``."""
         frames = self._reply_frames(action, refused, accepted)
         if frames:
-            self._write(conn, b"".join(_frame(f.encode()) for f in frames), wait=True)
+            self._write(conn, b"".join(encode_frame(f.encode()) for f in frames), wait=True)
 
     def _refusal(self, channel: str) -> tuple[str, str]:
         """The ``(status, message)`` refusing ``channel``: ``("error", "not authorized")`` as observed."""
@@ -412,8 +358,8 @@ class ProtocolServer:
         errors = [self._refusal(channel) for channel in refused]
         acks = [("success", f"{verb}: {channel}") for channel in accepted]
         if self.ack_mode == "batched":
-            return [_statuses(group) for group in (errors, acks) if group]
-        return [_statuses([pair]) for pair in (*errors, *acks)]
+            return [status_array(group) for group in (errors, acks) if group]
+        return [status_array([pair]) for pair in (*errors, *acks)]
 
     def _on_open(self, conn: ServerConn) -> None:
         """A connection was accepted and registered (handler thread, before ``connected``)."""
@@ -783,7 +729,7 @@ class ProtocolServer:
 
     def _reply(self, conn: ServerConn, *pairs: tuple[str, str]) -> bool:
         """Send one status frame (handler replies: waits out a stall)."""
-        return self._write(conn, _frame(_statuses(pairs).encode()), wait=True)
+        return self._write(conn, encode_frame(status_array(pairs).encode()), wait=True)
 
     def _write(self, conn: ServerConn, data: bytes | Sequence[bytes], *, wait: bool = False) -> bool:
         """Write encoded frames to ``conn`` under its send mutex, if the WebSocket is OPEN.
@@ -913,7 +859,7 @@ class ProtocolServer:
             True when the status frame was written.
         """
         self._release_stall(conn)
-        written = status is not None and self._write(conn, _frame(_statuses([status]).encode()))
+        written = status is not None and self._write(conn, encode_frame(status_array([status]).encode()))
         if not self._initiate_close(conn, code, reason):
             self._abort(conn)
             return written
@@ -968,7 +914,7 @@ class ProtocolServer:
 
     def active_connections(self, market: Market | str | None = None) -> list[ConnectionInfo]:
         """Snapshot of the connections not closed (of ``market``), authenticated or not."""
-        value = None if market is None else _market_value(market)
+        value = None if market is None else market_path(market)
         return [c.info() for c in self._open_conns(None, value)]
 
     def max_concurrent(self, key: str | None = None) -> int:
@@ -989,7 +935,7 @@ class ProtocolServer:
 
     def wait_for_connections(self, n: int, timeout: float, market: Market | str | None = None) -> bool:
         """Wait until at least ``n`` authenticated connections (of ``market``) are open."""
-        value = None if market is None else _market_value(market)
+        value = None if market is None else market_path(market)
 
         def ready() -> bool:
             return sum(1 for c in self._open_conns(None, value) if c.authenticated) >= n
@@ -1001,7 +947,7 @@ class ProtocolServer:
     ) -> bool:
         """Wait until every channel is subscribed on some open connection (of ``market``)."""
         wanted = {channels} if isinstance(channels, str) else set(channels)
-        value = None if market is None else _market_value(market)
+        value = None if market is None else market_path(market)
 
         def ready() -> bool:
             have: set[str] = set()

@@ -240,11 +240,11 @@ def limit_retry_for(on_limit: str | LimitRetry, evicted: bool) -> LimitRetry | N
 
 
 def _coerce_market(value: Market | str) -> Market:
-    return Market.coerce(value, "market")  # type: ignore[return-value]
+    return Market.coerce(value, "market")
 
 
 def _coerce_overflow(value: Overflow | str) -> Overflow:
-    return Overflow.coerce(value, "overflow")  # type: ignore[return-value]
+    return Overflow.coerce(value, "overflow")
 
 
 def _check_feed(_inst: object, _attr: object, value: Any) -> None:

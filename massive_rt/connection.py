@@ -416,6 +416,12 @@ class MassiveWebSocketClient(QueueConsumer):
         return self._state
 
     @property
+    def reader_alive(self) -> bool:
+        """True while this client's reader thread runs (started, not yet ended)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def subscriptions(self) -> frozenset[str]:
         """The desired channels (applied now or on the next connect)."""
         self._check_usable()

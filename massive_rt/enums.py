@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import enum
 import re
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
 
 __all__ = ["AdapterState", "ConnectionState", "Feed", "Market", "Overflow", "resolve_feed_host"]
+
+_E = TypeVar("_E", bound="_StrEnum")
 
 
 class _StrEnum(str, enum.Enum):
@@ -32,7 +35,7 @@ class _StrEnum(str, enum.Enum):
         return None
 
     @classmethod
-    def coerce(cls, value: object, field: str) -> _StrEnum:
+    def coerce(cls: type[_E], value: object, field: str) -> _E:
         """Return the member for ``value`` or raise :class:`ConfigurationError` naming ``field``."""
         try:
             return cls(value)

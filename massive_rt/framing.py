@@ -1,4 +1,5 @@
-"""Incremental parser of the WebSocket frames a server sends (RFC 6455 §5), with no I/O.
+"""WebSocket framing with no I/O (RFC 6455 §5): an incremental parser of the frames a server
+sends, and the encoding of server frames (for the mock server and the relay).
 
 The connection's reader thread feeds it whatever ``recv`` returned (typically many frames at
 once) and takes complete messages out. Parsing frames here instead of through
@@ -9,7 +10,8 @@ websocket-client still does the opening handshake and frames what we send.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterable, Iterator
 
 __all__ = [
     "OP_BINARY",
@@ -18,9 +20,12 @@ __all__ = [
     "OP_PING",
     "OP_PONG",
     "OP_TEXT",
+    "SEND_CHUNK",
     "FrameParser",
     "FrameTooLargeError",
     "ProtocolViolationError",
+    "encode_frame",
+    "join_frames",
     "parse_close_payload",
 ]
 
@@ -29,6 +34,37 @@ OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
 _DATA_OPCODES = (OP_TEXT, OP_BINARY)
 _CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 _COMPACT_AT = 1 << 20
+
+
+#: Bytes per ``sendall()`` of :func:`join_frames`: big enough to amortise, small enough to let
+#: control frames (pongs) through between buffers.
+SEND_CHUNK = 1 << 20
+
+
+def encode_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """Encode one unmasked, unfragmented frame, as a server sends it (RFC 6455 §5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | opcode, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
+    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+
+def join_frames(frames: Iterable[bytes], limit: int = SEND_CHUNK) -> list[bytes]:
+    """Join encoded frames into buffers of about ``limit`` bytes, split only at frame boundaries."""
+    out: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for frame in frames:
+        pending.append(frame)
+        size += len(frame)
+        if size >= limit:
+            out.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        out.append(b"".join(pending))
+    return out
 
 
 class ProtocolViolationError(Exception):

@@ -184,7 +184,7 @@ class ConnectionPool:
                 raise ConfigurationError(f"client_options may not set {reserved!r}", field="client_options")
         if "reconnect" in options and not isinstance(options["reconnect"], ReconnectPolicy):
             raise ConfigurationError("client_options['reconnect'] must be a ReconnectPolicy", field="client_options")
-        self._default_market: Market = Market.coerce(market, "market")  # type: ignore[assignment]
+        self._default_market: Market = Market.coerce(market, "market")
         self._api_key = api_key
         self._feed = feed
         self._url = url
@@ -597,7 +597,7 @@ class ConnectionPool:
         """Stop a retiring member's connection, then free its slot (break before make)."""
         member.client.stop()
         with self._changed:
-            if self._members.get(member.client.name) is member and not _alive(member.client):
+            if self._members.get(member.client.name) is member and not member.client.reader_alive:
                 del self._members[member.client.name]
                 self._retire(member.client)
             else:
@@ -705,7 +705,7 @@ class ConnectionPool:
                 client = member.client
                 dead = client.state is ConnectionState.FAILED or (
                     client.state is not ConnectionState.NEW and client.state is not ConnectionState.STOPPED
-                    and not _alive(client)
+                    and not client.reader_alive
                 )  # fmt: skip
                 if dead:
                     if self._failed_for_good(client):
@@ -790,7 +790,7 @@ class ConnectionPool:
     def _market(self, market: Market | str | None) -> Market:
         if market is None:
             return self._default_market
-        return Market.coerce(market, "market")  # type: ignore[return-value]
+        return Market.coerce(market, "market")
 
     def _check_open(self) -> None:
         if self._closed:
@@ -813,8 +813,3 @@ class ConnectionPool:
             self._api_key, market=market, feed=self._feed, url=self._url_for(market), name=name,
             subscriptions=tuple(channels), on_limit="fail", dedupe=self._dedupe or False, **self._options,
         )  # fmt: skip
-
-
-def _alive(client: MassiveWebSocketClient) -> bool:
-    thread = client._thread
-    return thread is not None and thread.is_alive()

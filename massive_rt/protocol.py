@@ -10,6 +10,7 @@ import json
 import logging
 import reprlib
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import attrs
@@ -55,6 +56,8 @@ __all__ = [
     "parse_channel",
     "parse_channels",
     "parse_control",
+    "routes_to",
+    "status_array",
     "status_frame",
     "wildcard_of",
 ]
@@ -163,7 +166,7 @@ def parse_channel(text: object, market: Market | str = Market.STOCKS, validate: 
         raise _bad(text, "has an empty channel prefix")
     if not ticker:
         raise _bad(text, "has an empty ticker")
-    events = MARKET_EVENTS[market]  # type: ignore[index]
+    events = MARKET_EVENTS[market]
     if prefix not in events:
         known = ", ".join(sorted(events))
         if validate == "strict":
@@ -176,7 +179,7 @@ def parse_channel(text: object, market: Market | str = Market.STOCKS, validate: 
     if "*" in ticker:
         if ticker != "*":
             raise _bad(text, "uses '*' inside a ticker; only '<prefix>.*' is a wildcard")
-        if prefix in _NO_WILDCARD.get(market, frozenset()):  # type: ignore[call-overload]
+        if prefix in _NO_WILDCARD.get(market, frozenset()):
             raise _bad(text, f"is a wildcard, which {market.value} {prefix} does not allow")
     return Channel(prefix, ticker)
 
@@ -215,7 +218,7 @@ def channel_matches(channel: str, ev: str, symbol: object) -> bool:
 
 def event_symbol(market: Market | str, data: dict[str, Any]) -> Any:
     """Return the symbol of a wire object (``sym``, ``pair``, ``p`` or ``T`` depending on its schema)."""
-    cls = MARKET_EVENTS[Market.coerce(market, "market")].get(data.get("ev"))  # type: ignore[index, arg-type]
+    cls = MARKET_EVENTS[Market.coerce(market, "market")].get(data.get("ev"))  # type: ignore[arg-type]
     if cls is None:
         return data.get("sym", data.get("pair", data.get("T")))
     return data.get(_SYMBOL_KEYS[cls])
@@ -276,6 +279,22 @@ def split_params(params: str) -> Iterator[str]:
 def status_frame(status: str, message: str) -> str:
     """A server status frame: ``[{"ev":"status","status":...,"message":...}]``."""
     return json.dumps([{"ev": "status", "status": status, "message": message}], separators=(",", ":"))
+
+
+def status_array(pairs: Iterable[tuple[str, str]]) -> str:
+    """One server frame holding a status object per ``(status, message)`` pair."""
+    return "[" + ",".join(status_frame(status, message)[1:-1] for status, message in pairs) + "]"
+
+
+def routes_to(subscriptions: AbstractSet[str], ev: object, symbol: object) -> bool:
+    """True when a connection subscribed to ``subscriptions`` receives an event ``ev`` for ``symbol``.
+
+    The O(1) form of ``any(channel_matches(ch, ev, symbol) for ch in subscriptions)``: the only
+    channels that match are ``<ev>.*`` and ``<ev>.<symbol>``.
+    """
+    if not isinstance(ev, str):
+        return False
+    return f"{ev}.*" in subscriptions or (isinstance(symbol, str) and f"{ev}.{symbol}" in subscriptions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,7 +382,7 @@ class Decoder:
         *,
         use_msgspec: bool = True,
     ) -> None:
-        self.market: Market = Market.coerce(market, "market")  # type: ignore[assignment]
+        self.market: Market = Market.coerce(market, "market")
         self.connection = connection
         self._loads = loads
         self._structs = struct_frame_decoder(MARKET_EVENTS[self.market]) if use_msgspec else None

@@ -61,29 +61,23 @@ from typing import Any, TypeVar
 import attrs
 
 try:
-    from ._server import (
-        POLICY_VIOLATION,
-        ProtocolServer,
-        ServerConn,
-        _chunks,
-        _encode,
-        _frame,
-        _status_frame,
-    )
+    from ._server import POLICY_VIOLATION, ProtocolServer, ServerConn
 except ModuleNotFoundError as exc:  # the one dependency of the relay extra
     if (exc.name or "").split(".")[0] != "websockets":
         raise
     raise ModuleNotFoundError(
         "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'", name=exc.name
     ) from exc
+from ._json import dumps
 from ._validate import require_int, require_name, require_number
 from .config import LimitRetry
 from .consumer import fast_loads
 from .enums import Feed, Market, resolve_feed_host
 from .errors import ConfigurationError, MassiveRTError, SubscriptionError
+from .framing import encode_frame, join_frames
 from .models import MarketEvent, RawFrame, StatusMessage, UnknownEvent, to_wire
 from .pool import ConnectionPool, PoolStats
-from .protocol import MARKET_EVENTS
+from .protocol import MARKET_EVENTS, status_frame
 
 __all__ = ["ConsumerStats", "MassiveRelay", "RelayStats", "main", "run_relay"]
 
@@ -600,7 +594,7 @@ class MassiveRelay(ProtocolServer):
                 if ended:
                     return
                 if frames:
-                    if not self._write_until(conn, _chunks(frames, _WRITE_CHUNK), sender.give_up):
+                    if not self._write_until(conn, join_frames(frames, _WRITE_CHUNK), sender.give_up):
                         if sender.slow and not sender.ended:
                             self._abort(conn)  # a slow consumer's time ran out mid-frame
                         return
@@ -619,7 +613,7 @@ class MassiveRelay(ProtocolServer):
         the TCP connection is dropped if it cannot be done within ``close_timeout``."""
         conn = sender.conn
         message = f"Consumer too slow: more than {sender.limit} events waiting; closing the connection."
-        frame = _status_frame("slow_consumer", message)
+        frame = encode_frame(status_frame("slow_consumer", message).encode())
         deadline = sender.deadline if sender.deadline is not None else time.monotonic() + self.close_timeout
         if self._write_until(conn, [frame], sender.give_up):
             sock = conn.ws.socket
@@ -772,7 +766,7 @@ class MassiveRelay(ProtocolServer):
         post = self._post
         if len(groups) == 1:
             ((targets, group),) = groups.items()
-            frame = _frame(raw if raw is not None and routed == len(objects) else _encode(group))
+            frame = encode_frame(raw if raw is not None and routed == len(objects) else dumps(group))
             for sender in targets:
                 post(sender, frame, routed)
             return
@@ -798,7 +792,7 @@ class MassiveRelay(ProtocolServer):
             else:
                 wanted = set(sets)
                 selected = [obj for obj, targets in order if targets in wanted]
-            frame = _frame(_encode(selected))
+            frame = encode_frame(dumps(selected))
             count = len(selected)
             for sender in senders:
                 post(sender, frame, count)
@@ -838,7 +832,7 @@ class MassiveRelay(ProtocolServer):
             message += f" ({', '.join(bounds)})"
         if event.channels:
             message += f" (channels: {', '.join(event.channels[:50])})"
-        frame = _status_frame(name, message)
+        frame = encode_frame(status_frame(name, message).encode())
         for sender in targets:
             self._post(sender, frame, 0)
 

@@ -326,7 +326,7 @@ class SyntheticMarket:
         resolved = Market.coerce(market, "market")
         if resolved not in _KNOWN_CHANNELS:
             raise _config_error("market", f"{resolved.value!r} is not simulated; use 'stocks' or 'crypto'")
-        self._market: Market = resolved  # type: ignore[assignment]
+        self._market: Market = resolved
         self._symbols = _check_symbols(_DEFAULT_SYMBOLS[self._market] if symbols is None else symbols, self._market)
         self._channels = _check_channels(
             _DEFAULT_CHANNELS[self._market] if channels is None else channels, self._market
@@ -752,7 +752,7 @@ class SyntheticSource(QueueConsumer):
         overflow: Overflow | str | None = None,
         name: str = "synthetic",
     ) -> None:
-        resolved: Market = Market.coerce(market, "market")  # type: ignore[assignment]
+        resolved: Market = Market.coerce(market, "market")
         try:
             channels = parse_channels(subscriptions, resolved)
         except ConfigurationError as exc:  # name the parameter the caller used
@@ -776,7 +776,7 @@ class SyntheticSource(QueueConsumer):
         policy = Overflow.coerce(overflow, "overflow") if overflow is not None else (
             Overflow.BLOCK if rate is None else Overflow.DROP_OLDEST
         )  # fmt: skip
-        self._init_consumer(name, resolved, queue_size, policy, False, logger)  # type: ignore[arg-type]
+        self._init_consumer(name, resolved, queue_size, policy, False, logger)
         self._lock = threading.Lock()
         self._desired: dict[str, None] = dict.fromkeys(channels)
         self._filter = _channel_filter(self._desired)

@@ -43,23 +43,14 @@ import attrs
 from websockets.exceptions import ProtocolError
 from websockets.frames import Close
 
-from .._server import (
-    _BINARY,
-    _TEXT,
-    ConnectionInfo,
-    ProtocolServer,
-    ServerConn,
-    _chunks,
-    _encode,
-    _frame,
-    _market_value,
-    _routes,
-)
+from .._json import dumps
+from .._server import ConnectionInfo, ProtocolServer, ServerConn, market_path
 from ..config import mask_secret
 from ..enums import Market
 from ..errors import ConfigurationError
+from ..framing import OP_BINARY, OP_TEXT, encode_frame, join_frames
 from ..models import MarketEvent, to_wire
-from ..protocol import event_symbol, status_frame
+from ..protocol import event_symbol, routes_to, status_frame
 from .channels import ChannelTable, channel_table
 
 __all__ = [
@@ -373,7 +364,7 @@ class MockMassiveServer(ProtocolServer):
         if not (self.ack_delay or self.ack_jitter):
             super()._send_subscription_replies(conn, action, refused, accepted)
             return
-        frames = [_frame(text.encode()) for text in self._reply_frames(action, refused, accepted)]
+        frames = [encode_frame(text.encode()) for text in self._reply_frames(action, refused, accepted)]
         if not frames:
             return
         groups = [b"".join(frames)] if self.ack_mode == "batched" else frames
@@ -426,7 +417,7 @@ class MockMassiveServer(ProtocolServer):
         """
         if batch < 1:
             raise ConfigurationError(f"batch={batch!r} must be >= 1", field="batch")
-        value = _market_value(market)
+        value = market_path(market)
         targets = self._targets(value)
         if not targets:
             return 0
@@ -451,14 +442,14 @@ class MockMassiveServer(ProtocolServer):
                     elif ev in named:
                         if i not in symbols:
                             symbols[i] = event_symbol(value, wires[i])
-                        if _routes(subs, ev, symbols[i]):
+                        if routes_to(subs, ev, symbols[i]):
                             selected.append(i)
                 # One encoder call per frame: far cheaper than one per event (allocation dominates).
                 frames = (
-                    _frame(_encode([wires[i] for i in selected[start : start + batch]]))
+                    encode_frame(dumps([wires[i] for i in selected[start : start + batch]]))
                     for start in range(0, len(selected), batch)
                 )
-                plan = plans[subs] = (_chunks(frames), len(selected))
+                plan = plans[subs] = (join_frames(frames), len(selected))
             chunks, count = plan
             if count and self._write(conn, chunks):
                 delivered += count
@@ -468,7 +459,7 @@ class MockMassiveServer(ProtocolServer):
     def prepare_raw_frames(frames: Sequence[str | bytes]) -> PreparedFrames:
         """Frame ``frames`` (text frames, ``str`` or UTF-8 ``bytes``) once, for
         :meth:`publish_raw_frames` to send as often as needed without re-encoding them."""
-        chunks = _chunks(_frame(f.encode() if isinstance(f, str) else f) for f in frames)
+        chunks = join_frames(encode_frame(f.encode() if isinstance(f, str) else f) for f in frames)
         return PreparedFrames(count=len(frames), chunks=tuple(chunks))
 
     def publish_raw_frames(
@@ -487,7 +478,7 @@ class MockMassiveServer(ProtocolServer):
         Returns:
             Number of frames delivered, summed over connections.
         """
-        targets = self._targets(_market_value(market))
+        targets = self._targets(market_path(market))
         if connection is not None:
             wanted = connection.id if isinstance(connection, ConnectionInfo) else connection
             targets = [(conn, subs) for conn, subs in targets if conn.id == wanted]
@@ -516,10 +507,10 @@ class MockMassiveServer(ProtocolServer):
             Number of connections written to.
         """
         if isinstance(data, str):
-            frame = _frame(data.encode())
+            frame = encode_frame(data.encode())
         else:
-            frame = _frame(bytes(data), _TEXT if text_frame_bytes else _BINARY)
-        value = None if market is None else _market_value(market)
+            frame = encode_frame(bytes(data), OP_TEXT if text_frame_bytes else OP_BINARY)
+        value = None if market is None else market_path(market)
         return sum(self._write(c, frame) for c in self._open_conns(connection, value))
 
     def send_status(
@@ -543,7 +534,7 @@ class MockMassiveServer(ProtocolServer):
         """
         if close_code is not None:
             self._check_close_code(close_code, reason)
-        frame = _frame(status_frame(status, message).encode())
+        frame = encode_frame(status_frame(status, message).encode())
         sent = 0
         for conn in self._open_conns(connection):
             if close_code is None:
@@ -644,7 +635,7 @@ class MockMassiveServer(ProtocolServer):
             raise ConfigurationError(f"rate={rate!r} must be > 0", field="rate")
         if batch < 1:
             raise ConfigurationError(f"batch={batch!r} must be >= 1", field="batch")
-        value = _market_value(market)
+        value = market_path(market)
         stop = threading.Event()
 
         def run() -> None:

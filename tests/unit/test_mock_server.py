@@ -22,7 +22,7 @@ from massive_rt.models import EquityTrade
 from massive_rt.protocol import channel_matches
 from massive_rt.testing import ConnectionInfo, MockMassiveServer, ReceivedMessage
 from massive_rt.testing import pytest_plugin as plugin_module
-from massive_rt.testing.server import _routes
+from massive_rt.protocol import routes_to as _routes
 
 KEY = "test-key"
 
