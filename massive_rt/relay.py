@@ -45,14 +45,10 @@ forwarded as they are, not re-encoded.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
-import os
-import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,7 +68,7 @@ from ._json import dumps
 from ._validate import require_int, require_name, require_number
 from .config import LimitRetry
 from .consumer import fast_loads
-from .enums import Feed, Market, resolve_feed_host
+from .enums import Feed, Market
 from .errors import ConfigurationError, MassiveRTError, SubscriptionError
 from .framing import encode_frame, join_frames
 from .models import MarketEvent, RawFrame, StatusMessage, UnknownEvent, to_wire
@@ -838,136 +834,23 @@ class MassiveRelay(ProtocolServer):
 
 
 # ------------------------------------------------------------------------------------------------
-# Command line: ``massive-rt relay`` (see massive_rt.cli) or ``python -m massive_rt.relay``
-
-DEFAULT_PORT = 8766
-
-
-def build_parser(prog: str = "massive-rt relay") -> argparse.ArgumentParser:
-    """The argument parser of ``massive-rt relay``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Hold the upstream Massive connections (one per asset class per account) and serve any number "
-        "of local clients over Massive's own protocol, until Ctrl-C.",
-        epilog="clients connect to ws://HOST:PORT/<market> (stocks, crypto ...) with one of the --keys.",
-    )
-    parser.add_argument("--api-key", help="upstream Massive API key (default: $MASSIVE_API_KEY)")
-    parser.add_argument("--feed", default="realtime", help="upstream feed: realtime (default), delayed, or host[:port]")
-    parser.add_argument("--upstream-url", metavar="URL",
-                        help="upstream endpoint, '{market}' replaced by the market path (e.g. ws://127.0.0.1:8765/"
-                        "{market}); wins over --feed")  # fmt: skip
-    parser.add_argument("--max-connections", type=int, default=1, metavar="N",
-                        help="upstream connections the account allows (default 1)")  # fmt: skip
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
-    parser.add_argument("--keys", nargs="+", metavar="KEY",
-                        help="relay-local keys clients authenticate with (default: any key)")  # fmt: skip
-    parser.add_argument("--buffer", type=int, default=10_000, metavar="N",
-                        help="events buffered per client before it is dropped as slow (default 10000)")  # fmt: skip
-    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    return parser
-
-
-def _stderr(text: str) -> None:
-    """Console output of the ``massive-rt relay`` command (the only caller): messages for the
-    person at the terminal, not log records."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def run_relay(
-    *,
-    api_key: str | None,
-    feed: Feed | str = Feed.REALTIME,
-    upstream_url: str | None = None,
-    max_connections: int = 1,
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    keys: Iterable[str] | None = None,
-    consumer_buffer: int = 10_000,
-    duration: float | None = None,
-    stop: threading.Event | None = None,
-    message: Callable[[str], None] = _stderr,
-    prog: str = "massive-rt relay",
-) -> int:
-    """Run a relay until ``stop`` is set, ``duration`` passes, or SIGINT/SIGTERM (main thread only).
-
-    Returns the exit code: 0 after a normal stop, 1 when the relay could not start.
-    """
-    stop = stop if stop is not None else threading.Event()
-    try:
-        relay = MassiveRelay(
-            api_key=api_key, max_connections=max_connections, feed=feed, url=upstream_url, host=host, port=port,
-            api_keys=keys, consumer_buffer=consumer_buffer,
-        )  # fmt: skip
-    except ConfigurationError as exc:
-        message(f"{prog}: error: {exc.message}")
-        return 2
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-    try:
-        try:
-            relay.start()
-        except OSError as exc:
-            message(f"{prog}: error: cannot listen on {host}:{port}: {exc.strerror or exc}")
-            return 1
-        upstream = upstream_url or f"wss://{resolve_feed_host(feed)}/{{market}}"
-        message(f"{prog}: listening on {relay.url('{market}')} (upstream {upstream}, "
-                f"{max_connections} connection(s) allowed)")  # fmt: skip
-        message(f"{prog}: keys: {', '.join(keys) if keys else 'any'}; Ctrl-C to stop")
-        started = time.monotonic()
-        stop.wait(duration)
-        relay.stop()  # first: the counters are final once every writer is joined
-        stats = relay.stats()
-        message(f"{prog}: forwarded {stats.events_in:,} upstream events, sent {stats.events_sent:,} to "
-                f"{len(stats.consumers)} client(s) in {time.monotonic() - started:.1f} s "
-                f"({stats.events_dropped:,} dropped, {stats.slow_consumers} slow consumer(s))")  # fmt: skip
-        return 0
-    finally:
-        relay.stop()
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+# Command line: ``massive-rt relay`` and ``python -m massive_rt.relay`` live in massive_rt.cli.relay
 
 
 def main(argv: Sequence[str] | None = None, *, message: Callable[[str], None] | None = None,
          stop: threading.Event | None = None) -> int:  # fmt: skip
-    """``massive-rt relay [options]``: parse ``argv`` (default ``sys.argv[1:]``) and run the relay.
+    """``massive-rt relay [options]``: see :func:`massive_rt.cli.relay.main` (this delegates to it)."""
+    from .cli.relay import main as cli_main
 
-    Returns the exit code (0 stopped normally, 1 cannot start, 2 bad arguments).
-    """
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2)
-        return int(exc.code or 0)
-    if args.max_connections < 1 or args.buffer < 1 or not 0 <= args.port <= 65535:
-        (message or _stderr)(f"{parser.prog}: error: --max-connections and --buffer must be >= 1, --port 0-65535")
-        return 2
-    package_logger = logging.getLogger("massive_rt")
-    handler: logging.Handler | None = None
-    if not package_logger.handlers:  # not under the massive-rt command, which installs its own
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(f"{parser.prog}: %(levelname)s %(name)s: %(message)s"))
-        package_logger.addHandler(handler)
-        package_logger.setLevel(
-            logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-        )
-    try:
-        return run_relay(
-            api_key=args.api_key if args.api_key is not None else os.environ.get("MASSIVE_API_KEY"),
-            feed=args.feed, upstream_url=args.upstream_url, max_connections=args.max_connections, host=args.host,
-            port=args.port, keys=args.keys, consumer_buffer=args.buffer, duration=args.duration, stop=stop,
-            message=message or _stderr, prog=parser.prog,
-        )  # fmt: skip
-    finally:
-        if handler is not None:
-            package_logger.removeHandler(handler)
-            with contextlib.suppress(Exception):
-                handler.close()
+    return cli_main(argv, message=message, stop=stop)
+
+
+def run_relay(**options: Any) -> int:
+    """Run a relay until stopped: see :func:`massive_rt.cli.relay.run_relay` (this delegates to it)."""
+    from .cli.relay import run_relay as cli_run_relay
+
+    return cli_run_relay(**options)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    raise SystemExit(main())

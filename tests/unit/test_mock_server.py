@@ -20,9 +20,9 @@ from websocket import ABNF, WebSocketConnectionClosedException, WebSocketTimeout
 
 from massive_rt.models import EquityTrade
 from massive_rt.protocol import channel_matches
+from massive_rt.protocol import routes_to as _routes
 from massive_rt.testing import ConnectionInfo, MockMassiveServer, ReceivedMessage
 from massive_rt.testing import pytest_plugin as plugin_module
-from massive_rt.protocol import routes_to as _routes
 
 KEY = "test-key"
 

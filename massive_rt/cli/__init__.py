@@ -1,0 +1,91 @@
+"""The ``massive-rt`` command: ``stream``, ``serve``, ``bench`` and ``relay``. The only package that prints.
+
+* ``massive-rt stream T.AAPL Q.AAPL AM.*`` prints live events from Massive when ``MASSIVE_API_KEY``
+  (or ``--api-key``) is set; without a key (or with ``--demo``), from a synthetic market played by
+  a local mock server (:mod:`.stream`).
+* ``massive-rt serve`` runs that mock server alone, for your own programs to connect to (:mod:`.serve`).
+* ``massive-rt bench`` is a quick loopback throughput check; the real harness is ``benchmarks/`` (:mod:`.bench`).
+* ``massive-rt relay`` shares Massive connections with many local clients (:mod:`.relay`).
+
+Events go to stdout (:mod:`.formats`); everything else goes to stderr through a
+:class:`~.console.Console`, which also owns the live status line when stderr is a terminal.
+
+Exit codes: 0 done (including Ctrl-C, SIGTERM and a closed pipe), 1 runtime failure (refused key,
+port in use ...), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from .. import __version__
+from ..errors import ConfigurationError, MassiveRTError
+from . import bench, relay, serve, stream
+from .console import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    Console,
+    ConsoleHandler,
+    UsageError,
+    one_line,
+    package_logging,
+)
+
+# The output formats, importable from here as before the CLI became a package.
+from .formats import CSV_COLUMNS as CSV_COLUMNS
+from .formats import CsvFormat as CsvFormat
+from .formats import JsonlFormat as JsonlFormat
+from .formats import TableFormat as TableFormat
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+#: A command's run function: the parsed arguments and the console in, the exit code out.
+Command = Callable[[argparse.Namespace, Console], int]
+
+_COMMANDS: dict[str, Command] = {"stream": stream.run, "serve": serve.run, "bench": bench.run, "relay": relay.run}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``massive-rt``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Real-time market data from Massive (formerly Polygon.io), threaded and synchronous.",
+        epilog="Without MASSIVE_API_KEY, 'stream' plays a synthetic market through a local mock server.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    # -v after the command too; SUPPRESS keeps a subcommand from resetting the count given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    stream.register(commands.add_parser, common)
+    serve.register(commands.add_parser, common)
+    bench.register(commands.add_parser, common)
+    relay.register(commands.add_parser, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``massive-rt`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = Console(sys.stderr, sys.stdout)
+    command = _COMMANDS[args.command]
+    with package_logging(ConsoleHandler(console), args.verbose, PROG):
+        try:
+            return command(args, console)
+        except (ConfigurationError, UsageError) as exc:
+            console.message(f"{PROG} {args.command}: error: {one_line(exc)}")
+            return EXIT_USAGE
+        except MassiveRTError as exc:
+            console.message(f"{PROG} {args.command}: error: {one_line(exc)}")
+            return EXIT_FAILURE
+        except KeyboardInterrupt:  # only before the signal handlers are installed
+            return EXIT_INTERRUPTED
