@@ -24,7 +24,6 @@ import encodings.idna  # noqa: F401
 import errno
 import http
 import itertools
-import json
 import logging
 import os
 import random
@@ -43,24 +42,23 @@ from urllib.parse import urlsplit
 import attrs
 import websocket
 
+from ._session import Outcome, Session
 from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
 from .config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
-from .consumer import QueueConsumer, check_timeout, fast_loads
+from .consumer import QueueConsumer, check_timeout
 from .dedupe import DuplicateFilter
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
-    AuthenticationError,
     ClientClosedError,
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLimitError,
     HandshakeError,
     MassiveRTError,
-    SubscriptionError,
     WaitTimeoutError,
 )
-from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS
+from .eventqueue import KIND_EVENT
 from .framing import (
     OP_BINARY,
     OP_CLOSE,
@@ -70,13 +68,9 @@ from .framing import (
     FrameParser,
     FrameTooLargeError,
     ProtocolViolationError,
-    parse_close_payload,
 )
 from .models import Event, StatusMessage
 from .protocol import (
-    build_auth,
-    build_subscribe,
-    build_unsubscribe,
     effective_channels,
     parse_channels,
     wildcard_of,
@@ -188,25 +182,6 @@ class ConnectionStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint); it holds no secret."""
         return snapshot_dict(self)
-
-
-@attrs.define
-class _Request:
-    """A subscribe frame sent on this session whose channels await acks."""
-
-    outstanding: set[str]
-    sent_at: float
-
-
-@attrs.define
-class _Outcome:
-    """Why a session ended."""
-
-    reason: str
-    error: MassiveRTError | None = None
-    fatal: bool = False
-    close_code: int | None = None
-    stopped: bool = False
 
 
 class _StopRequested(Exception):
@@ -358,23 +333,11 @@ class MassiveWebSocketClient(QueueConsumer):
         self._handshaking = False
         self._close_sent = False
         self._ws: websocket.WebSocket | None = None
-        self._applied: set[str] = set()
-        self._requests: deque[_Request] = deque()
-        # Refusals ("not authorized") that name no channel, oldest first: one per refused channel.
-        self._refusals: deque[str] = deque()
-        self._unconfirmed: set[str] = set()  # channels reported unconfirmed; a late ack clears them
-        self._authenticated = False
-        self._limit_error: ConnectionLimitError | None = None
-        self._server_reason: str | None = None
         self._sessions = 0
         self._frames = 0
         self._bytes = 0
         self._pings = 0
         self._last_frame_mono: float | None = None
-        self._last_data_ns: int | None = None
-        self._gap_start_ns: int | None = None
-        self._last_data_mono: float | None = None
-        self._streaming_started: float | None = None
         self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
         self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
@@ -386,6 +349,12 @@ class MassiveWebSocketClient(QueueConsumer):
         elif config.dedupe:
             self._dedupe = DuplicateFilter(config.dedupe)
         self._decoder.on_server_status = self._on_status_in_data
+        # The protocol between the bytes (auth, acks, refusals, statuses, timers): sans-I/O.
+        self._proto = Session(
+            config, self._name, emit=self._emit, set_state=self._set_state, put=self._queue.put,
+            stopping=self._stop_requested.is_set, desired=self._effective_desired, update_acked=self._update_acked,
+            log=self._log,
+        )  # fmt: skip
         _live_clients.add(self)
 
     # ------------------------------------------------------------------ public API
@@ -671,9 +640,10 @@ class MassiveWebSocketClient(QueueConsumer):
         Used by the pool when it replaces a connection, so the ``disconnected`` status of the old
         one is followed by a ``gap`` status (with the window to backfill) on the new one.
         """
-        gap = previous._gap_start_ns if previous._gap_start_ns is not None else previous._last_data_ns
+        before = previous._proto
+        gap = before.gap_start_ns if before.gap_start_ns is not None else before.last_data_ns
         if gap is not None and not self._started:
-            self._gap_start_ns = gap
+            self._proto.continue_gap(gap)
 
     def emit_status(self, status: str, message: str, error: MassiveRTError | None = None) -> None:
         """Put a status event in this connection's stream, in order with its data.
@@ -729,6 +699,20 @@ class MassiveWebSocketClient(QueueConsumer):
         """A status object among data, found by the consumer (any thread): hand it to the reader."""
         self._statuses_in_data.append(obj)
         self._wake()
+
+    def _effective_desired(self) -> list[str]:
+        with self._lock:
+            # A ticker its wildcard covers stays desired but is not sent while the wildcard is
+            # (the pool's rule): nothing is delivered twice, and it is sent again if the wildcard goes.
+            return effective_channels(self._desired)
+
+    def _update_acked(self, added: Iterable[str], removed: Iterable[str], clear: bool) -> None:
+        with self._cond:
+            if clear:
+                self._acked.clear()
+            self._acked.update(added)
+            self._acked.difference_update(removed)
+            self._cond.notify_all()
 
     def _wake(self) -> None:
         wake = self._wake_w
@@ -800,7 +784,7 @@ class MassiveWebSocketClient(QueueConsumer):
             if outcome.fatal:
                 self._fail(outcome.error or MassiveRTError(outcome.reason, connection=self._name))
                 return True
-            streamed_since = self._streaming_started
+            streamed_since = self._proto.streaming_started
             if streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after:
                 failures = 0
             failures += 1
@@ -844,31 +828,22 @@ class MassiveWebSocketClient(QueueConsumer):
 
     # -- one session
 
-    def _session(self) -> _Outcome:
+    def _session(self) -> Outcome:
         self._sessions += 1
         self._close_sent = False
-        self._authenticated = False
-        self._limit_error = None
-        self._server_reason = None
-        self._streaming_started = None
-        self._applied = set()
-        self._requests.clear()
-        self._refusals.clear()
-        self._unconfirmed.clear()
-        with self._lock:
-            self._acked.clear()
+        self._proto.reset()
         self._drain_wake()
         self._set_state(ConnectionState.CONNECTING, self._shown_url)
         started = time.monotonic()
         try:
             self._connect(started + self._config.connect_timeout)
         except _StopRequested:
-            return _Outcome("stopped", stopped=True)
+            return Outcome("stopped", stopped=True)
         except ConfigurationError as exc:  # e.g. an unreadable CA bundle: retrying cannot fix it
             self._close_socket()
-            return _Outcome(f"TLS configuration error: {exc.message}", error=exc, fatal=True)
+            return Outcome(f"TLS configuration error: {exc.message}", error=exc, fatal=True)
         except ssl.SSLCertVerificationError as exc:
-            return _Outcome(
+            return Outcome(
                 f"TLS certificate verification failed for {self._shown_url}: {exc.verify_message or exc}",
                 error=MassiveRTError(f"TLS certificate verification failed: {exc.verify_message or exc}",
                                      connection=self._name),
@@ -879,13 +854,13 @@ class MassiveWebSocketClient(QueueConsumer):
             return self._refused_upgrade(exc)
         except (OSError, websocket.WebSocketException, ValueError) as exc:
             self._close_socket()
-            return _Outcome(f"connect failed: {_describe(exc)}")
+            return Outcome(f"connect failed: {_describe(exc)}")
         try:
             return self._stream(started)
         finally:
-            self._end_session()
+            self._proto.end()
 
-    def _refused_upgrade(self, exc: websocket.WebSocketBadStatusException) -> _Outcome:
+    def _refused_upgrade(self, exc: websocket.WebSocketBadStatusException) -> Outcome:
         """The server answered the WebSocket upgrade with an HTTP status instead of 101.
 
         429 and 5xx are passing conditions (rate limit, overload, deploy): retried with backoff.
@@ -898,7 +873,7 @@ class MassiveWebSocketClient(QueueConsumer):
         excerpt = _excerpt(getattr(exc, "resp_body", None))
         detail = f" (body: {excerpt})" if excerpt else ""
         if isinstance(code, int) and (code == 429 or code >= 500):
-            return _Outcome(f"{what}: the server is not accepting connections now{detail}")
+            return Outcome(f"{what}: the server is not accepting connections now{detail}")
         if code == 404:
             why = "not a Massive WebSocket endpoint (check url=, feed= and market=)"
         elif code in (401, 403):
@@ -911,7 +886,7 @@ class MassiveWebSocketClient(QueueConsumer):
         else:
             why = "the server refused the WebSocket upgrade"
         error = HandshakeError(f"{what}: {why}{detail}", status_code=code, connection=self._name)
-        return _Outcome(error.message, error=error, fatal=True)
+        return Outcome(error.message, error=error, fatal=True)
 
     def _connect(self, deadline: float) -> None:
         parts = urlsplit(self._url)
@@ -1019,36 +994,16 @@ class MassiveWebSocketClient(QueueConsumer):
                 break
         return context
 
-    def _end_session(self) -> None:
-        if (
-            self._last_data_ns is not None and self._gap_start_ns is None and self._streaming_started is not None
-            and not self._stop_requested.is_set()  # a stop we asked for is not a gap to backfill
-        ):  # fmt: skip
-            self._gap_start_ns = self._last_data_ns
-            self._emit(
-                StatusMessage(status="disconnected", message="connection lost; events may be missing until the gap "
-                              "status that follows the reconnect", gap_start_ns=self._last_data_ns,
-                              connection=self._name, received_at_ns=time.time_ns())
-            )  # fmt: skip
-        self._authenticated = False
-        with self._cond:
-            self._acked.clear()
-            self._cond.notify_all()
-
-    def _stream(self, started: float) -> _Outcome:
-        """Authenticate, subscribe and read until the session ends."""
+    def _stream(self, started: float) -> Outcome:
+        """Authenticate, subscribe and read until the session ends: the transport side of the
+        session, feeding :class:`~massive_rt._session.Session` messages and the clock."""
         ws, sock = self._ws, self._sock
         assert ws is not None
         assert sock is not None
-        config = self._config
-        parser = FrameParser(config.max_message_size)
-        self._set_state(ConnectionState.AUTHENTICATING, "connected; waiting for the reply to auth")
-        auth_deadline = started + config.connect_timeout
-        now = time.monotonic()
-        next_ping = now + config.ping_interval if config.ping_interval else None
-        pong_deadline: float | None = None
-        bytes_at_ping = 0
-        self._last_frame_mono = now
+        proto = self._proto
+        parser = FrameParser(self._config.max_message_size)
+        auth_frame = proto.begin(started)
+        self._last_frame_mono = time.monotonic()
         selector = selectors.DefaultSelector()
         selector.register(sock, selectors.EVENT_READ)
         if self._wake_r is not None:
@@ -1057,15 +1012,14 @@ class MassiveWebSocketClient(QueueConsumer):
         try:
             # The peer may already be gone (reset right after the upgrade): a lost session, not a crash.
             # Framed here rather than by ws.send, whose trace (websocket.enableTrace) would log the key.
-            auth = websocket.ABNF.create_frame(build_auth(config.api_key or ""), websocket.ABNF.OPCODE_TEXT)
-            sock.sendall(auth.format())
+            sock.sendall(websocket.ABNF.create_frame(auth_frame, websocket.ABNF.OPCODE_TEXT).format())
             while True:
                 # 1. Wait for bytes or a wake-up, bounded by the nearest timer.
-                timeout = self._next_timeout(auth_deadline, next_ping, pong_deadline)
+                timeout = proto.next_timeout(time.monotonic())
                 pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
                 ready = () if pending else selector.select(timeout)
                 if stop():
-                    return _Outcome("stopped", stopped=True)
+                    return Outcome("stopped", stopped=True)
                 data = b""
                 if pending or any(key.fileobj is sock for key, _ in ready):
                     try:
@@ -1073,349 +1027,62 @@ class MassiveWebSocketClient(QueueConsumer):
                     except ssl.SSLWantReadError:
                         data = None  # type: ignore[assignment]
                     except (OSError, ssl.SSLError) as exc:
-                        return self._lost(f"connection lost: {_describe(exc)}")
+                        return proto.lost(f"connection lost: {_describe(exc)}")
                     if data == b"":
-                        return self._lost(
-                            self._server_reason or "server closed the TCP connection without a close frame"
-                        )
+                        return proto.closed_without_frame()
                 if any(key.fileobj is self._wake_r for key, _ in ready):
                     self._drain_wake()
-                    if self._authenticated:
-                        self._sync_subscriptions()
+                    _send_texts(ws, proto.sync_subscriptions())
                 now = time.monotonic()
                 # 2. Frames.
                 if data:
                     received_at_ns = time.time_ns()
                     self._bytes += len(data)
-                    self._last_frame_mono = now
+                    self._last_frame_mono = proto.recv_mono = now
                     parser.feed(data)
                     try:
                         for opcode, payload in parser.messages():
                             self._frames += 1
                             if opcode in (OP_TEXT, OP_BINARY):
-                                if self._authenticated and _STATUS_MARK not in payload[:_STATUS_WINDOW]:
-                                    self._on_data(payload, received_at_ns)
+                                if proto.authenticated and _STATUS_MARK not in payload[:_STATUS_WINDOW]:
+                                    proto.on_data(payload, received_at_ns)
                                 else:
-                                    outcome = self._on_control_frame(payload, received_at_ns)
+                                    outcome = proto.on_control_frame(payload, received_at_ns)
                                     if outcome is not None:
                                         return outcome
                             elif opcode == OP_PING:
                                 ws.pong(payload)
                             elif opcode == OP_PONG:
-                                pong_deadline = None
+                                proto.on_pong()
                             elif opcode == OP_CLOSE:
-                                return self._on_close(payload)
+                                reply, outcome = proto.on_close(payload)
+                                self._send_close(reply, "")
+                                return outcome
                     except FrameTooLargeError as exc:
                         self._send_close(1009, "message too big")
-                        return self._lost(f"closed: {exc}")
+                        return proto.lost(f"closed: {exc}")
                     except ProtocolViolationError as exc:
                         self._send_close(1002, "protocol error")
-                        return self._lost(f"closed: WebSocket protocol error: {exc}")
+                        return proto.lost(f"closed: WebSocket protocol error: {exc}")
                     if stop():
-                        return _Outcome("stopped", stopped=True)
+                        return Outcome("stopped", stopped=True)
                 while self._statuses_in_data:
-                    outcome = self._on_status(self._statuses_in_data.popleft(), time.time_ns(), delivered=True)
+                    outcome = proto.on_status(self._statuses_in_data.popleft(), time.time_ns(), delivered=True)
                     if outcome is not None:
                         return outcome
+                _send_texts(ws, proto.take_frames())  # the subscriptions, once authenticated
                 # 3. Timers.
-                if not self._authenticated and now >= auth_deadline:
-                    return self._lost(f"no auth reply within connect_timeout={config.connect_timeout}s")
-                if next_ping is not None and now >= next_ping:
+                tick = proto.tick(now, self._bytes, bool(self._desired))
+                if tick.ping:
                     ws.ping()
                     self._pings += 1
-                    next_ping = now + (config.ping_interval or 0)
-                    if pong_deadline is None:
-                        pong_deadline = now + config.ping_timeout
-                        bytes_at_ping = self._bytes
-                if pong_deadline is not None and now >= pong_deadline:
-                    if self._bytes == bytes_at_ping:
-                        return self._lost(f"no pong and no data within ping_timeout={config.ping_timeout}s")
-                    pong_deadline = now + config.ping_timeout  # data is flowing: the peer is alive
-                    bytes_at_ping = self._bytes
-                if self._requests:
-                    self._settle_requests(now)
-                if config.stale_after and self._streaming_started is not None:
-                    last_data = max(self._last_data_mono or 0.0, self._streaming_started)
-                    if self._desired and now - last_data >= config.stale_after:
-                        return self._lost(f"no data for stale_after={config.stale_after}s while subscribed")
+                if tick.outcome is not None:
+                    return tick.outcome
         except (OSError, websocket.WebSocketException) as exc:
-            return self._lost(f"connection lost: {_describe(exc)}")
+            return proto.lost(f"connection lost: {_describe(exc)}")
         finally:
             selector.close()
             self._close_socket(graceful=True)
-
-    def _next_timeout(self, auth_deadline: float, next_ping: float | None, pong_deadline: float | None) -> float:
-        now = time.monotonic()
-        candidates = [now + 1.0]
-        if not self._authenticated:
-            candidates.append(auth_deadline)
-        if next_ping is not None:
-            candidates.append(next_ping)
-        if pong_deadline is not None:
-            candidates.append(pong_deadline)
-        if self._requests:
-            candidates.append(now + 0.05)
-        if self._config.stale_after and self._streaming_started is not None:
-            candidates.append(max(self._last_data_mono or 0.0, self._streaming_started) + self._config.stale_after)
-        return max(0.0, min(candidates) - now)
-
-    def _on_data(self, payload: bytes, received_at_ns: int) -> None:
-        if self._gap_start_ns is not None or self._state is not ConnectionState.STREAMING:
-            self._note_first_data(received_at_ns)
-        self._last_data_ns = received_at_ns
-        self._last_data_mono = self._last_frame_mono  # this recv's monotonic time
-        # -1: the queue counts the events only if it keeps the frame (not when it is dispatched inline).
-        self._queue.put([KIND_DATA, payload, received_at_ns, -1], self._stop_requested.is_set)
-
-    def _note_first_data(self, received_at_ns: int) -> None:
-        if self._gap_start_ns is not None:
-            self._emit(
-                StatusMessage(status="gap", message="data resumed after a disconnect; backfill between "
-                              "gap_start_ns and gap_end_ns", gap_start_ns=self._gap_start_ns,
-                              gap_end_ns=received_at_ns, connection=self._name, received_at_ns=received_at_ns)
-            )  # fmt: skip
-            self._gap_start_ns = None
-        if self._state is not ConnectionState.STREAMING:
-            self._begin_streaming("data arriving")
-
-    def _on_control_frame(self, payload: bytes, received_at_ns: int) -> _Outcome | None:
-        """A frame that may hold statuses: parse it here, act on statuses, queue the rest."""
-        try:
-            decoded = fast_loads(payload)
-        except (ValueError, TypeError, RecursionError):
-            decoded = None
-        if type(decoded) is dict:
-            decoded = [decoded]
-        if type(decoded) is not list:
-            if self._authenticated:  # let the consumer's decoder count and report it
-                self._on_data(payload, received_at_ns)
-            else:
-                self._log.warning("undecodable frame before authentication ignored (%d bytes)", len(payload))
-            return None
-        data: list[Any] = []
-        for obj in decoded:
-            if type(obj) is dict and obj.get("ev") == "status":
-                outcome = self._on_status(obj, received_at_ns)
-                if outcome is not None:
-                    return outcome
-            else:
-                data.append(obj)
-        if data:
-            if not self._authenticated:
-                self._log.warning("%d data objects before authentication ignored", len(data))
-                return None
-            if self._gap_start_ns is not None or self._state is not ConnectionState.STREAMING:
-                self._note_first_data(received_at_ns)
-            self._last_data_ns = received_at_ns
-            self._last_data_mono = time.monotonic()
-            self._queue.put([KIND_OBJECTS, data, received_at_ns, len(data), payload], self._stop_requested.is_set)
-        return None
-
-    def _on_status(self, obj: dict[str, Any], received_at_ns: int, *, delivered: bool = False) -> _Outcome | None:
-        """Act on a server status. ``delivered``: the consumer already put it in the stream (a
-        status found among data), so only its effects remain."""
-        status = obj.get("status")
-        message = obj.get("message")
-        status = status if isinstance(status, str) else ""
-        message = message if isinstance(message, str) else ""
-        if status == "connected":
-            self._log.debug("server: connected")
-            return None
-        if status == "auth_success" or (status == "success" and message == "authenticated"):
-            self._authenticated = True
-            self._set_state(ConnectionState.SUBSCRIBING, "authenticated")
-            self._sync_subscriptions()
-            if not self._requests:
-                self._begin_streaming("authenticated; no subscriptions pending")
-            return None
-        if status == "auth_failed":
-            refused = AuthenticationError(message or "authentication failed", connection=self._name, status=status)
-            if not delivered:
-                self._deliver_server_status(status, message, received_at_ns, refused)
-            return _Outcome(f"authentication failed: {message}", error=refused, fatal=True)
-        if status == "success":
-            self._on_ack(message)
-            return None
-        error: MassiveRTError | None = None
-        if status == "max_connections":
-            error = self._limit_error = self._classify_limit(message)
-        elif status == "error" and any(r.outstanding for r in self._requests):
-            self._on_refusal(message or "error")
-            return None
-        elif status in ("slow_consumer", "force_disconnect", "auth_timeout"):
-            self._server_reason = f"server sent {status}: {message}"
-        if not delivered:
-            self._deliver_server_status(status, message, received_at_ns, error)
-        if isinstance(error, ConnectionLimitError):
-            self._emit(StatusMessage(status="evicted" if error.evicted else "limit_refused", message=error.message,
-                                     error=error, connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
-        return None
-
-    def _classify_limit(self, message: str) -> ConnectionLimitError:
-        """``max_connections``: evicted when this session had streamed past ``reset_after`` (another
-        connection on the key took the slot), else refused at connect."""
-        server = message.strip() or "maximum number of connections exceeded"
-        started = self._streaming_started
-        streamed = 0.0 if started is None else time.monotonic() - started
-        if started is not None and streamed >= self._config.reconnect.reset_after:
-            text = (f"evicted after streaming {seconds(streamed)}: another connection on this key took the slot "
-                    f"(max_connections: {server})")  # fmt: skip
-            return ConnectionLimitError(text, connection=self._name, status="max_connections", evicted=True)
-        text = f"refused at connect: the account's connection limit is reached (max_connections: {server})"
-        return ConnectionLimitError(text, connection=self._name, status="max_connections")
-
-    def _deliver_server_status(
-        self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None
-    ) -> None:
-        message = message or f"the server sent {status!r} without a message"
-        self._log.warning("server status %s: %s", status, message)
-        self._emit(StatusMessage(status=status, message=message, error=error, from_server=True,
-                                 connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
-
-    def _on_ack(self, message: str) -> None:
-        verb, _, params = message.partition(":")
-        channels = [c.strip() for c in params.split(",") if c.strip()]
-        verb = verb.strip()
-        with self._cond:
-            if verb == "subscribed to":
-                self._acked.update(c for c in channels if c in self._applied)  # never what we did not ask
-            elif verb == "unsubscribed to":
-                self._acked.difference_update(channels)
-            else:
-                self._log.debug("unrecognised success status: %s", message)
-                return
-            self._cond.notify_all()
-        if verb == "subscribed to" and (self._requests or self._unconfirmed):
-            for channel in channels:
-                for request in self._requests:
-                    if channel in request.outstanding:
-                        request.outstanding.discard(channel)
-                        break
-            late = sorted(c for c in channels if c in self._unconfirmed)
-            if late:
-                self._unconfirmed.difference_update(late)
-                self._emit(StatusMessage(status="subscription_confirmed", channels=tuple(late),
-                                         message=f"late ack for {len(late)} channel(s) reported unconfirmed",
-                                         connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
-            self._settle_requests(time.monotonic())
-
-    def _on_refusal(self, message: str) -> None:
-        """An ``error`` status while channels await acks: it refuses exactly one channel.
-
-        The one it names, when it names a waiting channel; otherwise it is kept until the
-        oldest request has exactly as many channels without an ack as there are such refusals
-        (Massive sends the refusals of a request before the acks of its accepted channels).
-        """
-        named = {token.strip(" .,:;'\"") for token in message.split()}
-        for request in self._requests:
-            hit = sorted(named & request.outstanding)
-            if hit:
-                request.outstanding.discard(hit[0])
-                self._refuse([hit[0]], message)
-                break
-        else:
-            self._refusals.append(message)
-        self._settle_requests(time.monotonic())
-
-    def _refuse(self, channels: list[str], reason: str) -> None:
-        error = SubscriptionError(f"server refused {len(channels)} channel(s): {reason}", channels=channels,
-                                  connection=self._name, status="error")  # fmt: skip
-        self._log.warning("subscription refused (%s): %s", reason, ", ".join(channels[:20]))
-        self._emit(StatusMessage(status="subscription_error", message=error.message, error=error,
-                                 channels=tuple(channels), connection=self._name,
-                                 received_at_ns=time.time_ns()))  # fmt: skip
-
-    def _settle_requests(self, now: float) -> None:
-        """Resolve requests that are fully acked, refused (one refusal per channel) or timed out.
-
-        A slow ack is never a refusal: without enough refusals, channels still waiting after
-        ``_ACK_TIMEOUT`` are reported ``subscription_unconfirmed`` (and ``subscription_confirmed``
-        if their ack comes later).
-        """
-        while self._requests:
-            request = self._requests[0]
-            if not request.outstanding:
-                self._requests.popleft()
-                continue
-            if len(self._refusals) >= len(request.outstanding):
-                self._requests.popleft()
-                reasons = [self._refusals.popleft() for _ in request.outstanding]
-                self._refuse(sorted(request.outstanding), reasons[0])
-                continue
-            if now - request.sent_at >= _ACK_TIMEOUT:
-                self._requests.popleft()
-                missing = sorted(request.outstanding)
-                self._unconfirmed.update(missing)
-                refused = len(self._refusals)
-                self._refusals.clear()  # they belonged to these channels or to none we can tell
-                detail = f" ({refused} refusal(s) naming no channel among them)" if refused else ""
-                self._log.warning("no ack within %.0fs for %d channel(s)%s: %s", _ACK_TIMEOUT, len(missing), detail,
-                                  ", ".join(missing[:20]))  # fmt: skip
-                text = f"no ack within {_ACK_TIMEOUT:.0f}s for {len(missing)} channel(s){detail}"
-                self._emit(StatusMessage(status="subscription_unconfirmed", channels=tuple(missing), message=text,
-                                         connection=self._name, received_at_ns=time.time_ns()))  # fmt: skip
-                continue
-            break
-        if not self._requests and self._refusals:  # refusals no waiting channel accounts for
-            for reason in self._refusals:
-                self._deliver_server_status("error", reason, time.time_ns())
-            self._refusals.clear()
-        if not self._requests and self._authenticated and self._state is ConnectionState.SUBSCRIBING:
-            self._begin_streaming("subscriptions acknowledged")
-
-    def _begin_streaming(self, message: str) -> None:
-        self._streaming_started = time.monotonic()
-        self._set_state(ConnectionState.STREAMING, message)
-
-    def _sync_subscriptions(self) -> None:
-        """Send what it takes to make the server's set equal the desired set (reader thread)."""
-        ws = self._ws
-        if ws is None:
-            return
-        with self._lock:
-            # A ticker its wildcard covers stays desired but is not sent while the wildcard is
-            # (the pool's rule): nothing is delivered twice, and it is sent again if the wildcard goes.
-            desired = effective_channels(self._desired)
-        wanted = set(desired)
-        to_unsubscribe = sorted(self._applied - wanted)
-        to_subscribe = [c for c in desired if c not in self._applied]
-        for frame in build_unsubscribe(to_unsubscribe):
-            ws.send(frame)
-        self._applied.difference_update(to_unsubscribe)
-        if to_unsubscribe:
-            with self._cond:
-                self._acked.difference_update(to_unsubscribe)
-            for request in self._requests:
-                request.outstanding.difference_update(to_unsubscribe)
-        now = time.monotonic()
-        for frame in build_subscribe(to_subscribe):
-            ws.send(frame)
-            channels = json.loads(frame)["params"].split(",")
-            self._requests.append(_Request(outstanding=set(channels), sent_at=now))
-        self._applied.update(to_subscribe)
-        if to_subscribe or to_unsubscribe:
-            self._log.debug("sent subscribe %d / unsubscribe %d channels", len(to_subscribe), len(to_unsubscribe))
-
-    def _on_close(self, payload: bytes) -> _Outcome:
-        code, reason = parse_close_payload(payload)
-        self._send_close(code if code is not None and code < 3000 and code not in (1005, 1006) else 1000, "")
-        error = self._limit_error
-        if error is not None:
-            text = f"server closed ({code}): {error.message}"
-            fatal = limit_retry_for(self._config.on_limit, error.evicted) is None
-            return _Outcome(text, error=error, fatal=fatal, close_code=code)
-        detail = f" ({self._server_reason})" if self._server_reason else ""
-        return self._lost(f"server closed the connection with code {code} {reason!r}{detail}".rstrip(), code)
-
-    def _lost(self, reason: str, code: int | None = None) -> _Outcome:
-        if self._stop_requested.is_set():
-            return _Outcome("stopped", stopped=True)
-        error = self._limit_error
-        if error is not None:  # refused, then dropped without a close frame: still the limit
-            fatal = limit_retry_for(self._config.on_limit, error.evicted) is None
-            return _Outcome(f"connection limit: {error.message}", error=error, fatal=fatal, close_code=code)
-        self._log.warning("%s", reason)
-        return _Outcome(reason, close_code=code)
 
     def _send_close(self, code: int, reason: str) -> None:
         ws = self._ws
@@ -1449,6 +1116,11 @@ class MassiveWebSocketClient(QueueConsumer):
             with contextlib.suppress(OSError):
                 while wake.recv(4096):
                     pass
+
+
+def _send_texts(ws: websocket.WebSocket, frames: list[str]) -> None:
+    for frame in frames:
+        ws.send(frame)
 
 
 def _handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:

@@ -79,7 +79,7 @@ def test_refusals_reordered_with_acks_refuse_exactly_the_unentitled(named: bool)
 def test_a_lost_ack_is_unconfirmed_and_an_ack_among_data_confirms_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """An ack that comes inside a data frame, after data: the reader only looks for statuses at the
     start of a frame, so the consumer's decoder hands it back (the old client never confirmed it)."""
-    monkeypatch.setattr("massive_rt.connection._ACK_TIMEOUT", 0.3)
+    monkeypatch.setattr("massive_rt._session.ACK_TIMEOUT", 0.3)
     with MockMassiveServer(api_keys={KEY}, lost_acks=["T.MSFT"]) as server:
         client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), subscriptions=["T.AAPL", "T.MSFT"])
         with client:

@@ -223,7 +223,7 @@ def test_a_refusal_naming_its_channel_refuses_that_one(scripted) -> None:
 
 
 def test_a_lost_ack_is_unconfirmed_then_confirmed_when_it_comes(scripted, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("massive_rt.connection._ACK_TIMEOUT", 0.2)
+    monkeypatch.setattr("massive_rt._session.ACK_TIMEOUT", 0.2)
     late = threading.Event()
 
     def script(ws: ServerConnection) -> None:

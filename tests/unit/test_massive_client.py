@@ -296,7 +296,7 @@ class TestSubscriptionManagement:
     def test_unknown_channels_are_reported_unconfirmed_not_silently_ignored(
         self, make_client, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr("massive_rt.connection._ACK_TIMEOUT", 0.3)
+        monkeypatch.setattr("massive_rt._session.ACK_TIMEOUT", 0.3)
         client = make_client()
         client.start()
         client.wait_ready(5)
