@@ -16,18 +16,10 @@ Threads and ownership (see ``docs/threading.md``):
 from __future__ import annotations
 
 import contextlib
-
-# getaddrinfo imports encodings.idna on first use, in a reader thread. A fork in the middle of
-# that import (a gunicorn master starting a relay while it forks workers) would leave the child
-# with the module's import lock held forever: import it now, with the library.
-import encodings.idna  # noqa: F401
-import errno
-import http
 import itertools
 import logging
 import os
 import random
-import re
 import selectors
 import socket
 import ssl
@@ -37,12 +29,12 @@ import weakref
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import websocket
 
 from ._session import Outcome, Session
+from ._transport import StopRequested, Transport, describe, refused_upgrade, shown_url
 from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
 from .config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
@@ -54,7 +46,6 @@ from .errors import (
     ConfigurationError,
     ConnectionClosedError,
     ConnectionLimitError,
-    HandshakeError,
     MassiveRTError,
     WaitTimeoutError,
 )
@@ -80,11 +71,7 @@ __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 
 logger = logging.getLogger(__name__)
 
-_USER_AGENT = "massive-rt (python websocket-client)"
 _RECV_BYTES = 256 * 1024
-_ACK_TIMEOUT = 5.0
-_CLOSE_GRACE = 0.25
-_DESCRIBE_LIMIT = 200
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array reaches
 # the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
@@ -182,10 +169,6 @@ class ConnectionStats:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint); it holds no secret."""
         return snapshot_dict(self)
-
-
-class _StopRequested(Exception):
-    """Raised inside the reader when stop() interrupts a blocking step."""
 
 
 class MassiveWebSocketClient(QueueConsumer):
@@ -304,7 +287,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._config = config
         self._name: str = config.name or ""
         self._url = config.resolved_url
-        self._shown_url = _shown(self._url)  # for logs, statuses, errors, stats and repr
+        self._shown_url = shown_url(self._url)  # for logs, statuses, errors, stats and repr
         self._log = ConnectionLogger(logger, {"connection": self._name})
         self._rng = rng if rng is not None else random.Random()
 
@@ -329,10 +312,7 @@ class MassiveWebSocketClient(QueueConsumer):
         # Reader-thread state.
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
-        self._sock: socket.socket | None = None
-        self._handshaking = False
-        self._close_sent = False
-        self._ws: websocket.WebSocket | None = None
+        self._transport: Transport | None = None  # the current session's socket
         self._sessions = 0
         self._frames = 0
         self._bytes = 0
@@ -603,10 +583,9 @@ class MassiveWebSocketClient(QueueConsumer):
             return  # it sees the stop request as soon as it runs
         if thread.is_alive():
             # Blocked in a send or a TLS read: force the socket shut so the thread sees EOF.
-            sock = self._sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            transport = self._transport
+            if transport is not None:
+                transport.force_shut()
             thread.join(timeout / 2)
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
@@ -624,12 +603,11 @@ class MassiveWebSocketClient(QueueConsumer):
             self._stop_requested.set()
             thread = self._thread
         self._wake()
-        sock = self._sock
-        if self._handshaking and sock is not None:
+        transport = self._transport
+        if transport is not None:
             # The TLS and WebSocket handshakes block in websocket-client/ssl, not in our select:
             # shutting the socket down is what interrupts them.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            transport.interrupt()
         if thread is None:
             self._finish_without_thread()
         return thread
@@ -767,7 +745,8 @@ class MassiveWebSocketClient(QueueConsumer):
             if not isinstance(exc, Exception):
                 raise
         finally:
-            self._close_socket()
+            if self._transport is not None:
+                self._transport.close()
             if not failed:
                 self._set_state(ConnectionState.STOPPED, "stopped")
             self._queue.close()
@@ -830,17 +809,19 @@ class MassiveWebSocketClient(QueueConsumer):
 
     def _session(self) -> Outcome:
         self._sessions += 1
-        self._close_sent = False
         self._proto.reset()
         self._drain_wake()
         self._set_state(ConnectionState.CONNECTING, self._shown_url)
         started = time.monotonic()
+        transport = self._transport = Transport(
+            self._url, self._config, self._stop_requested, self._wake_r, self._drain_wake
+        )
         try:
-            self._connect(started + self._config.connect_timeout)
-        except _StopRequested:
+            transport.open(started + self._config.connect_timeout)
+        except StopRequested:
             return Outcome("stopped", stopped=True)
         except ConfigurationError as exc:  # e.g. an unreadable CA bundle: retrying cannot fix it
-            self._close_socket()
+            transport.close()
             return Outcome(f"TLS configuration error: {exc.message}", error=exc, fatal=True)
         except ssl.SSLCertVerificationError as exc:
             return Outcome(
@@ -850,154 +831,20 @@ class MassiveWebSocketClient(QueueConsumer):
                 fatal=True,
             )  # fmt: skip
         except websocket.WebSocketBadStatusException as exc:
-            self._close_socket()
-            return self._refused_upgrade(exc)
+            transport.close()
+            return refused_upgrade(exc, self._shown_url, self._name)
         except (OSError, websocket.WebSocketException, ValueError) as exc:
-            self._close_socket()
-            return Outcome(f"connect failed: {_describe(exc)}")
+            transport.close()
+            return Outcome(f"connect failed: {describe(exc)}")
         try:
-            return self._stream(started)
+            return self._stream(transport, started)
         finally:
             self._proto.end()
 
-    def _refused_upgrade(self, exc: websocket.WebSocketBadStatusException) -> Outcome:
-        """The server answered the WebSocket upgrade with an HTTP status instead of 101.
-
-        429 and 5xx are passing conditions (rate limit, overload, deploy): retried with backoff.
-        Any other answer (4xx: wrong path, wrong host, a proxy refusing; 3xx: a redirect we do not
-        follow) will be the same on every attempt, so it is final.
-        """
-        code = getattr(exc, "status_code", None)
-        reason = getattr(exc, "status_message", None) or (_http_phrase(code) if isinstance(code, int) else None)
-        what = f"HTTP {code}{f' {reason}' if isinstance(reason, str) and reason else ''} from {self._shown_url}"
-        excerpt = _excerpt(getattr(exc, "resp_body", None))
-        detail = f" (body: {excerpt})" if excerpt else ""
-        if isinstance(code, int) and (code == 429 or code >= 500):
-            return Outcome(f"{what}: the server is not accepting connections now{detail}")
-        if code == 404:
-            why = "not a Massive WebSocket endpoint (check url=, feed= and market=)"
-        elif code in (401, 403):
-            why = "refused before authentication (a proxy or firewall? Massive refuses bad keys after connecting)"
-        elif isinstance(code, int) and 300 <= code < 400:
-            headers = getattr(exc, "resp_headers", None) or {}
-            target = urlsplit(str(headers.get("location") or "")).hostname  # the host only: a query may hold a token
-            to = f" to {target}" if target else ""
-            why = f"redirected{to}; massive_rt does not follow redirects (pass the final url=)"
-        else:
-            why = "the server refused the WebSocket upgrade"
-        error = HandshakeError(f"{what}: {why}{detail}", status_code=code, connection=self._name)
-        return Outcome(error.message, error=error, fatal=True)
-
-    def _connect(self, deadline: float) -> None:
-        parts = urlsplit(self._url)
-        secure = parts.scheme == "wss"
-        host = parts.hostname or ""
-        port = parts.port or (443 if secure else 80)
-        options = dict(self._config.websocket_options)
-        header = [*options.pop("header", []), f"User-Agent: {_USER_AGENT}"]
-        context = self._tls_context() if secure else None
-        proxied = any(k.startswith("http_proxy") or k == "proxy_type" for k in options)
-        ws = websocket.WebSocket(skip_utf8_validation=True, sslopt={"context": context} if proxied and context else {})
-        sock: socket.socket
-        if proxied:
-            # websocket-client tunnels through the proxy itself (not interruptible by stop()).
-            _handshake(ws, self._url, timeout=_remaining(deadline), header=header, suppress_origin=True,
-                       redirect_limit=0, **options)  # fmt: skip
-            if ws.sock is None:
-                raise OSError("proxy handshake returned no socket")
-            sock = ws.sock
-        else:
-            sock = self._open_tcp(host, port, deadline)
-            self._sock = sock
-            self._handshaking = True
-            try:
-                if self._stop_requested.is_set():
-                    raise _StopRequested
-                if context is not None:
-                    sock.settimeout(_remaining(deadline))
-                    # Publish the TLS socket before its handshake, so stop() shuts down the live one.
-                    sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-                    self._sock = sock
-                    if self._stop_requested.is_set():
-                        raise _StopRequested
-                    sock.do_handshake()
-                sock.settimeout(_remaining(deadline))
-                _handshake(ws, self._url, socket=sock, timeout=_remaining(deadline), header=header,
-                           suppress_origin=True, redirect_limit=0, **options)  # fmt: skip
-            finally:
-                self._handshaking = False
-        self._sock = sock
-        self._ws = ws
-        sock.settimeout(max(self._config.connect_timeout, 1.0))
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self._stop_requested.is_set():
-            raise _StopRequested
-
-    def _open_tcp(self, host: str, port: int, deadline: float) -> socket.socket:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        last: OSError | None = None
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setblocking(False)
-                err = sock.connect_ex(address)
-                if err not in (0, errno.EINPROGRESS):
-                    raise OSError(err, os.strerror(err))
-                with selectors.DefaultSelector() as sel:
-                    sel.register(sock, selectors.EVENT_WRITE)
-                    if self._wake_r is not None:
-                        sel.register(self._wake_r, selectors.EVENT_READ)
-                    while True:
-                        ready = {key.fileobj for key, _ in sel.select(_remaining(deadline))}
-                        if self._stop_requested.is_set():
-                            raise _StopRequested
-                        if sock in ready:
-                            break
-                        if not ready:
-                            raise TimeoutError(f"TCP connect to {host}:{port} timed out")
-                        self._drain_wake()
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    raise OSError(err, os.strerror(err))
-                sock.setblocking(True)
-                return sock
-            except _StopRequested:
-                sock.close()
-                raise
-            except OSError as exc:
-                sock.close()
-                last = exc
-        raise last or OSError(f"no address for {host}:{port}")
-
-    def _tls_context(self) -> ssl.SSLContext:
-        """``ssl_context``, else a verifying context trusting ``ca_certs``, ``SSL_CERT_FILE`` or
-        ``REQUESTS_CA_BUNDLE`` (the first set) or the system store.
-
-        Raises:
-            ConfigurationError: the CA bundle cannot be loaded (fatal: retrying cannot fix it).
-        """
-        if self._config.ssl_context is not None:
-            return self._config.ssl_context
-        context = ssl.create_default_context()
-        for field, ca in (("ca_certs", self._config.ca_certs), ("SSL_CERT_FILE", os.environ.get("SSL_CERT_FILE")),
-                          ("REQUESTS_CA_BUNDLE", os.environ.get("REQUESTS_CA_BUNDLE"))):  # fmt: skip
-            if ca:
-                try:
-                    if os.path.isdir(ca):
-                        context.load_verify_locations(capath=ca)
-                    else:
-                        context.load_verify_locations(cafile=ca)
-                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                    raise ConfigurationError(f"cannot load CA certificates from {field}={ca!r}: {_describe(exc)}",
-                                             field=field) from exc  # fmt: skip
-                break
-        return context
-
-    def _stream(self, started: float) -> Outcome:
+    def _stream(self, transport: Transport, started: float) -> Outcome:
         """Authenticate, subscribe and read until the session ends: the transport side of the
         session, feeding :class:`~massive_rt._session.Session` messages and the clock."""
-        ws, sock = self._ws, self._sock
+        ws, sock = transport.ws, transport.sock
         assert ws is not None
         assert sock is not None
         proto = self._proto
@@ -1027,7 +874,7 @@ class MassiveWebSocketClient(QueueConsumer):
                     except ssl.SSLWantReadError:
                         data = None  # type: ignore[assignment]
                     except (OSError, ssl.SSLError) as exc:
-                        return proto.lost(f"connection lost: {_describe(exc)}")
+                        return proto.lost(f"connection lost: {describe(exc)}")
                     if data == b"":
                         return proto.closed_without_frame()
                 if any(key.fileobj is self._wake_r for key, _ in ready):
@@ -1056,13 +903,13 @@ class MassiveWebSocketClient(QueueConsumer):
                                 proto.on_pong()
                             elif opcode == OP_CLOSE:
                                 reply, outcome = proto.on_close(payload)
-                                self._send_close(reply, "")
+                                transport.send_close(reply, "")
                                 return outcome
                     except FrameTooLargeError as exc:
-                        self._send_close(1009, "message too big")
+                        transport.send_close(1009, "message too big")
                         return proto.lost(f"closed: {exc}")
                     except ProtocolViolationError as exc:
-                        self._send_close(1002, "protocol error")
+                        transport.send_close(1002, "protocol error")
                         return proto.lost(f"closed: WebSocket protocol error: {exc}")
                     if stop():
                         return Outcome("stopped", stopped=True)
@@ -1079,36 +926,10 @@ class MassiveWebSocketClient(QueueConsumer):
                 if tick.outcome is not None:
                     return tick.outcome
         except (OSError, websocket.WebSocketException) as exc:
-            return proto.lost(f"connection lost: {_describe(exc)}")
+            return proto.lost(f"connection lost: {describe(exc)}")
         finally:
             selector.close()
-            self._close_socket(graceful=True)
-
-    def _send_close(self, code: int, reason: str) -> None:
-        ws = self._ws
-        if ws is None or self._close_sent:
-            return
-        self._close_sent = True
-        with contextlib.suppress(OSError, websocket.WebSocketException, ValueError):
-            ws.send_close(code, reason.encode())
-
-    def _close_socket(self, graceful: bool = False) -> None:
-        sock, ws = self._sock, self._ws
-        self._sock = None
-        self._ws = None
-        if sock is None:
-            return
-        if graceful and ws is not None:
-            # Tell the server we are going; never wait for its reply beyond a short grace.
-            with contextlib.suppress(OSError):
-                sock.settimeout(_CLOSE_GRACE)
-            self._ws = ws
-            self._send_close(1000, "")
-            self._ws = None
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            sock.close()
+            transport.close(graceful=True)
 
     def _drain_wake(self) -> None:
         wake = self._wake_r
@@ -1121,64 +942,3 @@ class MassiveWebSocketClient(QueueConsumer):
 def _send_texts(ws: websocket.WebSocket, frames: list[str]) -> None:
     for frame in frames:
         ws.send(frame)
-
-
-def _handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:
-    """websocket-client's opening handshake (its ``connect`` is untyped).
-
-    Raises:
-        websocket.WebSocketBadStatusException: any answer but 101, redirects included
-            (websocket-client reports an unfollowed redirect as a bare "Redirect limit exhausted").
-    """
-    try:
-        ws.connect(url, **options)  # type: ignore[no-untyped-call]
-    except websocket.WebSocketBadStatusException:
-        raise
-    except websocket.WebSocketException as exc:
-        response = getattr(ws, "handshake_response", None)
-        status = getattr(response, "status", None)
-        if not isinstance(status, int) or not 300 <= status < 400:
-            raise
-        headers = getattr(response, "headers", None) or {}
-        raise websocket.WebSocketBadStatusException(
-            f"redirect {status} to {headers.get('location')}", status, _http_phrase(status), headers, None
-        ) from exc
-
-
-def _http_phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def _remaining(deadline: float) -> float:
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("connect_timeout elapsed")
-    return remaining
-
-
-def _describe(exc: BaseException) -> str:
-    """One line for logs and statuses: exceptions may carry a server's multi-line answer."""
-    text = " ".join((str(exc) or type(exc).__name__).split())
-    if len(text) > _DESCRIBE_LIMIT:
-        text = text[: _DESCRIBE_LIMIT - 1] + "…"
-    return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
-def _shown(url: str) -> str:
-    """``url`` without what may be a credential: a ``user:password@`` part and the query."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=host, query="", fragment="").geturl()
-
-
-def _excerpt(body: object, limit: int = 60) -> str:
-    """A short single-line excerpt of an HTTP response body (HTML tags and whitespace removed)."""
-    if not isinstance(body, (bytes, bytearray)) or not body:
-        return ""
-    text = bytes(body[: limit * 16]).decode("utf-8", errors="replace")
-    text = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", " ", text)  # a page's title repeats its heading
-    text = " ".join(re.sub(r"<[^>]*>", " ", text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
