@@ -6,7 +6,7 @@ import math
 
 from .errors import ConfigurationError
 
-__all__ = ["require_int", "require_name", "require_number"]
+__all__ = ["field_error", "require_int", "require_name", "require_number"]
 
 
 def require_int(field: str, value: object, minimum: int = 1) -> int:
@@ -35,3 +35,8 @@ def require_name(field: str, value: object) -> str:
     if not isinstance(value, str) or not value or any(c.isspace() for c in value):
         raise ConfigurationError(f"{field}={value!r} must be a non-empty string without whitespace", field=field)
     return value
+
+
+def field_error(field: str, message: str) -> ConfigurationError:
+    """A :class:`ConfigurationError` for ``field``, its message prefixed with the field's name."""
+    return ConfigurationError(f"{field}: {message}", field=field)

@@ -31,21 +31,13 @@ import logging
 import math
 import os
 import random
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
 import attrs
 
-from ._util import snapshot_dict
-from ._validate import require_number
-from .consumer import QueueConsumer, check_timeout
-from .enums import ConnectionState, Market, Overflow
-from .errors import ClientClosedError, ConfigurationError
-from .eventqueue import KIND_EVENT, KIND_OBJECTS
-from .models import StatusMessage
-from .protocol import parse_channels
+from .._validate import field_error
+from ..enums import Market
 
 __all__ = [
     "DEFAULT_CRYPTO",
@@ -53,8 +45,6 @@ __all__ = [
     "SESSION_START_MS",
     "SymbolState",
     "SyntheticMarket",
-    "SyntheticSource",
-    "SyntheticStats",
 ]
 
 logger = logging.getLogger(__name__)
@@ -227,30 +217,24 @@ class _Sym:
         self.ask = self.bid + spread
 
 
-def _config_error(field: str, message: str) -> ConfigurationError:
-    return ConfigurationError(f"{field}: {message}", field=field)
-
-
 def _check_symbols(symbols: object, market: Market) -> tuple[str, ...]:
     if isinstance(symbols, str):
         symbols = (symbols,)
     if not isinstance(symbols, Iterable):
-        raise _config_error("symbols", f"expected a sequence of strings, got {symbols!r}")
+        raise field_error("symbols", f"expected a sequence of strings, got {symbols!r}")
     seen: dict[str, None] = {}
     for symbol in symbols:
         if not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
-            raise _config_error("symbols", f"{symbol!r} is not a non-empty string without surrounding spaces")
+            raise field_error("symbols", f"{symbol!r} is not a non-empty string without surrounding spaces")
         if any(c.isspace() or c in ",*" for c in symbol):
-            raise _config_error("symbols", f"{symbol!r} contains whitespace, a comma or '*'")
+            raise field_error("symbols", f"{symbol!r} contains whitespace, a comma or '*'")
         if market is Market.CRYPTO:
             base, dash, quote = symbol.partition("-")
             if not (dash and base and quote and base.isalnum() and quote.isalnum()):
-                raise _config_error(
-                    "symbols", f"crypto pair {symbol!r} is not of the form 'BASE-QUOTE' (e.g. 'BTC-USD')"
-                )
+                raise field_error("symbols", f"crypto pair {symbol!r} is not of the form 'BASE-QUOTE' (e.g. 'BTC-USD')")
         seen[symbol] = None
     if not seen:
-        raise _config_error("symbols", "at least one symbol is required")
+        raise field_error("symbols", "at least one symbol is required")
     return tuple(seen)
 
 
@@ -258,19 +242,19 @@ def _check_channels(channels: object, market: Market) -> frozenset[str]:
     if isinstance(channels, str):
         channels = (channels,)
     if not isinstance(channels, Iterable):
-        raise _config_error("channels", f"expected channel prefixes such as 'T' or 'AM', got {channels!r}")
+        raise field_error("channels", f"expected channel prefixes such as 'T' or 'AM', got {channels!r}")
     known = _KNOWN_CHANNELS[market]
     wanted: set[str] = set()
     for channel in channels:
         prefix = channel.strip().upper() if isinstance(channel, str) else channel
         if prefix not in known:
-            raise _config_error(
+            raise field_error(
                 "channels",
                 f"{channel!r} is not a channel the synthetic {market.value} market produces ({', '.join(known)})",
             )
         wanted.add(prefix)
     if not wanted:
-        raise _config_error("channels", "at least one channel is required")
+        raise field_error("channels", "at least one channel is required")
     return frozenset(wanted)
 
 
@@ -325,7 +309,7 @@ class SyntheticMarket:
     ) -> None:
         resolved = Market.coerce(market, "market")
         if resolved not in _KNOWN_CHANNELS:
-            raise _config_error("market", f"{resolved.value!r} is not simulated; use 'stocks' or 'crypto'")
+            raise field_error("market", f"{resolved.value!r} is not simulated; use 'stocks' or 'crypto'")
         self._market: Market = resolved
         self._symbols = _check_symbols(_DEFAULT_SYMBOLS[self._market] if symbols is None else symbols, self._market)
         self._channels = _check_channels(
@@ -334,11 +318,11 @@ class SyntheticMarket:
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "big")
         elif isinstance(seed, bool) or not isinstance(seed, int):
-            raise _config_error("seed", f"expected an int or None, got {seed!r}")
+            raise field_error("seed", f"expected an int or None, got {seed!r}")
         if clock is not None and not callable(clock):
-            raise _config_error("clock", f"expected a callable returning Unix milliseconds, got {clock!r}")
+            raise field_error("clock", f"expected a callable returning Unix milliseconds, got {clock!r}")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
-            raise _config_error("rate", f"expected a positive, finite number of events per second, got {rate!r}")
+            raise field_error("rate", f"expected a positive, finite number of events per second, got {rate!r}")
         self._seed: int = seed
         self._clock = clock
         self._rng = random.Random(seed)
@@ -408,7 +392,7 @@ class SyntheticMarket:
             ConfigurationError: ``n`` is not an int >= 0 (``field="n"``).
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise _config_error("n", f"expected an int >= 0, got {n!r}")
+            raise field_error("n", f"expected an int >= 0, got {n!r}")
         out = self._pending
         if len(out) < n:
             if self._market is Market.STOCKS:
@@ -485,7 +469,7 @@ class SyntheticMarket:
             return self._by_name[symbol]
         except (KeyError, TypeError):
             pass
-        raise _config_error("symbol", f"{symbol!r} is not one of the simulated symbols {self._symbols!r}")
+        raise field_error("symbol", f"{symbol!r} is not one of the simulated symbols {self._symbols!r}")
 
     def _state(self, s: _Sym) -> SymbolState:
         volume = s.dv + s.sv  # the open second is merged into the day when it closes
@@ -716,286 +700,3 @@ class SyntheticMarket:
                     "z": round(v / count), "s": start, "e": start + length}  # fmt: skip
         return {"ev": ev, "pair": s.name, "o": o / scale, "c": c / scale, "h": high, "l": lowest, "v": v / _SATOSHI,
                 "vw": vwap, "z": round(v / count) / _SATOSHI, "s": start, "e": start + length}  # fmt: skip
-
-
-class SyntheticSource(QueueConsumer):
-    """A synthetic event source for :class:`~massive_rt.RealTimeDataAdapter` — no key, no network.
-
-    Same surface as a client (``start``, ``subscribe``, ``get``, ``drain``, ``stats``, ``stop``):
-    a daemon thread (``massive-rt-synthetic-<name>``) generates a :class:`SyntheticMarket` stream,
-    keeps the events of the subscribed channels and queues them; they are decoded into the same
-    typed events as the real feed on the consumer's thread.
-
-    Args:
-        subscriptions: channels to deliver, e.g. ``("T.*", "Q.AAPL")``.
-        market: ``"stocks"`` or ``"crypto"``.
-        symbols: symbols to simulate (default: the explicit tickers of ``subscriptions``, else a
-            handful of liquid ones).
-        seed: RNG seed (deterministic stream); None picks one.
-        rate: generated events per second (before filtering), or None for as fast as possible.
-        batch: events generated per frame.
-        queue_size: queue capacity in events.
-        overflow: full-queue policy; default ``block`` when ``rate`` is None, else ``drop_oldest``.
-        name: source name (events' ``connection``).
-    """
-
-    def __init__(
-        self,
-        subscriptions: Iterable[str] | str = ("T.*", "Q.*", "AM.*"),
-        *,
-        market: Market | str = Market.STOCKS,
-        symbols: Sequence[str] | None = None,
-        seed: int | None = None,
-        rate: float | None = 1000.0,
-        batch: int = 10,
-        queue_size: int = 100_000,
-        overflow: Overflow | str | None = None,
-        name: str = "synthetic",
-    ) -> None:
-        resolved: Market = Market.coerce(market, "market")
-        try:
-            channels = parse_channels(subscriptions, resolved)
-        except ConfigurationError as exc:  # name the parameter the caller used
-            raise _config_error("subscriptions", exc.message) from None
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not rate > 0):
-            raise _config_error("rate", f"rate={rate!r} must be None or a number > 0")
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise _config_error("batch", f"batch={batch!r} must be an int >= 1")
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise _config_error("queue_size", f"queue_size={queue_size!r} must be an int >= 1")
-        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-            raise _config_error("name", f"name={name!r} must be a non-empty string without whitespace")
-        if symbols is None:
-            explicit = [c.partition(".")[2] for c in channels if not c.endswith(".*")]
-            symbols = tuple(dict.fromkeys(explicit)) or None
-        self._market = resolved
-        self._generator = SyntheticMarket(symbols, market=resolved, seed=seed)
-        self._name = name
-        self._rate = None if rate is None else float(rate)
-        self._batch = batch
-        policy = Overflow.coerce(overflow, "overflow") if overflow is not None else (
-            Overflow.BLOCK if rate is None else Overflow.DROP_OLDEST
-        )  # fmt: skip
-        self._init_consumer(name, resolved, queue_size, policy, False, logger)
-        self._lock = threading.Lock()
-        self._desired: dict[str, None] = dict.fromkeys(channels)
-        self._filter = _channel_filter(self._desired)
-        self._state = ConnectionState.NEW
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._generated = 0
-        self._queued = 0
-
-    @property
-    def name(self) -> str:
-        """The source name."""
-        return self._name
-
-    @property
-    def market(self) -> Market:
-        """The simulated market."""
-        return self._market
-
-    @property
-    def state(self) -> ConnectionState:
-        """NEW, STREAMING or STOPPED."""
-        return self._state
-
-    @property
-    def subscriptions(self) -> frozenset[str]:
-        """The channels delivered."""
-        with self._lock:
-            return frozenset(self._desired)
-
-    @property
-    def generator(self) -> SyntheticMarket:
-        """The underlying :class:`SyntheticMarket` (owned by the source's thread once started)."""
-        return self._generator
-
-    def clients(self) -> tuple[SyntheticSource, ...]:
-        """Event sources for the adapter: this source alone."""
-        return (self,)
-
-    def start(self) -> SyntheticSource:
-        """Start generating. Idempotent."""
-        with self._lock:
-            if self._thread is not None:
-                return self
-            if self._stop_event.is_set():
-                raise ClientClosedError("source was stopped; create a new one", connection=self._name)
-            self._thread = threading.Thread(target=self._run, name=f"massive-rt-synthetic-{self._name}", daemon=True)
-            self._thread.start()
-        return self
-
-    def wait_ready(self, timeout: float | None = None) -> SyntheticSource:
-        """Return at once once started (the synthetic market needs no handshake)."""
-        check_timeout(timeout)
-        if self._thread is None:
-            raise ClientClosedError("call start() before wait_ready()", connection=self._name)
-        return self
-
-    def subscribe(self, *channels: str, **_: Any) -> tuple[str, ...]:
-        """Add channels (validated for the market); returns those that were new.
-
-        Raises:
-            ClientClosedError: the source was stopped.
-        """
-        self._check_open()
-        valid = parse_channels(channels, self._market)
-        with self._lock:
-            added = tuple(c for c in valid if c not in self._desired)
-            self._desired.update(dict.fromkeys(added))
-            self._filter = _channel_filter(self._desired)
-        unknown = [c for c in added if not c.endswith(".*") and c.partition(".")[2] not in self._generator.symbols]
-        if unknown:
-            logger.warning("[%s] the synthetic market does not simulate %s", self._name, ", ".join(unknown))
-        return added
-
-    def unsubscribe(self, *channels: str, **_: Any) -> tuple[str, ...]:
-        """Remove channels; returns those that were subscribed.
-
-        Raises:
-            ClientClosedError: the source was stopped.
-        """
-        self._check_open()
-        valid = parse_channels(channels, self._market)
-        with self._lock:
-            removed = tuple(c for c in valid if c in self._desired)
-            for channel in removed:
-                del self._desired[channel]
-            self._filter = _channel_filter(self._desired)
-        return removed
-
-    def unsubscribe_all(self) -> tuple[str, ...]:
-        """Remove every channel.
-
-        Raises:
-            ClientClosedError: the source was stopped.
-        """
-        self._check_open()
-        with self._lock:
-            removed = tuple(self._desired)
-            self._desired.clear()
-            self._filter = {}
-        return removed
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop generating; queued events stay available. Idempotent; any thread."""
-        require_number("timeout", timeout)
-        with self._lock:
-            self._stop_event.set()
-            thread = self._thread
-        if thread is None:
-            if self._state is not ConnectionState.STOPPED:
-                self._state = ConnectionState.STOPPED
-                self._queue.close()
-            return
-        if thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def stats(self, max_message_age: float | None = None) -> SyntheticStats:
-        """Counters of the source (``max_message_age`` is accepted for symmetry and unused:
-        the generator has no silence to detect)."""
-        state = self._state
-        streaming = state is ConnectionState.STREAMING
-        return SyntheticStats(
-            name=self._name, market=self._market.value, state=state, generated=self._generated,
-            queued=self._queued, events_decoded=self._decoder.stats.events,
-            dropped_events=self._queue.dropped_events, queue_frames=len(self._queue),
-            subscriptions=len(self.subscriptions), healthy=streaming,
-            health_reason=None if streaming else f"state {state.value}",
-        )  # fmt: skip
-
-    def __enter__(self) -> SyntheticSource:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"SyntheticSource(name={self._name!r}, market={self._market.value!r}, rate={self._rate})"
-
-    def _check_consumable(self) -> None:
-        if self._thread is None and not self._stop_event.is_set():
-            raise ClientClosedError("call start() first", connection=self._name)
-
-    def _check_open(self) -> None:
-        if self._stop_event.is_set():
-            raise ClientClosedError("source was stopped; create a new one", connection=self._name)
-
-    def _status(self, state: ConnectionState, message: str) -> None:
-        self._state = state
-        event = StatusMessage(status="state", state=state, message=message, connection=self._name,
-                              received_at_ns=time.time_ns())  # fmt: skip
-        self._queue.put([KIND_EVENT, event, event.received_at_ns, 0])
-
-    def _run(self) -> None:
-        generate = self._generator.next_events
-        batch = self._batch
-        put = self._queue.put
-        stopped = self._stop_event.is_set
-        interval = None if self._rate is None else batch / self._rate
-        next_at = time.monotonic()
-        self._status(ConnectionState.STREAMING, f"synthetic {self._market.value} market")
-        try:
-            while not stopped():
-                if interval is not None:
-                    next_at += interval
-                    delay = next_at - time.monotonic()
-                    if delay > 0 and self._stop_event.wait(delay):
-                        break
-                    if delay < -1.0:
-                        next_at = time.monotonic()  # fell behind (paused process): do not burst
-                objects = generate(batch)
-                self._generated += len(objects)
-                wanted = self._filter
-                keep = [o for o in objects if _wanted(wanted, o)]
-                if keep:
-                    self._queued += len(keep)
-                    put([KIND_OBJECTS, keep, time.time_ns(), len(keep)], stopped)
-        except Exception:
-            logger.exception("[%s] synthetic generator crashed", self._name)
-        finally:
-            self._status(ConnectionState.STOPPED, "stopped")
-            self._queue.close()
-
-
-@attrs.frozen(kw_only=True)
-class SyntheticStats:
-    """Counters of a :class:`SyntheticSource`; ``healthy`` while it streams."""
-
-    name: str
-    market: str
-    state: ConnectionState
-    generated: int
-    queued: int
-    events_decoded: int
-    dropped_events: int
-    queue_frames: int
-    subscriptions: int
-    healthy: bool
-    health_reason: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (for a health endpoint)."""
-        return snapshot_dict(self)
-
-
-def _channel_filter(channels: Iterable[str]) -> dict[str, frozenset[str] | None]:
-    """``{ev: tickers}`` with None meaning every ticker (a wildcard)."""
-    tickers: dict[str, set[str] | None] = {}
-    for channel in channels:
-        prefix, _, ticker = channel.partition(".")
-        if ticker == "*":
-            tickers[prefix] = None
-        elif prefix not in tickers or tickers[prefix] is not None:
-            tickers.setdefault(prefix, set()).add(ticker)  # type: ignore[union-attr]
-    return {ev: None if t is None else frozenset(t) for ev, t in tickers.items()}
-
-
-def _wanted(wanted: dict[str, frozenset[str] | None], obj: dict[str, Any]) -> bool:
-    ev = obj.get("ev")
-    if ev not in wanted:
-        return False
-    tickers = wanted[ev]
-    return tickers is None or (obj.get("sym") or obj.get("pair")) in tickers
