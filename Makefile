@@ -24,7 +24,7 @@ MIN_TESTS := tests/unit/test_mock_server.py tests/unit/test_massive_client.py \
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install test test-min cov lint typecheck bench soak flake fuzz run clean
+.PHONY: help install check test test-min cov lint typecheck bench soak flake fuzz run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,8 @@ test-min: $(VENV_MIN)/.installed ## Client, server, relay, CLI, example tests on
 
 cov: test ## Same as test, plus an HTML report in htmlcov/
 	$(PY) -m coverage html
+
+check: lint typecheck test ## What CI runs: lint, typecheck and the suite (style and types block a landing like tests)
 
 lint: $(STAMP) ## ruff check and format check
 	$(PY) -m ruff check massive_rt tests benchmarks examples .ci
