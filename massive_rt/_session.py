@@ -152,6 +152,10 @@ class Session:
         #: Monotonic time of the current read (set by the reader once per recv, read per data frame).
         self.recv_mono = 0.0
 
+    def set_sink(self, put: Callable[[list[Any], Callable[[], bool]], Any]) -> None:
+        """Where data items go from now on (the consumer swaps it when inline dispatch is set)."""
+        self._put = put
+
     # ------------------------------------------------------------------ session boundaries
 
     def begin(self, started: float) -> str:

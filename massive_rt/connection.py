@@ -331,7 +331,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._decoder.on_server_status = self._on_status_in_data
         # The protocol between the bytes (auth, acks, refusals, statuses, timers): sans-I/O.
         self._proto = Session(
-            config, self._name, emit=self._emit, set_state=self._set_state, put=self._queue.put,
+            config, self._name, emit=self._emit, set_state=self._set_state, put=self._sink,
             stopping=self._stop_requested.is_set, desired=self._effective_desired, update_acked=self._update_acked,
             log=self._log,
         )  # fmt: skip
@@ -677,6 +677,9 @@ class MassiveWebSocketClient(QueueConsumer):
         """A status object among data, found by the consumer (any thread): hand it to the reader."""
         self._statuses_in_data.append(obj)
         self._wake()
+
+    def _sink_changed(self) -> None:
+        self._proto.set_sink(self._sink)
 
     def _effective_desired(self) -> list[str]:
         with self._lock:

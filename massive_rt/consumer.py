@@ -19,7 +19,7 @@ from ._validate import require_int, require_number
 from .dedupe import DuplicateFilter
 from .enums import Market, Overflow
 from .errors import ClientClosedError
-from .eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
 from .models import Event, RawFrame, StatusMessage
 from .protocol import Decoder
 
@@ -86,6 +86,9 @@ class QueueConsumer:
         self._raw = raw
         self._overflow = overflow
         self._queue = FrameQueue(queue_size, overflow, on_drop=self._on_drop)
+        #: How the producer hands over an item: the queue's ``put``, or :meth:`offer` while an
+        #: inline gate is set (swapped, never wrapped, so the queue-only path has no extra call).
+        self._sink: Callable[[Item, Callable[[], bool] | None], bool] = self._queue.put
         self._drop_log = RateLimitedLog(log, logging.WARNING)
         self._decoder = Decoder(market, name, loads=fast_loads)
         self._consume_lock = threading.Lock()
@@ -201,8 +204,25 @@ class QueueConsumer:
         """Let the producer thread dispatch its frames through ``gate`` when the consumer is idle
         (None: always queue). Returns False when this source cannot (the default can)."""
         self._inline_gate = gate
-        self._queue.inline = None if gate is None else self._deliver_inline
+        self._sink = self._queue.put if gate is None else self.offer
+        self._sink_changed()
         return True
+
+    @property
+    def inline_enabled(self) -> bool:
+        """True while the producer may dispatch inline (an adapter set a gate: ``dispatch="inline"``)."""
+        return self._inline_gate is not None
+
+    def offer(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:
+        """Producer side: dispatch ``item`` on this thread when the inline gate allows (a data item,
+        the queue empty and open, the consumer idle), else queue it. Returns what ``put`` returns."""
+        queue = self._queue
+        if item[0] in DATA_KINDS and not len(queue) and not queue.closed and self._deliver_inline(item):
+            return True
+        return queue.put(item, should_stop)
+
+    def _sink_changed(self) -> None:
+        """Hook: ``_sink`` changed (a client passes it on to its session)."""
 
     def _deliver_inline(self, item: Item) -> bool:
         """On the producer thread: decode and dispatch ``item`` now if the gate allows; else False."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from .enums import Overflow
 
-__all__ = ["KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item"]
+__all__ = ["DATA_KINDS", "KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item"]
 
 #: payload is a frame's bytes (or str), decoded by the consumer.
 KIND_DATA = 0
@@ -26,7 +26,8 @@ KIND_OBJECTS = 2
 #: payload is the number of events discarded at this point of the stream.
 KIND_DROPPED = 3
 
-_DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
+#: The kinds of item that carry events (counted against the capacity, dropped by the policy).
+DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
 _EV_MARK = b'"ev"'
 
 #: ``[kind, payload, received_at_ns, events]`` — a list so a drop marker can grow in place.
@@ -62,9 +63,6 @@ class FrameQueue:
         self._waiting = 0  # threads in _not_empty.wait(): put() notifies only when there are some
         self._closed = False
         self._listener: Callable[[], None] | None = None
-        #: ``inline(item) -> bool``: tried first for data items put into an empty queue; True
-        #: means the item was consumed on the putting thread (see ``consumer.InlineGate``).
-        self.inline: Callable[[Item], bool] | None = None
         self.dropped_events = 0
         self.dropped_frames = 0
         self.high_water = 0
@@ -94,9 +92,6 @@ class FrameQueue:
 
         With ``block`` this waits for room, checking ``should_stop()`` at least every 50 ms.
         """
-        inline = self.inline
-        if inline is not None and not self._items and not self._closed and item[0] in _DATA_KINDS and inline(item):
-            return True
         events = item[3]
         if events < 0:  # a frame's bytes, not counted yet: one event per "ev" key
             events = item[3] = item[1].count(_EV_MARK) or 1
@@ -104,7 +99,7 @@ class FrameQueue:
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
                 return False  # status events still get through, so a late "why" is never lost
-            if item[0] in _DATA_KINDS and self._events + events > self.max_events:
+            if item[0] in DATA_KINDS and self._events + events > self.max_events:
                 if self.overflow is Overflow.DROP_NEWEST and not self._events:
                     pass  # a frame larger than the whole queue is still taken when nothing else is queued
                 elif self.overflow is Overflow.DROP_NEWEST:
@@ -152,7 +147,7 @@ class FrameQueue:
         items = self._items
         while items and self._events + incoming > self.max_events:
             old = items.popleft()
-            if old[0] in _DATA_KINDS:
+            if old[0] in DATA_KINDS:
                 self._events -= old[3]
                 dropped += old[3]
                 frames += 1
@@ -232,7 +227,7 @@ class FrameQueue:
     def clear(self) -> int:
         """Discard everything queued; return the number of events discarded."""
         with self._lock:
-            events: int = sum(item[3] for item in self._items if item[0] in _DATA_KINDS)
+            events: int = sum(item[3] for item in self._items if item[0] in DATA_KINDS)
             self._items.clear()
             self._events = 0
             self._not_full.notify_all()

@@ -242,7 +242,6 @@ class SyntheticSource(QueueConsumer):
     def _run(self) -> None:
         generate = self._generator.next_events
         batch = self._batch
-        put = self._queue.put
         stopped = self._stop_event.is_set
         interval = None if self._rate is None else batch / self._rate
         next_at = time.monotonic()
@@ -262,7 +261,7 @@ class SyntheticSource(QueueConsumer):
                 keep = [o for o in objects if _wanted(wanted, o)]
                 if keep:
                     self._queued += len(keep)
-                    put([KIND_OBJECTS, keep, time.time_ns(), len(keep)], stopped)
+                    self._sink([KIND_OBJECTS, keep, time.time_ns(), len(keep)], stopped)
         except Exception:
             logger.exception("[%s] synthetic generator crashed", self._name)
         finally:

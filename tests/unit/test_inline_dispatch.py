@@ -19,7 +19,7 @@ import massive_rt as mrt
 from massive_rt.adapter import RealTimeDataAdapter
 from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.consumer import InlineGate
-from massive_rt.eventqueue import KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue
+from massive_rt.eventqueue import KIND_EVENT, KIND_OBJECTS
 from massive_rt.pool import ConnectionPool
 from massive_rt.synthetic import SyntheticSource
 from massive_rt.testing import MockMassiveServer
@@ -383,14 +383,14 @@ def test_a_replacement_connection_never_overtakes_its_predecessor(server: MockMa
     replacement = pool.connections[0]
     assert replacement.wait_acked(["T.A"], WAIT)
     # Until its predecessor is drained the replacement may not deliver inline (it would overtake).
-    assert replacement._queue.inline is None
+    assert not replacement.inline_enabled
     hold.set()  # the dispatcher now works through the backlog, 32 frames a round, the gate free between
     server.publish([trade("A", i) for i in range(backlog, backlog + 10)], batch=1)
 
     seen = trades.wait(backlog + 10)
     assert [q for _, q, _ in seen] == list(range(backlog + 10))
     assert trades.overlaps == 0
-    assert wait_until(lambda: replacement._queue.inline is not None, WAIT)  # adopted once it is drained
+    assert wait_until(lambda: replacement.inline_enabled, WAIT)  # adopted once it is drained
 
 
 def test_synthetic_source_dispatches_inline_on_its_generator_thread(make_adapter) -> None:
@@ -453,31 +453,35 @@ def test_redis_source_refuses_inline_delivery() -> None:
     assert source.set_inline(InlineGate(lambda events: None)) is False
 
 
-# ----------------------------------------------------------------------------- FrameQueue hook
+# ----------------------------------------------------------------------------- the consumer's offer()
 
 
-def test_frame_queue_tries_inline_only_for_data_into_an_empty_open_queue() -> None:
-    taken: list[list[object]] = []
-    accept = [True]
+def test_offer_dispatches_inline_only_data_into_an_empty_open_queue_with_the_gate_free() -> None:
+    """The queue stays a queue: the producer-side choice between inline and queued is the
+    consumer's offer(), installed as the producer's sink only while a gate is set."""
+    taken: list[object] = []
+    source = SyntheticSource(["T.*"], seed=1)
+    assert source._sink == source._queue.put  # no gate: the queue's put itself, no extra call
+    gate = InlineGate(taken.extend)
+    assert source.set_inline(gate) is True
+    assert source._sink == source.offer
+    queue = source._queue
+    data = {"ev": "T", "sym": "X", "q": 1}
 
-    def inline(item: list[object]) -> bool:
-        taken.append(item)
-        return accept[0]
-
-    queue = FrameQueue(100)
-    queue.inline = inline
-
-    assert queue.put([KIND_DATA, b"[]", 1, 1]) is True
-    assert (len(queue), len(taken)) == (0, 1)  # consumed inline
-    assert queue.put([KIND_EVENT, "status", 2, 0]) is True
+    assert source.offer([KIND_OBJECTS, [data], 1, 1]) is True
+    assert (len(queue), len(taken)) == (0, 1)  # dispatched inline
+    assert source.offer([KIND_EVENT, "status", 2, 0]) is True
     assert (len(queue), len(taken)) == (1, 1)  # statuses always queue
-    assert queue.put([KIND_DATA, b"[]", 3, 1]) is True
-    assert (len(queue), len(taken)) == (2, 1)  # not empty: queue, to keep order
+    assert source.offer([KIND_OBJECTS, [data], 3, 1]) is True
+    assert (len(queue), len(taken)) == (2, 1)  # not empty: queued, to keep order
     queue.get_many(10)
-    accept[0] = False
-    assert queue.put([KIND_DATA, b"[]", 4, 1]) is True
-    assert (len(queue), len(taken)) == (1, 2)  # refused: queued as usual
+    gate.open = False
+    assert source.offer([KIND_OBJECTS, [data], 4, 1]) is True
+    assert (len(queue), len(taken)) == (1, 1)  # gate closed: queued as usual
     queue.get_many(10)
+    gate.open = True
     queue.close()
-    assert queue.put([KIND_DATA, b"[]", 5, 1]) is False
-    assert len(taken) == 2  # closed: never inline
+    assert source.offer([KIND_OBJECTS, [data], 5, 1]) is False
+    assert len(taken) == 1  # closed: never inline
+    source.set_inline(None)
+    assert source._sink == source._queue.put
