@@ -54,7 +54,7 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from .config import mask_secret
 from .enums import Market
-from .errors import ConfigurationError
+from .errors import ClientClosedError, ConfigurationError
 from .framing import encode_frame
 from .protocol import parse_channel, parse_control, split_params, status_array
 
@@ -391,12 +391,12 @@ class ProtocolServer:
         """Bind and start serving in a daemon thread (idempotent). Returns ``self``.
 
         Raises:
-            RuntimeError: after :meth:`close`.
+            ClientClosedError: after :meth:`close` (a closed server cannot be started again).
             OSError: when the port cannot be bound.
         """
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"{type(self).__name__} {self.name!r} is closed")
+                raise ClientClosedError(f"{type(self).__name__} {self.name!r} is closed; create a new one")
             if self._started:
                 return self
             self._started = True

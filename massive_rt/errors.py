@@ -115,8 +115,9 @@ class ConnectionClosedError(MassiveRTError):
         self.code = code
 
 
-class ClientClosedError(MassiveRTError):
-    """The client (or pool, or adapter) was stopped, or belongs to the parent of a forked process."""
+class ClientClosedError(MassiveRTError, RuntimeError):
+    """The client (or pool, adapter, source, server or relay) was stopped, or belongs to the parent
+    of a forked process. Also a ``RuntimeError``: a stopped object cannot be started again."""
 
 
 class WaitTimeoutError(MassiveRTError, TimeoutError):

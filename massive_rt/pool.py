@@ -256,7 +256,9 @@ class ConnectionPool:
         """Event sources for the adapter: the current connections, then retired ones that still
         hold queued events (drain those too, or their last events and statuses are lost)."""
         with self._lock:
-            self._retired = [c for c in self._retired if not c.exhausted]
+            kept = [c for c in self._retired if not c.exhausted]
+            self._version += len(self._retired) - len(kept)  # keeps `version` unchanged by the pruning
+            self._retired = kept
             # A replacement shares its predecessor's name: it waits until the old queue is empty,
             # so that connection's events (and statuses) stay in order. Recycled twice before the
             # first was drained, the second retired one waits for the first in the same way.
@@ -269,11 +271,10 @@ class ConnectionPool:
     @property
     def version(self) -> int:
         """Changes whenever :meth:`clients` would return something else."""
-        # Read on every dispatcher round: lock-free unless a retired connection is waiting.
-        if self._retired and any(c.exhausted for c in self._retired):
-            with self._lock:
-                self._version += 1  # a retired connection is empty now: drop it from clients()
-        return self._version
+        # Read on every dispatcher round, lock-free and without side effects: a retired connection
+        # that is empty now counts as a change (clients() drops it, adding it to _version).
+        retired = self._retired
+        return self._version + (sum(1 for c in retired if c.exhausted) if retired else 0)
 
     def start(self) -> ConnectionPool:
         """Start the supervisor and every connection (in parallel). Idempotent."""

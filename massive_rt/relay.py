@@ -69,7 +69,7 @@ from ._validate import require_int, require_name, require_number
 from .config import LimitRetry
 from .consumer import fast_loads
 from .enums import Feed, Market
-from .errors import ConfigurationError, MassiveRTError, SubscriptionError
+from .errors import ClientClosedError, ConfigurationError, MassiveRTError, SubscriptionError
 from .framing import encode_frame, join_frames
 from .models import MarketEvent, RawFrame, StatusMessage, UnknownEvent, to_wire
 from .pool import ConnectionPool, PoolStats
@@ -407,13 +407,13 @@ class MassiveRelay(ProtocolServer):
         """Start the upstream pool, the forwarder and the server (idempotent). Returns ``self``.
 
         Raises:
-            RuntimeError: after :meth:`stop`.
+            ClientClosedError: after :meth:`stop`.
             OSError: the port cannot be bound (everything started is stopped again).
         """
         with self._life_lock:
             with self._lock:
                 if self._closed:
-                    raise RuntimeError(f"MassiveRelay {self.name!r} is stopped")
+                    raise ClientClosedError(f"MassiveRelay {self.name!r} is stopped; create a new one")
                 if self._started:
                     return self
             self._pool.set_listener(self._wake.set)

@@ -286,10 +286,10 @@ class RedisStreamSource(QueueConsumer):
     def start(self) -> RedisStreamSource:
         """Start the reader thread (it creates missing groups). Idempotent."""
         with self._lock:
-            if self._thread is not None:
-                return self
             if self._stop_requested.is_set():
                 raise ClientClosedError("source was stopped; create a new one", connection=self._name)
+            if self._thread is not None:
+                return self
             self._thread = threading.Thread(target=self._run, name=f"massive-rt-redis-source-{self._name}",
                                             daemon=True)  # fmt: skip
             self._thread.start()

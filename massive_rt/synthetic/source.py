@@ -129,10 +129,10 @@ class SyntheticSource(QueueConsumer):
     def start(self) -> SyntheticSource:
         """Start generating. Idempotent."""
         with self._lock:
-            if self._thread is not None:
-                return self
             if self._stop_event.is_set():
                 raise ClientClosedError("source was stopped; create a new one", connection=self._name)
+            if self._thread is not None:
+                return self
             self._thread = threading.Thread(target=self._run, name=f"massive-rt-synthetic-{self._name}", daemon=True)
             self._thread.start()
         return self

@@ -47,7 +47,7 @@ from .._json import dumps
 from .._server import ConnectionInfo, ProtocolServer, ServerConn, market_path
 from ..config import mask_secret
 from ..enums import Market
-from ..errors import ConfigurationError
+from ..errors import ClientClosedError, ConfigurationError
 from ..framing import OP_BINARY, OP_TEXT, encode_frame, join_frames
 from ..models import MarketEvent, to_wire
 from ..protocol import event_symbol, routes_to, status_frame
@@ -281,7 +281,7 @@ class MockMassiveServer(ProtocolServer):
         """Bind and start serving in a daemon thread (idempotent). Returns ``self``.
 
         Raises:
-            RuntimeError: after :meth:`close`.
+            ClientClosedError: after :meth:`close`.
             OSError: when the port cannot be bound.
         """
         super().start()
@@ -663,7 +663,7 @@ class MockMassiveServer(ProtocolServer):
         handle = StreamHandle(thread=thread, stop_event=stop)
         with self._lock:
             if self._closed:
-                raise RuntimeError(f"MockMassiveServer {self.name!r} is closed")
+                raise ClientClosedError(f"MockMassiveServer {self.name!r} is closed; create a new one")
             self._streams = [h for h in self._streams if h.running]
             self._streams.append(handle)
             self._threads.append(thread)
