@@ -251,6 +251,20 @@ class ProtocolServer:
             many seconds drops the connection abruptly. ``None`` blocks the sender until the
             client reads (TCP backpressure).
         keep_closed: how many closed connections :attr:`connections` remembers (``None``: all).
+
+    Subclass API — the underscore members below are the contract with subclasses (the mock server
+    and the relay); nothing else of this class is theirs to touch:
+
+    * hooks to override (handler threads unless noted): ``_authorize``, ``_accept_channel``,
+      ``_entitled``, ``_on_open``, ``_on_subscribe``, ``_on_unsubscribe``, ``_on_closed``,
+      ``_record``, ``_send_subscription_replies`` (with ``_reply_frames`` to build the default
+      reply), ``_refusal``, ``_closing`` and ``_after_connections_closed`` (any thread);
+    * writers (never under the lock): ``_write``, ``_write_until``, ``_abort``,
+      ``_initiate_close``, ``_close_gracefully``, ``_release_stall``;
+    * bookkeeping: ``_lock`` / ``_cond`` (the one lock of the server's state, never held during
+      I/O), ``_lookup``, ``_open_conns``, ``_all_conns``, ``_track`` (threads that ``close`` joins),
+      ``_thread_prefix``, ``_is_running``, ``_is_closed``, and ``_restart_server`` (close every connection, listen
+      again on the same port).
     """
 
     #: Middle part of thread names (``massive-rt-<kind>-...``); set by subclasses.
@@ -669,6 +683,32 @@ class ProtocolServer:
         self._send_subscription_replies(conn, action, refused, accepted)
 
     # -- bookkeeping (lock held by caller or taken here) -----------------------------------------
+
+    def _is_running(self) -> bool:
+        """Started and not closed (under the lock or not: a snapshot)."""
+        return self._started and not self._closed
+
+    def _is_closed(self) -> bool:
+        """:meth:`close` was called (a closed server never starts again)."""
+        return self._closed
+
+    def _all_conns(self) -> list[ServerConn]:
+        """Every connection remembered, open or closed (see ``keep_closed``), in arrival order."""
+        with self._lock:
+            return list(self._conns.values())
+
+    def _restart_server(self, code: int | None) -> None:
+        """Stop listening and close every connection (``code``: cleanly with it, else abruptly),
+        then listen again on the same port.
+
+        Raises:
+            ClientClosedError: the server is not running (never started, or closed).
+        """
+        with self._lock:
+            if not self._is_running():
+                raise ClientClosedError(f"{type(self).__name__} {self.name!r} is not running")
+        self._stop_server(code)
+        self._start_server(self._port)
 
     def _track(self, *threads: threading.Thread) -> None:
         with self._lock:

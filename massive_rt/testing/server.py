@@ -306,12 +306,8 @@ class MockMassiveServer(ProtocolServer):
             code: ``None`` (default) drops every connection abruptly, like a crashed server; a
                 close code (e.g. 1012, service restart) closes them cleanly with it first.
         """
-        with self._lock:
-            if self._closed or not self._started:
-                raise RuntimeError(f"MockMassiveServer {self.name!r} is not running")
-        self._stop_server(code)
-        self._start_server(self._port)
-        logger.info("mock server %s restarted on port %d", self.name, self._port)
+        self._restart_server(code)
+        logger.info("mock server %s restarted on port %d", self.name, self.port)
 
     def __enter__(self) -> MockMassiveServer:
         return self.start()
@@ -387,8 +383,8 @@ class MockMassiveServer(ProtocolServer):
         """Authenticated, open, unstalled connections of ``market`` with their subscriptions."""
         with self._lock:
             return [
-                (c, c.subscriptions) for c in self._open.values()
-                if c.authenticated and not c.stalled and c.market.value == market
+                (c, c.subscriptions) for c in self._open_conns(market=market)
+                if c.authenticated and not c.stalled
             ]  # fmt: skip
 
     def publish(
@@ -616,7 +612,7 @@ class MockMassiveServer(ProtocolServer):
             self._release_stall(self._lookup(connection))
             return
         with self._lock:
-            conns = [c for c in self._open.values() if c.stalled]
+            conns = [c for c in self._open_conns() if c.stalled]
         for conn in conns:
             self._release_stall(conn)
 
@@ -662,11 +658,11 @@ class MockMassiveServer(ProtocolServer):
         thread = threading.Thread(target=run, name=f"{THREAD_PREFIX}stream", daemon=True)
         handle = StreamHandle(thread=thread, stop_event=stop)
         with self._lock:
-            if self._closed:
+            if self._is_closed():
                 raise ClientClosedError(f"MockMassiveServer {self.name!r} is closed; create a new one")
             self._streams = [h for h in self._streams if h.running]
             self._streams.append(handle)
-            self._threads.append(thread)
+            self._track(thread)
         thread.start()
         return handle
 
