@@ -263,7 +263,8 @@ class ProtocolServer:
       ``_initiate_close``, ``_close_gracefully``, ``_release_stall``;
     * bookkeeping: ``_lock`` / ``_cond`` (the one lock of the server's state, never held during
       I/O), ``_lookup``, ``_open_conns``, ``_all_conns``, ``_track`` (threads that ``close`` joins),
-      ``_thread_prefix``, ``_is_running``, ``_is_closed``, and ``_restart_server`` (close every connection, listen
+      ``_thread_prefix``, ``_is_running``, ``_is_started``, ``_is_closed``, ``_open_count``,
+      ``_accepts_any_key``, and ``_restart_server`` (close every connection, listen
       again on the same port).
     """
 
@@ -691,6 +692,18 @@ class ProtocolServer:
     def _is_closed(self) -> bool:
         """:meth:`close` was called (a closed server never starts again)."""
         return self._closed
+
+    def _is_started(self) -> bool:
+        """:meth:`start` ran (and the server may have been closed since)."""
+        return self._started
+
+    def _accepts_any_key(self) -> bool:
+        """Built with ``api_keys=None``: every key authenticates."""
+        return self._api_keys is None
+
+    def _open_count(self) -> int:
+        """How many connections are open now."""
+        return len(self._open)
 
     def _all_conns(self) -> list[ServerConn]:
         """Every connection remembered, open or closed (see ``keep_closed``), in arrival order."""

@@ -375,7 +375,7 @@ class MassiveRelay(ProtocolServer):
                 api_key, max_connections, market=Market.STOCKS, feed=feed, url=url, name=f"{name}-upstream",
                 client_options=options, on_limit="auto" if on_limit is None else on_limit,
             )  # fmt: skip
-        if self._api_keys is None and host not in ("127.0.0.1", "::1", "localhost"):
+        if self._accepts_any_key() and host not in ("127.0.0.1", "::1", "localhost"):
             logger.warning("relay %s listens on %s and accepts any key: pass api_keys=", name, host)
         self.consumer_buffer = consumer_buffer
         self.socket_buffer = socket_buffer
@@ -412,9 +412,9 @@ class MassiveRelay(ProtocolServer):
         """
         with self._life_lock:
             with self._lock:
-                if self._closed:
+                if self._is_closed():
                     raise ClientClosedError(f"MassiveRelay {self.name!r} is stopped; create a new one")
-                if self._started:
+                if self._is_started():
                     return self
             self._pool.set_listener(self._wake.set)
             self._pool.start()
@@ -447,8 +447,8 @@ class MassiveRelay(ProtocolServer):
         """Counters of the relay, of every open (and recently closed) consumer, and of the pool."""
         senders = self._senders()
         with self._lock:
-            downstream = len(self._open)
-            running = self._started and not self._closed
+            downstream = self._open_count()
+            running = self._is_running()
         senders.sort(key=lambda s: s.conn.closed)  # open ones first, each group in arrival order
         consumers = tuple(s.stats() for s in senders)
         with self._routes_lock:
@@ -515,7 +515,7 @@ class MassiveRelay(ProtocolServer):
 
     def _senders(self) -> list[_Sender]:
         with self._lock:
-            return [c.attachment for c in self._conns.values() if isinstance(c.attachment, _Sender)]
+            return [c.attachment for c in self._all_conns() if isinstance(c.attachment, _Sender)]
 
     def _after_connections_closed(self) -> None:
         self._stop_forwarding.set()

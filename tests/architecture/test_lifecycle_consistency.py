@@ -40,7 +40,7 @@ def test_start_after_stop_raises_client_closed_error(upstream: MockMassiveServer
     thing = make()
     thing.start()
     getattr(thing, stop)()
-    with pytest.raises(mrt.ClientClosedError, match="create a new one|stopped|closed") as caught:
+    with pytest.raises(mrt.ClientClosedError, match=r"create a new one|stopped|closed") as caught:
         thing.start()
     assert isinstance(caught.value, RuntimeError)
     getattr(thing, stop)()  # stopping again stays harmless
