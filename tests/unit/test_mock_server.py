@@ -862,14 +862,12 @@ def test_statuses_published_among_events_go_out_in_place(server: MockMassiveServ
 
 
 def test_closing_drops_replies_still_waiting_and_joins_their_thread(servers: Servers, clients: Clients) -> None:
-    server = servers(ack_delay=30)
+    server = servers(ack_delay=3600)  # a close that waited for it would hit the test's timeout
     client = clients(server.url())
     client.send("subscribe", "T.AAPL")
     assert server.wait_for_subscribed(["T.AAPL"], timeout=5)
     assert any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
-    started = time.monotonic()
     server.close()
-    assert time.monotonic() - started < 10
     assert not any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
 
 
