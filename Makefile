@@ -96,6 +96,14 @@ fuzz: $(STAMP) ## Hostile-input fuzzing of a live client with a deep hypothesis 
 flake: $(STAMP) ## The whole suite 10 times in a row; fails on any failure
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n auto -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
 
+$(VENV)/.installed-mutation: $(STAMP) setup.cfg
+	$(PY) -m pip install --quiet -e '.[dev,testing,mutation]'
+	touch $@
+
+# make mutation MUTATION_ARGS='--module pool --keep' (see .ci/mutation.py --help and docs/testing.md)
+mutation: $(VENV)/.installed-mutation ## Mutation testing of the core modules (mutmut; slow, not in make test): fails on an unreviewed survivor
+	$(PY) .ci/mutation.py $(MUTATION_ARGS)
+
 run: $(STAMP) ## Stream synthetic live data through the full stack for ~15 s (no API key needed)
 	$(VENV)/bin/massive-rt stream T.AAPL T.MSFT T.NVDA Q.AAPL Q.MSFT 'AM.*' --demo --duration 15
 

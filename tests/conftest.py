@@ -1,7 +1,10 @@
-"""Shared fixtures and helpers. Every server a test starts stops by itself; no thread outlives a test."""
+"""Shared fixtures and helpers. Every server a test starts stops by itself; no thread outlives a test;
+no ERROR is logged by massive_rt unless the test says it provokes it."""
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 THREAD_PREFIX = "massive-rt-"
+GUARDED_LOGGER = "massive_rt"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.002) -> bool:
@@ -31,8 +35,72 @@ def _library_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX) and t.is_alive()}
 
 
+class _ErrorRecords(logging.Handler):
+    """Keeps every ERROR and CRITICAL record (from any thread) that reaches the ``massive_rt`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _allowed_errors(item: pytest.Item) -> list[tuple[re.Pattern[str], str]]:
+    """The ``allow_errors`` markers of ``item`` (and of its class and module): ``(regex, logger)`` pairs."""
+    allowed: list[tuple[re.Pattern[str], str]] = []
+    for marker in item.iter_markers("allow_errors"):
+        logger = marker.kwargs.get("logger")
+        if (
+            not marker.args or set(marker.kwargs) != {"logger"} or not isinstance(logger, str)
+            or not (logger == GUARDED_LOGGER or logger.startswith(GUARDED_LOGGER + "."))
+            or not all(isinstance(pattern, str) for pattern in marker.args)
+        ):  # fmt: skip
+            pytest.fail(f"usage: @pytest.mark.allow_errors(r'message regex', ..., logger='massive_rt.<module>'), "
+                        f"got {marker}", pytrace=False)  # fmt: skip
+        allowed.extend((re.compile(pattern), logger) for pattern in marker.args)
+    return allowed
+
+
+def _describe(record: logging.LogRecord) -> str:
+    text = f"{record.levelname} {record.name} [{record.threadName}]: {record.getMessage()}"
+    if record.exc_info and record.exc_info[0] is not None:
+        text += f" ({record.exc_info[0].__name__}: {record.exc_info[1]})"
+    return text
+
+
 @pytest.fixture(autouse=True)
-def no_thread_leaks() -> Iterator[None]:
+def no_unexpected_error_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test during which massive_rt logged an ERROR or CRITICAL record it did not allow.
+
+    A supervisor or reader loop that catches an exception logs it and carries on, so without
+    this a bug there passes silently. A test that provokes such a record on purpose allows it,
+    narrowly: ``@pytest.mark.allow_errors(r"regex searched in the message", logger="massive_rt.pool")``
+    (several regexes and several markers may be given; each record must match a regex of a
+    marker whose logger is exactly its logger). Set up before ``no_thread_leaks`` and checked
+    after it, so the records of the test's threads, to their end, are all in.
+    """
+    allowed = _allowed_errors(request.node)
+    handler = _ErrorRecords()
+    package_logger = logging.getLogger(GUARDED_LOGGER)
+    package_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+    unexpected = [
+        record for record in handler.records
+        if not any(record.name == logger and pattern.search(record.getMessage()) for pattern, logger in allowed)
+    ]  # fmt: skip
+    if unexpected:
+        lines = "\n  ".join(_describe(record) for record in unexpected)
+        pytest.fail(f"massive_rt logged {len(unexpected)} unexpected ERROR/CRITICAL record(s) during this test "
+                    f"(allow one provoked on purpose with @pytest.mark.allow_errors(regex, logger=...)):\n  {lines}",
+                    pytrace=False)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks(no_unexpected_error_logs: None) -> Iterator[None]:
     """Fail a test that leaves a ``massive-rt-*`` thread running after it ends."""
     before = _library_threads()
     yield

@@ -144,6 +144,7 @@ def test_the_key_read_from_polygon_api_key_is_the_one_sent(
     assert [m.key for m in server.received if m.action == "auth"] == [KEY]
 
 
+@pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
 def test_a_refused_key_ends_run_with_auth_error(server: MockMassiveServer, host: str) -> None:
     client = make(host, api_key="wrong", subscriptions=["T.*"])
     with pytest.raises(AuthError) as caught:
@@ -153,6 +154,7 @@ def test_a_refused_key_ends_run_with_auth_error(server: MockMassiveServer, host:
     assert not client.running
 
 
+@pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
 def test_a_refused_key_gives_the_same_message_as_the_official_auth_error(server: MockMassiveServer, host: str) -> None:
     massive = pytest.importorskip("massive")
     official = massive.WebSocketClient(api_key="wrong", feed=host, secure=False, max_reconnects=0)
@@ -442,6 +444,7 @@ def test_connect_runs_like_the_official_async_example(server: MockMassiveServer,
     assert not c.running
 
 
+@pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
 def test_connect_accepts_a_plain_function_and_raises_auth_error(server: MockMassiveServer, host: str) -> None:
     got: list[Any] = []
     client = make(host, subscriptions=["T.*"])
@@ -495,6 +498,10 @@ def test_a_dropped_connection_is_re_established_with_its_subscriptions(server: M
     assert running.error is None
 
 
+@pytest.mark.allow_errors(
+    r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+    logger="massive_rt.connection",
+)
 def test_max_reconnects_zero_ends_run_with_connection_closed_error(server: MockMassiveServer, host: str) -> None:
     client = make(host, subscriptions=["T.*"], max_reconnects=0)
     with Running(client) as running:
@@ -505,6 +512,10 @@ def test_max_reconnects_zero_ends_run_with_connection_closed_error(server: MockM
     assert list(drain(running.batches)) == []
 
 
+@pytest.mark.allow_errors(
+    r"failed: gave up after \d+ consecutive failed attempts; last: connect failed: ConnectionRefusedError",
+    logger="massive_rt.connection",
+)
 def test_max_reconnects_bounds_consecutive_failed_attempts(host: str, server: MockMassiveServer) -> None:
     server.close()  # nobody listens any more: every attempt fails at once (the default backoff is short)
     client = make(host, subscriptions=["T.*"], max_reconnects=2)

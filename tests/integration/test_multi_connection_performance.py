@@ -433,6 +433,10 @@ class TestMultiConnectionResilience:
         assert recorder.seqs[names["A"]] == sorted(set(recorder.seqs[names["A"]]))
         self._assert_unaffected(pool, recorder, [names["B"]], step.rounds)
 
+    @pytest.mark.allow_errors(
+        r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+        logger="massive_rt.connection",
+    )
     def test_recovery_from_partial_failure(self, server: MockMassiveServer, make_pool, make_adapter,
                                            measured) -> None:  # fmt: skip
         # max_attempts=0: a dropped client gives up at once, so the pool's supervisor must replace it.
@@ -466,6 +470,10 @@ class TestMultiConnectionResilience:
         self._assert_unaffected(pool, recorder, survivors, step.rounds)
         assert len(server.connections) == 5  # break before make: exactly one replacement socket
 
+    @pytest.mark.allow_errors(
+        r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+        logger="massive_rt.connection",
+    )
     def test_recycling_loses_no_queued_event(self, server: MockMassiveServer, make_pool, make_adapter) -> None:
         pool = make_pool(max_connections=1, client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)})
         gate, entered = threading.Event(), threading.Event()

@@ -83,6 +83,10 @@ def limit_then_tcp_drop(ws: ServerConnection) -> None:
     socket.socket.shutdown(ws.socket, socket.SHUT_RDWR)  # no close frame
 
 
+@pytest.mark.allow_errors(
+    r"failed: refused at connect: the account's connection limit is reached",
+    logger="massive_rt.connection",
+)
 def test_a_limit_refusal_followed_by_a_tcp_drop_is_final(scripted) -> None:
     client = mrt.MassiveWebSocketClient(api_key="k", url=scripted(limit_then_tcp_drop))
     with client:
@@ -103,6 +107,11 @@ def test_with_on_limit_retry_a_limit_refusal_followed_by_a_tcp_drop_waits_the_co
         assert client.stats().reconnects == 0
 
 
+@pytest.mark.allow_errors(r"^\[[\w-]+\] reader thread crashed$", logger="massive_rt.connection")
+@pytest.mark.allow_errors(
+    r"failed: reader thread crashed: RuntimeError: a bug in the reader$",
+    logger="massive_rt.connection",
+)
 def test_a_crash_inside_the_reader_ends_failed_not_silent(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(self: mrt.MassiveWebSocketClient) -> None:
         raise RuntimeError("a bug in the reader")
@@ -116,6 +125,7 @@ def test_a_crash_inside_the_reader_ends_failed_not_silent(monkeypatch: pytest.Mo
         assert failed
 
 
+@pytest.mark.allow_errors(r"failed: TLS certificate verification failed: ", logger="massive_rt.connection")
 def test_a_ca_directory_is_used_as_capath(tmp_path: Path) -> None:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -125,6 +125,10 @@ class TestPoolLifecycle:
         with pytest.raises(mrt.ClientClosedError):
             pool.subscribe("T.TSLA")
 
+    @pytest.mark.allow_errors(
+        r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+        logger="massive_rt.connection",
+    )
     def test_pool_health_check_replaces_a_failed_connection(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)}).start()
         pool.subscribe("T.AAPL", "Q.AAPL")
@@ -263,6 +267,10 @@ class TestFailures:
         server.publish([trade(s) for s in "ABCDEF"])
         assert sorted(s for s, _ in trades(collect(pool, 6))) == list("ABCDEF")
 
+    @pytest.mark.allow_errors(
+        r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+        logger="massive_rt.connection",
+    )
     def test_recycling_never_exceeds_the_account_limit(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(max_subscriptions_per_connection=1,
                          client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)}).start()  # fmt: skip
@@ -282,6 +290,7 @@ class TestFailures:
         assert server.max_concurrent(KEY) <= 3
         assert not any(c.evicted for c in server.connections)
 
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_refused_key_is_reported_not_hammered(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(api_key="bad-key").start()
         pool.subscribe("T.AAPL")
@@ -293,6 +302,10 @@ class TestFailures:
         assert pool.connections[0] is client
         assert len(server.connections) == 1
 
+    @pytest.mark.allow_errors(
+        r"failed: refused at connect: the account's connection limit is reached",
+        logger="massive_rt.connection",
+    )
     def test_max_connections_leaves_the_connection_failed_by_default(self, make_pool) -> None:
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
             other_service = MassiveWebSocketClient(api_key=KEY, url=strict.url())
@@ -321,6 +334,10 @@ class TestFailures:
             finally:
                 other_service.stop()
 
+    @pytest.mark.allow_errors(
+        r"failed: refused at connect: the account's connection limit is reached",
+        logger="massive_rt.connection",
+    )
     def test_max_connections_retry_is_opt_in_with_a_long_cooldown(self, make_pool) -> None:
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
             other_service = MassiveWebSocketClient(api_key=KEY, url=strict.url())
@@ -345,6 +362,10 @@ class TestFailures:
             finally:
                 other_service.stop()
 
+    @pytest.mark.allow_errors(
+        r"failed: refused at connect: the account's connection limit is reached",
+        logger="massive_rt.connection",
+    )
     def test_limit_retries_stop_at_the_hourly_budget(self, make_pool) -> None:
         """Two holders of one key fight at most ``per_hour`` times an hour, whatever the cooldown."""
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as strict:
@@ -375,6 +396,14 @@ class TestFailures:
             finally:
                 other_service.stop()
 
+    @pytest.mark.allow_errors(
+        r"failed: refused at connect: the account's connection limit is reached",
+        logger="massive_rt.connection",
+    )
+    @pytest.mark.allow_errors(
+        r"failed: evicted after streaming \S+: another connection on this key took the slot",
+        logger="massive_rt.connection",
+    )
     @pytest.mark.parametrize("retry", [False, True], ids=["fail", "retry"])
     def test_two_pools_on_one_key_do_not_fight(self, retry: bool) -> None:
         """Massive evicts the older connection; today two pools evicted each other 6 times in 8 s."""
@@ -410,6 +439,10 @@ class TestFailures:
                 first.stop()
                 second.stop()
 
+    @pytest.mark.allow_errors(
+        r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+        logger="massive_rt.connection",
+    )
     def test_stop_during_recycling(self, server: MockMassiveServer, make_pool) -> None:
         pool = make_pool(max_subscriptions_per_connection=1,
                          client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)}).start()  # fmt: skip
@@ -553,6 +586,7 @@ class TestPoolApiEdges:
         pool.stop()
         assert pool.check_health() == 0
 
+    @pytest.mark.allow_errors(r"^pool pool: health check failed$", logger="massive_rt.pool")
     def test_a_supervisor_bug_is_logged_and_survived(self, make_pool, monkeypatch: pytest.MonkeyPatch,
                                                      caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
         calls = threading.Semaphore(0)

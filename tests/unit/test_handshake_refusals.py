@@ -73,6 +73,7 @@ def one_line(text: str) -> bool:
     return "\n" not in text and "<" not in text and len(text) < 400
 
 
+@pytest.mark.allow_errors(r"failed: HTTP \d{3} [\w ]+ from ws://", logger="massive_rt.connection")
 @pytest.mark.parametrize(
     ("http_server", "expected"),
     [
@@ -148,6 +149,7 @@ def test_the_cli_against_a_plain_web_server_says_so_in_a_few_lines(http_server: 
     assert http_server.requests == 1
 
 
+@pytest.mark.allow_errors(r"failed: HTTP \d{3} [\w ]+ from ws://", logger="massive_rt.connection")
 @pytest.mark.parametrize("http_server", [404], indirect=True)
 def test_a_pool_does_not_replace_a_connection_refused_for_good(http_server: StatusServer) -> None:
     pool = mrt.ConnectionPool(api_key=KEY, url=lambda market: http_server.url(f"/{market.value}"), health_interval=0.01)
@@ -166,6 +168,7 @@ def test_a_pool_does_not_replace_a_connection_refused_for_good(http_server: Stat
         adapter.stop()
 
 
+@pytest.mark.allow_errors(r"failed: HTTP \d{3} [\w ]+ from ws://", logger="massive_rt.connection")
 @pytest.mark.parametrize("http_server", [404], indirect=True)
 def test_credentials_in_the_url_stay_out_of_messages_snapshots_and_reprs(
     http_server: StatusServer, caplog: pytest.LogCaptureFixture

@@ -57,6 +57,7 @@ def test_the_default_age_threshold_follows_the_pings() -> None:
             assert reason.startswith(("no message for", "state "))
 
 
+@pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
 def test_a_failed_client_says_why(server: MockMassiveServer) -> None:
     with mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()) as client:
         assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED, 5)

@@ -327,6 +327,10 @@ def test_a_slow_inline_callback_delays_reading_and_loses_nothing(server: MockMas
     assert client.stats().dropped_events == 0  # queue_size=5, yet nothing was dropped
 
 
+@pytest.mark.allow_errors(
+    r"^a handler raised SystemExit on a reader thread \(dispatch='inline'\): dispatching ends$",
+    logger="massive_rt.adapter",
+)
 def test_a_base_exception_in_an_inline_callback_ends_dispatching_not_the_connection(
     server: MockMassiveServer, make_adapter, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -353,6 +357,10 @@ def test_a_base_exception_in_an_inline_callback_ends_dispatching_not_the_connect
     assert adapter.stats().handler_errors == 0
 
 
+@pytest.mark.allow_errors(
+    r"failed: gave up after \d+ consecutive failed attempts; last: server closed the TCP connection",
+    logger="massive_rt.connection",
+)
 def test_a_replacement_connection_never_overtakes_its_predecessor(server: MockMassiveServer, make_adapter) -> None:
     pool = ConnectionPool(api_key=KEY, max_connections=1, url=server.url,
                           client_options={"reconnect": mrt.ReconnectPolicy(max_attempts=0)})  # fmt: skip

@@ -629,6 +629,7 @@ def test_stream_publishes_source_events_at_a_rate(server: MockMassiveServer, cli
     assert handle.error is None
 
 
+@pytest.mark.allow_errors(r"^mock mock: stream stopped by an error$", logger="massive_rt.testing.server")
 def test_stream_error_ends_the_stream(server: MockMassiveServer) -> None:
     class Broken:
         def next_events(self, n: int) -> list[dict[str, Any]]:

@@ -60,6 +60,7 @@ class TestWaitReady:
         assert client.state is mrt.ConnectionState.STREAMING
         assert client.acked == {"T.AAPL"}
 
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_a_wrong_key_raises_the_typed_error_at_once(self, server: MockMassiveServer, cleanup) -> None:
         """The README snippet with a wrong key: today the service is told nothing."""
         adapter = adapter_on(mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()), cleanup).start()
@@ -106,6 +107,7 @@ class TestWaitReady:
 
 
 class TestFailure:
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_every_source_failed_is_an_adapter_failure(self, server: MockMassiveServer, cleanup) -> None:
         statuses: list[mrt.StatusMessage] = []
         done = threading.Event()
@@ -130,6 +132,7 @@ class TestFailure:
         assert stats.error == "authentication failed"
         assert stats.health_reason == "adapter failed: authentication failed"
 
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_a_pool_with_one_failed_member_is_degraded_not_failed(self, cleanup) -> None:
         with MockMassiveServer(api_keys={KEY}) as good, MockMassiveServer(api_keys={"other"}) as refusing:
             urls = {mrt.Market.STOCKS: good.url("stocks"), mrt.Market.CRYPTO: refusing.url("crypto")}
@@ -155,6 +158,7 @@ class TestFailure:
             with pytest.raises(mrt.AuthenticationError):
                 adapter.wait_ready(1)  # not every connection streams, and one never will
 
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_a_pool_whose_every_member_failed_fails_the_adapter(self, cleanup) -> None:
         with MockMassiveServer(api_keys={"other"}) as refusing:
             pool = mrt.ConnectionPool(api_key=KEY, url=refusing.url, max_connections=2,
@@ -169,6 +173,10 @@ class TestFailure:
             assert stats.degraded is False
 
 
+    @pytest.mark.allow_errors(
+        r"failed: refused at connect: the account's connection limit is reached",
+        logger="massive_rt.connection",
+    )
     def test_new_channels_never_land_on_a_connection_that_failed_for_good(self) -> None:
         with MockMassiveServer(api_keys={KEY}, max_connections=1, evict="newest") as srv:
             pool = mrt.ConnectionPool(api_key=KEY, url=srv.url, max_connections=2, max_subscriptions_per_connection=1)
@@ -237,6 +245,7 @@ class TestRunForever:
         adapter.run_forever()
         assert "from a handler" in str(errors[0])
 
+    @pytest.mark.allow_errors(r"failed: authentication failed$", logger="massive_rt.connection")
     def test_a_failure_for_good_is_raised(self, server: MockMassiveServer) -> None:
         adapter = mrt.RealTimeDataAdapter(mrt.MassiveWebSocketClient(api_key="wrong", url=server.url()))
         with pytest.raises(mrt.AuthenticationError) as caught:
@@ -245,6 +254,11 @@ class TestRunForever:
         assert adapter.error is caught.value  # and still says why
 
     # The dispatcher thread ends by the SystemExit (by design: it is not swallowed); pytest reports that.
+    @pytest.mark.allow_errors(r"^dispatcher ended by SystemExit$", logger="massive_rt.adapter")
+    @pytest.mark.allow_errors(
+        r"^a handler raised SystemExit on a reader thread \(dispatch='inline'\)",
+        logger="massive_rt.adapter",
+    )
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
     def test_system_exit_from_a_handler_ends_it(self) -> None:
         adapter = mrt.RealTimeDataAdapter(mrt.SyntheticSource(["T.*"], seed=3, rate=None))
