@@ -8,8 +8,17 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+import massive_rt as mrt
+from massive_rt.connection import MassiveWebSocketClient
+from massive_rt.pool import ConnectionPool
+from tests.support import FAST, KEY
+
+if TYPE_CHECKING:
+    from massive_rt.testing import MockMassiveServer
 
 THREAD_PREFIX = "massive-rt-"
 GUARDED_LOGGER = "massive_rt"
@@ -113,3 +122,66 @@ def no_thread_leaks(no_unexpected_error_logs: None) -> Iterator[None]:
 
     if not wait_until(settled, timeout=10.0):
         pytest.fail(f"threads leaked by this test: {sorted(t.name for t in leaked)}")
+
+
+# ----------------------------------------------------------------------------- shared servers and sources
+# A module that needs a differently configured server (a limit, entitlements, another key) defines
+# its own ``server`` fixture; the factories below then use that one.
+
+
+@pytest.fixture
+def server(massive_server: MockMassiveServer) -> MockMassiveServer:
+    """The public ``massive_server`` fixture (a started mock accepting :data:`tests.support.KEY`)."""
+    return massive_server
+
+
+@pytest.fixture
+def make_client(server: MockMassiveServer) -> Iterator[Callable[..., MassiveWebSocketClient]]:
+    """Clients of ``server`` (stocks) with a fast reconnect policy, stopped after the test."""
+    clients: list[MassiveWebSocketClient] = []
+
+    def make(**kwargs: Any) -> MassiveWebSocketClient:
+        options: dict[str, Any] = {"api_key": KEY, "url": server.url("stocks"), "reconnect": FAST}
+        options.update(kwargs)
+        client = MassiveWebSocketClient(**options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.stop()
+
+
+@pytest.fixture
+def make_pool(server: MockMassiveServer) -> Iterator[Callable[..., ConnectionPool]]:
+    """Pools of up to 3 connections to ``server`` (health checks every 50 ms, fast reconnects;
+    ``client_options`` given are merged over the fast policy), stopped after the test."""
+    pools: list[ConnectionPool] = []
+
+    def make(**kwargs: Any) -> ConnectionPool:
+        client_options = {"reconnect": FAST, **kwargs.pop("client_options", {})}
+        options: dict[str, Any] = {"api_key": KEY, "max_connections": 3, "url": server.url, "health_interval": 0.05,
+                                   "client_options": client_options}  # fmt: skip
+        options.update(kwargs)
+        pool = ConnectionPool(**options)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        pool.stop()
+
+
+@pytest.fixture
+def make_adapter() -> Iterator[Callable[..., mrt.RealTimeDataAdapter]]:
+    """Adapters over any source (``make(source, **options)``), stopped after the test."""
+    adapters: list[mrt.RealTimeDataAdapter] = []
+
+    def make(source: Any, **kwargs: Any) -> mrt.RealTimeDataAdapter:
+        adapter = mrt.RealTimeDataAdapter(source, **kwargs)
+        adapters.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in adapters:
+        adapter.stop()

@@ -84,10 +84,14 @@ def test_the_massive_server_fixture_without_websockets_names_the_extra_to_instal
 @pytest.mark.parametrize(
     ("statement", "message"),
     [
-        ("from massive_rt.testing import MockMassiveServer",
-         f"massive_rt.testing needs the 'websockets' package: {HINT}"),
-        ("from massive_rt.relay import MassiveRelay",
-         "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'"),
+        (
+            "from massive_rt.testing import MockMassiveServer",
+            f"massive_rt.testing needs the 'websockets' package: {HINT}",
+        ),
+        (
+            "from massive_rt.relay import MassiveRelay",
+            "massive_rt.relay needs the 'websockets' package: pip install 'massive-rt[relay]'",
+        ),
     ],
     ids=["testing", "relay"],
 )

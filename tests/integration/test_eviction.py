@@ -14,13 +14,12 @@ import massive_rt as mrt
 from massive_rt.relay import MassiveRelay
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import FAST, KEY
 
-KEY = "test-key"
 LOCAL = "local-key"
 # reset_after=0: any session that reached streaming counts as having streamed (no sleeping in
 # tests); the default 30 s keeps a connection refused within seconds of connecting "refused".
 STREAMED = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05, reset_after=0.0)
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 
 
 def limit_statuses(events: list[mrt.Event]) -> list[mrt.StatusMessage]:

@@ -18,11 +18,8 @@ import pytest
 
 import massive_rt as mrt
 from massive_rt.adapter import RealTimeDataAdapter
-from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 WAIT = 10.0  # bound of every wait; generous for a loaded 2-core machine, never reached when green
 
 
@@ -35,31 +32,6 @@ def quote(sym: str, q: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}, name="multi") as srv:
-        yield srv
-
-
-@pytest.fixture
-def make_pool(server: MockMassiveServer) -> Iterator[Callable[..., ConnectionPool]]:
-    pools: list[ConnectionPool] = []
-
-    def make(**kwargs: Any) -> ConnectionPool:
-        options: dict[str, Any] = {
-            "api_key": KEY, "max_connections": 3, "url": server.url, "health_interval": 0.05,
-            "client_options": {"reconnect": FAST},
-        }  # fmt: skip
-        options.update(kwargs)
-        pool = ConnectionPool(**options)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.stop()
 
 
 @pytest.fixture

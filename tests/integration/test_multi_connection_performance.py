@@ -17,7 +17,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -28,11 +28,10 @@ from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import KEY
 
 pytestmark = pytest.mark.performance
 
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 WAIT = 15.0  # bound of every wait; never reached when green
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -55,12 +54,6 @@ def pct(samples: list[float], point: float) -> float:
 
 
 @pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}, name="perf") as srv:
-        yield srv
-
-
-@pytest.fixture
 def measured(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
     """Record a measured value on stdout and in the test's ``user_properties``.
 
@@ -73,38 +66,6 @@ def measured(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
         print(f"MEASURED {request.node.name}: {name} = {value}")
 
     return record
-
-
-@pytest.fixture
-def make_pool(server: MockMassiveServer) -> Iterator[Callable[..., ConnectionPool]]:
-    pools: list[ConnectionPool] = []
-
-    def make(**kwargs: Any) -> ConnectionPool:
-        client_options = {"reconnect": FAST, **kwargs.pop("client_options", {})}
-        options: dict[str, Any] = {"api_key": KEY, "max_connections": 3, "url": server.url, "health_interval": 0.05,
-                                   "client_options": client_options}  # fmt: skip
-        options.update(kwargs)
-        pool = ConnectionPool(**options)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.stop()
-
-
-@pytest.fixture
-def make_adapter() -> Iterator[Callable[..., RealTimeDataAdapter]]:
-    adapters: list[RealTimeDataAdapter] = []
-
-    def make(source: Any, **kwargs: Any) -> RealTimeDataAdapter:
-        adapter = RealTimeDataAdapter(source, **kwargs)
-        adapters.append(adapter)
-        return adapter
-
-    yield make
-    for adapter in adapters:
-        adapter.stop()
 
 
 class Recorder:

@@ -9,7 +9,6 @@ event per market, against hand-written values.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -127,12 +126,6 @@ SPOT_CHECKS: dict[str, tuple[str, dict[str, Any]]] = {
     "futures/cme": ("Q", {"symbol": "ESZ4", "bid_price": 5890.0, "bid_size": 12, "bid_timestamp": 1733162400100,
                           "ask_timestamp": 1733162400101, "sip_timestamp": 1733162400123}),
 }  # fmt: skip
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={"test-key"}, name="fidelity") as server:
-        yield server
 
 
 @pytest.mark.parametrize("market", list(CASES))

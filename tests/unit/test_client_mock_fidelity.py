@@ -10,8 +10,7 @@ import pytest
 import massive_rt as mrt
 from massive_rt.testing import MockMassiveServer
 from massive_rt.testing.channels import DEFAULT_CHANNELS
-
-KEY = "test-key"
+from tests.support import KEY
 
 
 def trade(sym: str, seq: int) -> dict[str, Any]:

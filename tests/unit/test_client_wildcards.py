@@ -3,22 +3,10 @@ not sent while the wildcard is (so nothing is delivered twice), and is sent agai
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 import massive_rt as mrt
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
-
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
+from tests.support import FAST, KEY
 
 
 def subscribed_upstream(server: MockMassiveServer) -> set[str]:

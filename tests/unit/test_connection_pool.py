@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -14,9 +14,7 @@ from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
-
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
+from tests.support import FAST, KEY
 
 
 def trade(sym: str, q: int = 0) -> dict[str, object]:
@@ -27,25 +25,6 @@ def trade(sym: str, q: int = 0) -> dict[str, object]:
 def server() -> Iterator[MockMassiveServer]:
     with MockMassiveServer(api_keys={KEY}, max_connections=3, evict="newest") as srv:
         yield srv
-
-
-@pytest.fixture
-def make_pool(server: MockMassiveServer) -> Iterator[Callable[..., ConnectionPool]]:
-    pools: list[ConnectionPool] = []
-
-    def make(**kwargs: object) -> ConnectionPool:
-        options: dict[str, object] = {
-            "api_key": KEY, "max_connections": 3, "url": server.url, "health_interval": 0.05,
-            "client_options": {"reconnect": FAST},
-        }  # fmt: skip
-        options.update(kwargs)
-        pool = ConnectionPool(**options)  # type: ignore[arg-type]
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.stop()
 
 
 def collect(pool: ConnectionPool, want: int, timeout: float = 5.0) -> list[mrt.Event]:

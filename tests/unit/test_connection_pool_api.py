@@ -17,9 +17,8 @@ from massive_rt.enums import ConnectionState
 from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import FAST, KEY
 
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 MARKETS = ("'stocks', 'options', 'forex', 'crypto', 'indices', 'futures', 'futures/cme', 'futures/cbot', "
            "'futures/nymex', 'futures/comex'")  # fmt: skip
 GAVE_UP = pytest.mark.allow_errors(r"failed: gave up after 1 consecutive failed attempts",

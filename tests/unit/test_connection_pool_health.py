@@ -4,6 +4,7 @@ again when ``T.*`` goes."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 
@@ -14,9 +15,8 @@ from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.pool import ConnectionPool
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import KEY
 
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 GIVE_UP = mrt.ReconnectPolicy(max_attempts=0)
 NEVER = 3600.0  # a supervisor that never looks on its own: the test calls check_health itself
 # A connection that gives up (max_attempts=0) logs its end at ERROR, on purpose: the pool replaces it.
@@ -31,22 +31,9 @@ def server() -> Iterator[MockMassiveServer]:
 
 
 @pytest.fixture
-def make_pool(server: MockMassiveServer) -> Iterator[Callable[..., ConnectionPool]]:
-    pools: list[ConnectionPool] = []
-
-    def make(**kwargs: object) -> ConnectionPool:
-        options: dict[str, object] = {
-            "api_key": KEY, "max_connections": 3, "url": server.url, "health_interval": NEVER,
-            "client_options": {"reconnect": FAST},
-        }  # fmt: skip
-        options.update(kwargs)
-        pool = ConnectionPool(**options)  # type: ignore[arg-type]
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.stop()
+def make_pool(make_pool: Callable[..., ConnectionPool]) -> Callable[..., ConnectionPool]:
+    """The shared factory with the supervisor's checks off: these tests call ``check_health`` themselves."""
+    return functools.partial(make_pool, health_interval=NEVER)
 
 
 class Listener:

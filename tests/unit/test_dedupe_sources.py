@@ -11,9 +11,7 @@ import pytest
 import massive_rt as mrt
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
-
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
+from tests.support import KEY
 
 
 def trade(sym: str, seq: int) -> dict[str, Any]:

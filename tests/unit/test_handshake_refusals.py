@@ -14,8 +14,8 @@ import pytest
 
 import massive_rt as mrt
 from tests.conftest import wait_until
+from tests.support import KEY
 
-KEY = "test-key"
 FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.02)
 HTML = (
     b"<!DOCTYPE HTML>\n<html lang='en'>\n<head>\n<title>Error response</title>\n</head>\n<body>\n"

@@ -11,7 +11,7 @@ modes in test_realtime_adapter.py.)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -24,11 +24,10 @@ from massive_rt.pool import ConnectionPool
 from massive_rt.synthetic import SyntheticSource
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import FAST, KEY
 
 pytestmark = pytest.mark.timeout(60)
 
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
 WAIT = 10.0
 
 
@@ -37,24 +36,14 @@ def trade(sym: str = "AAPL", q: int = 0) -> dict[str, object]:
 
 
 @pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
-
-
-@pytest.fixture
-def make_adapter() -> Iterator[Callable[..., RealTimeDataAdapter]]:
-    adapters: list[RealTimeDataAdapter] = []
+def make_adapter(make_adapter: Callable[..., RealTimeDataAdapter]) -> Callable[..., RealTimeDataAdapter]:
+    """The shared factory, dispatching inline unless a test says otherwise."""
 
     def make(source: object, **kwargs: object) -> RealTimeDataAdapter:
         kwargs.setdefault("dispatch", "inline")
-        adapter = RealTimeDataAdapter(source, **kwargs)  # type: ignore[arg-type]
-        adapters.append(adapter)
-        return adapter
+        return make_adapter(source, **kwargs)
 
-    yield make
-    for adapter in adapters:
-        adapter.stop()
+    return make
 
 
 class Trades:

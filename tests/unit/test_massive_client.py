@@ -19,8 +19,8 @@ import massive_rt as mrt
 from massive_rt.connection import MassiveWebSocketClient
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
+from tests.support import KEY
 
-KEY = "test-key"
 FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05, reset_after=60.0)
 TRADE = {
     "ev": "T",
@@ -34,12 +34,6 @@ TRADE = {
     "t": 1234567890000,
     "q": 1,
 }
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ from massive_rt.protocol import channel_matches
 from massive_rt.protocol import routes_to as _routes
 from massive_rt.testing import ConnectionInfo, MockMassiveServer, ReceivedMessage
 from massive_rt.testing import pytest_plugin as plugin_module
-
-KEY = "test-key"
+from tests.support import KEY
 
 
 def trade(sym: str, seq: int = 0, ev: str = "T") -> dict[str, Any]:

@@ -18,15 +18,7 @@ import pytest
 import massive_rt as mrt
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
-
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
+from tests.support import FAST, KEY
 
 
 @pytest.fixture
@@ -171,7 +163,6 @@ class TestFailure:
             stats = pool.stats()
             assert len(stats.failed) == 2
             assert stats.degraded is False
-
 
     @pytest.mark.allow_errors(
         r"failed: refused at connect: the account's connection limit is reached",
@@ -376,9 +367,7 @@ class TestMisuse:
             adapter.on("T", "print")  # type: ignore[call-overload]
         adapter.stop()
 
-    def test_a_pool_validates_its_options_without_a_throwaway_client(
-        self, caplog: pytest.LogCaptureFixture
-    ) -> None:
+    def test_a_pool_validates_its_options_without_a_throwaway_client(self, caplog: pytest.LogCaptureFixture) -> None:
         caplog.set_level(logging.DEBUG, logger="massive_rt")
         pool = mrt.ConnectionPool(api_key=KEY, url="ws://127.0.0.1:9/{market}", client_options={"queue_size": 10})
         assert caplog.records == []  # today: "[pool-check] state stopped: stopped"

@@ -20,19 +20,11 @@ from massive_rt.pool import ConnectionPool
 from massive_rt.synthetic import SyntheticSource
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
-
-KEY = "test-key"
-FAST = mrt.ReconnectPolicy(initial_delay=0.01, max_delay=0.05)
+from tests.support import FAST, KEY
 
 
 def trade(sym: str = "AAPL", q: int = 0) -> dict[str, object]:
     return {"ev": "T", "sym": sym, "p": 100.0 + q, "s": 100, "t": 1, "q": q}
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
 
 
 @pytest.fixture(params=["thread", "inline"])

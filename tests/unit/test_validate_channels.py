@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 import massive_rt as mrt
 from massive_rt.protocol import parse_channels
 from massive_rt.testing import MockMassiveServer
-
-KEY = "test-key"
-
-
-@pytest.fixture
-def server() -> Iterator[MockMassiveServer]:
-    with MockMassiveServer(api_keys={KEY}) as srv:
-        yield srv
+from tests.support import KEY
 
 
 def test_strict_refuses_an_unknown_prefix_and_says_how_to_subscribe_it_anyway() -> None:
