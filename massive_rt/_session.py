@@ -244,7 +244,10 @@ class Session:
                 self._note_first_data(received_at_ns)
             self.last_data_ns = received_at_ns
             self._last_data_mono = self._clock()
-            self._put([KIND_OBJECTS, data, received_at_ns, len(data), payload], self._stopping)
+            if self._config.raw:  # the frame as received, statuses included (raw mode decodes nothing)
+                self._put([KIND_DATA, payload, received_at_ns, len(data)], self._stopping)
+            else:
+                self._put([KIND_OBJECTS, data, received_at_ns, len(data)], self._stopping)
         return None
 
     def on_status(self, obj: dict[str, Any], received_at_ns: int, *, delivered: bool = False) -> Outcome | None:

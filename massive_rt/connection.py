@@ -33,12 +33,13 @@ from typing import Any
 import attrs
 import websocket
 
+from ._lifecycle import ThreadedSource
 from ._session import Outcome, Session
 from ._transport import StopRequested, Transport, describe, refused_upgrade, shown_url
 from ._util import ConnectionLogger, seconds, snapshot_dict
 from ._validate import require_number
 from .config import ClientConfig, LimitRetry, ReconnectPolicy, limit_retry_for, mask_secret
-from .consumer import QueueConsumer, check_timeout
+from .consumer import check_timeout
 from .dedupe import DuplicateFilter
 from .enums import ConnectionState, Feed, Market, Overflow
 from .errors import (
@@ -171,7 +172,7 @@ class ConnectionStats:
         return snapshot_dict(self)
 
 
-class MassiveWebSocketClient(QueueConsumer):
+class MassiveWebSocketClient(ThreadedSource):
     """One Massive WebSocket connection with its own daemon reader thread and a bounded queue.
 
     Example::
@@ -223,6 +224,9 @@ class MassiveWebSocketClient(QueueConsumer):
             ``http_proxy_host``, ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type`` ...).
         config: a :class:`ClientConfig` (alternative to the arguments above).
     """
+
+    _NOUN = "client"
+    _THREAD_PREFIX = "massive-rt-reader-"
 
     def __init__(
         self,
@@ -293,9 +297,7 @@ class MassiveWebSocketClient(QueueConsumer):
 
         # Shared state, guarded by _lock (never held across I/O, waits or user code).
         self._lock = threading.Lock()
-        # start/stop only, so stop() never waits on _lock; re-entrant because a signal handler may
-        # call stop() while this very thread is inside start() (Thread.start() waits, and handlers run).
-        self._life_lock = threading.RLock()
+        self._init_lifecycle()  # _life_lock (start/stop only, so stop() never waits on _lock), _thread
         self._cond = threading.Condition(self._lock)
         channels = parse_channels(config.subscriptions, config.market, config.validate_channels)
         self._desired: dict[str, None] = dict.fromkeys(channels)
@@ -304,9 +306,6 @@ class MassiveWebSocketClient(QueueConsumer):
         self._fatal: MassiveRTError | None = None
         self._last_error: str | None = None
         self._connected_since: float | None = None
-        self._thread: threading.Thread | None = None
-        self._started = False
-        self._stop_requested = threading.Event()
         self._forked = False
 
         # Reader-thread state.
@@ -390,25 +389,10 @@ class MassiveWebSocketClient(QueueConsumer):
         # _fail() records the error just before the state changes: never show one without the other.
         return self._fatal if self._state is ConnectionState.FAILED else None
 
-    def start(self) -> MassiveWebSocketClient:
-        """Start the reader thread and return at once. Idempotent.
-
-        Raises:
-            ClientClosedError: the client was stopped (clients are not restartable) or forked.
-        """
-        self._check_usable()
-        with self._life_lock:
-            if self._stop_requested.is_set():
-                raise ClientClosedError("client was stopped; create a new one", connection=self._name)
-            if self._started:
-                return self
-            self._started = True
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-            self._wake_w.setblocking(False)
-            self._thread = threading.Thread(target=self._run, name=f"massive-rt-reader-{self._name}", daemon=True)
-            self._thread.start()
-        return self
+    def _before_thread(self) -> None:
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
 
     def wait_ready(self, timeout: float | None = None) -> MassiveWebSocketClient:
         """Block until authenticated and the initial subscriptions are acknowledged (STREAMING).
@@ -423,8 +407,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._check_usable()
         check_timeout(timeout)
         with self._cond:
-            if not self._started:
-                raise ClientClosedError("call start() before wait_ready()", connection=self._name)
+            self._require_started("wait_ready()")
             ok = self._cond.wait_for(self._ready_or_terminal, timeout)
             state, fatal, last = self._state, self._fatal, self._last_error
         if state is ConnectionState.FAILED and fatal is not None:
@@ -620,7 +603,7 @@ class MassiveWebSocketClient(QueueConsumer):
         """
         before = previous._proto
         gap = before.gap_start_ns if before.gap_start_ns is not None else before.last_data_ns
-        if gap is not None and not self._started:
+        if gap is not None and self._thread is None:
             self._proto.continue_gap(gap)
 
     def emit_status(self, status: str, message: str, error: MassiveRTError | None = None) -> None:
@@ -631,12 +614,6 @@ class MassiveWebSocketClient(QueueConsumer):
         self._check_usable()
         self._emit(StatusMessage(status=status, message=message, error=error, connection=self._name,
                                  received_at_ns=time.time_ns()))  # fmt: skip
-
-    def __enter__(self) -> MassiveWebSocketClient:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return (
@@ -660,16 +637,6 @@ class MassiveWebSocketClient(QueueConsumer):
                 f"this client was created in the parent of a forked process and does not run here: {FORK_ADVICE}",
                 connection=self._name,
             )
-
-    def _check_consumable(self) -> None:
-        self._check_usable()
-        if not self._started and not self._stop_requested.is_set():
-            raise ClientClosedError("call start() first", connection=self._name)
-
-    def _check_open(self) -> None:
-        self._check_usable()
-        if self._stop_requested.is_set():
-            raise ClientClosedError("client was stopped; create a new one", connection=self._name)
 
     # ------------------------------------------------------------------ state
 

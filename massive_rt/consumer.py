@@ -254,8 +254,6 @@ class QueueConsumer:
         if kind == KIND_EVENT:
             return [payload]
         if kind == KIND_OBJECTS:
-            if self._raw and len(item) > 4:
-                return [RawFrame(data=item[4], received_at_ns=received_at_ns, connection=self._name)]
             events = self._decoder.decode_objects(payload, received_at_ns)
             dedupe = self._dedupe
             return events if dedupe is None else self._without_duplicates(dedupe, events)

@@ -13,11 +13,12 @@ from typing import Any
 
 import attrs
 
+from .._lifecycle import ThreadedSource
 from .._util import snapshot_dict
 from .._validate import field_error, require_number
-from ..consumer import QueueConsumer, check_timeout
+from ..consumer import check_timeout
 from ..enums import ConnectionState, Market, Overflow
-from ..errors import ClientClosedError, ConfigurationError
+from ..errors import ConfigurationError
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS
 from ..models import StatusMessage
 from ..protocol import parse_channels
@@ -28,7 +29,7 @@ __all__ = ["SyntheticSource", "SyntheticStats"]
 logger = logging.getLogger(__name__)
 
 
-class SyntheticSource(QueueConsumer):
+class SyntheticSource(ThreadedSource):
     """A synthetic event source for :class:`~massive_rt.RealTimeDataAdapter` — no key, no network.
 
     Same surface as a client (``start``, ``subscribe``, ``get``, ``drain``, ``stats``, ``stop``):
@@ -48,6 +49,8 @@ class SyntheticSource(QueueConsumer):
         overflow: full-queue policy; default ``block`` when ``rate`` is None, else ``drop_oldest``.
         name: source name (events' ``connection``).
     """
+
+    _THREAD_PREFIX = "massive-rt-synthetic-"
 
     def __init__(
         self,
@@ -91,8 +94,7 @@ class SyntheticSource(QueueConsumer):
         self._desired: dict[str, None] = dict.fromkeys(channels)
         self._filter = _channel_filter(self._desired)
         self._state = ConnectionState.NEW
-        self._stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._init_lifecycle()
         self._generated = 0
         self._queued = 0
 
@@ -126,22 +128,10 @@ class SyntheticSource(QueueConsumer):
         """Event sources for the adapter: this source alone."""
         return (self,)
 
-    def start(self) -> SyntheticSource:
-        """Start generating. Idempotent."""
-        with self._lock:
-            if self._stop_event.is_set():
-                raise ClientClosedError("source was stopped; create a new one", connection=self._name)
-            if self._thread is not None:
-                return self
-            self._thread = threading.Thread(target=self._run, name=f"massive-rt-synthetic-{self._name}", daemon=True)
-            self._thread.start()
-        return self
-
     def wait_ready(self, timeout: float | None = None) -> SyntheticSource:
         """Return at once once started (the synthetic market needs no handshake)."""
         check_timeout(timeout)
-        if self._thread is None:
-            raise ClientClosedError("call start() before wait_ready()", connection=self._name)
+        self._require_started("wait_ready()")
         return self
 
     def subscribe(self, *channels: str, **_: Any) -> tuple[str, ...]:
@@ -192,8 +182,8 @@ class SyntheticSource(QueueConsumer):
     def stop(self, timeout: float = 5.0) -> None:
         """Stop generating; queued events stay available. Idempotent; any thread."""
         require_number("timeout", timeout)
-        with self._lock:
-            self._stop_event.set()
+        with self._life_lock:
+            self._stop_requested.set()
             thread = self._thread
         if thread is None:
             if self._state is not ConnectionState.STOPPED:
@@ -216,22 +206,8 @@ class SyntheticSource(QueueConsumer):
             health_reason=None if streaming else f"state {state.value}",
         )  # fmt: skip
 
-    def __enter__(self) -> SyntheticSource:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         return f"SyntheticSource(name={self._name!r}, market={self._market.value!r}, rate={self._rate})"
-
-    def _check_consumable(self) -> None:
-        if self._thread is None and not self._stop_event.is_set():
-            raise ClientClosedError("call start() first", connection=self._name)
-
-    def _check_open(self) -> None:
-        if self._stop_event.is_set():
-            raise ClientClosedError("source was stopped; create a new one", connection=self._name)
 
     def _status(self, state: ConnectionState, message: str) -> None:
         self._state = state
@@ -242,7 +218,7 @@ class SyntheticSource(QueueConsumer):
     def _run(self) -> None:
         generate = self._generator.next_events
         batch = self._batch
-        stopped = self._stop_event.is_set
+        stopped = self._stop_requested.is_set
         interval = None if self._rate is None else batch / self._rate
         next_at = time.monotonic()
         self._status(ConnectionState.STREAMING, f"synthetic {self._market.value} market")
@@ -251,7 +227,7 @@ class SyntheticSource(QueueConsumer):
                 if interval is not None:
                     next_at += interval
                     delay = next_at - time.monotonic()
-                    if delay > 0 and self._stop_event.wait(delay):
+                    if delay > 0 and self._stop_requested.wait(delay):
                         break
                     if delay < -1.0:
                         next_at = time.monotonic()  # fell behind (paused process): do not burst

@@ -172,7 +172,16 @@ def test_statuses_and_data_in_one_frame_are_split() -> None:
     payload = frame(status("success", "subscribed to: T.AAPL"), {"ev": "T", "sym": "AAPL"})
     assert h.feed(payload) is None
     assert h.acked == {"T.AAPL"}
-    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "AAPL"}], h.wall, 1, payload]]
+    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "AAPL"}], h.wall, 1]]
+
+
+def test_in_raw_mode_a_split_frame_goes_on_as_received() -> None:
+    h = Harness(raw=True)
+    h.authenticate()
+    payload = frame(status("success", "subscribed to: T.AAPL"), {"ev": "T", "sym": "AAPL"})
+    assert h.feed(payload) is None
+    assert h.acked == {"T.AAPL"}  # the status was acted on ...
+    assert h.items == [[KIND_DATA, payload, h.wall, 1]]  # ... and the frame is delivered whole
 
 
 def test_an_undecodable_frame_after_auth_goes_to_the_consumer_to_report() -> None:
