@@ -20,6 +20,8 @@ from tests.support import FAST, KEY
 if TYPE_CHECKING:
     from massive_rt.testing import MockMassiveServer
 
+pytest_plugins = ["pytester"]
+
 THREAD_PREFIX = "massive-rt-"
 GUARDED_LOGGER = "massive_rt"
 
