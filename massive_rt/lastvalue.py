@@ -18,7 +18,6 @@ another's older one that was already replaced before it. Two separate reads (``t
 from __future__ import annotations
 
 import logging
-import operator
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -183,6 +182,21 @@ class CacheStats:
     seed_errors: int
 
 
+class _Markets(dict[str, str]):
+    """``{connection name: market}``; a name not met yet (a pool added a connection) is looked up
+    on the source once, and falls back to the default market."""
+
+    def __init__(self, source: Any, default: str) -> None:
+        super().__init__(connection_markets(source))
+        self._source = source
+        self._default = default
+
+    def __missing__(self, connection: str) -> str:
+        found = connection_markets(self._source).get(connection, self._default)
+        self[connection] = found
+        return found
+
+
 class LastValueCache(LastValues):
     """The latest trade, quote and minute/second bar per (market, symbol) of an adapter's stream.
 
@@ -235,7 +249,7 @@ class LastValueCache(LastValues):
         super().__init__(self._store, resolved)
         self._adapter = adapter
         self._source = source
-        self._markets: dict[str, str] = connection_markets(source)
+        self._markets = _Markets(source, resolved)
         self._unkeyed = 0
         self._seed_calls = 0
         self._seed_stored = 0
@@ -254,24 +268,30 @@ class LastValueCache(LastValues):
 
     # -------------------------------------------------------------- the write side (dispatcher)
 
-    def _connection_market(self, connection: str) -> str:
-        """A connection not met yet (a pool added it): look at the source again, once per name."""
-        found = connection_markets(self._source).get(connection, self._market)
-        self._markets[connection] = found
-        return found
-
     def _handler(self, kind: str, attr: str) -> Callable[[Any], None]:
+        # The hot path: plain attribute reads (an attrgetter call costs more than the store) and one
+        # subscript for the market (a connection not met yet is looked up once, by _Markets).
         store = self._store
         markets = self._markets
-        symbol_of = operator.attrgetter(attr)
-        unknown = self._connection_market
 
-        def store_latest(event: Any) -> None:
-            symbol = symbol_of(event)
-            if symbol is None:
-                self._unkeyed += 1
-                return
-            store[(kind, markets.get(event.connection) or unknown(event.connection), symbol)] = event
+        def unkeyed() -> None:
+            self._unkeyed += 1
+
+        if attr == "symbol":
+
+            def store_latest(event: Any) -> None:
+                if event.symbol is None:
+                    unkeyed()
+                else:
+                    store[(kind, markets[event.connection], event.symbol)] = event
+
+        else:
+
+            def store_latest(event: Any) -> None:
+                if event.pair is None:
+                    unkeyed()
+                else:
+                    store[(kind, markets[event.connection], event.pair)] = event
 
         store_latest.__qualname__ = f"LastValueCache.store_{kind}"
         return store_latest
@@ -279,17 +299,15 @@ class LastValueCache(LastValues):
     def _bar_handler(self, attr: str) -> Callable[[Any], None]:
         store = self._store
         markets = self._markets
-        symbol_of = operator.attrgetter(attr)
-        unknown = self._connection_market
         kinds = _BAR_KINDS
 
         def store_latest_bar(event: Any) -> None:
-            symbol = symbol_of(event)
+            symbol = getattr(event, attr)
             kind = kinds.get(event.event_type)
             if symbol is None or kind is None:
                 self._unkeyed += 1
                 return
-            store[(kind, markets.get(event.connection) or unknown(event.connection), symbol)] = event
+            store[(kind, markets[event.connection], symbol)] = event
 
         store_latest_bar.__qualname__ = "LastValueCache.store_bar"
         return store_latest_bar
