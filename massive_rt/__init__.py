@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from .adapter import AdapterStats, RealTimeDataAdapter
+from .barclock import BarClock, BarClockStats, BarSlot
 from .config import ClientConfig, LimitRetry, ReconnectPolicy
 from .connection import ConnectionStats, MassiveWebSocketClient
 from .dedupe import DedupeStats, DuplicateFilter
@@ -26,6 +27,7 @@ from .errors import (
     SubscriptionError,
     WaitTimeoutError,
 )
+from .lastvalue import CachedValue, CacheKey, CacheStats, LastValueCache, LastValues
 from .models import (
     CryptoQuote,
     CryptoTrade,
@@ -58,6 +60,12 @@ __all__ = [
     "AdapterState",
     "AdapterStats",
     "AuthenticationError",
+    "BarClock",
+    "BarClockStats",
+    "BarSlot",
+    "CacheKey",
+    "CacheStats",
+    "CachedValue",
     "ClientClosedError",
     "ClientConfig",
     "ConfigurationError",
@@ -84,6 +92,8 @@ __all__ = [
     "HandshakeError",
     "Imbalance",
     "IndexValue",
+    "LastValueCache",
+    "LastValues",
     "LaunchpadValue",
     "Level2Book",
     "LimitRetry",
