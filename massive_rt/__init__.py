@@ -47,6 +47,7 @@ from .models import (
     MarketEvent,
     RawFrame,
     StatusMessage,
+    SymbolMark,
     UnknownEvent,
 )
 from .pool import ConnectionPool, PoolStats
@@ -98,6 +99,7 @@ __all__ = [
     "RealTimeDataAdapter",
     "ReconnectPolicy",
     "StatusMessage",
+    "SymbolMark",
     "SubscriptionError",
     "SyntheticMarket",
     "SyntheticSource",

@@ -15,9 +15,10 @@ from typing import Any
 
 import attrs
 
-from ._structdecode import compile_builder, struct_frame_decoder
+from ._structdecode import bind_marks, compile_builder, struct_frame_decoder
 from .enums import Market
 from .errors import ConfigurationError
+from .marks import DeliveryMarks, symbol_attribute
 from .models import (
     CryptoQuote,
     CryptoTrade,
@@ -304,19 +305,21 @@ def routes_to(subscriptions: AbstractSet[str], ev: object, symbol: object) -> bo
 Maker = Callable[[dict[str, Any], int, str], Event]
 
 
-def _compile_maker(cls: type[MarketEvent]) -> Maker:
+def _compile_maker(cls: type[MarketEvent], mark: str | None = None) -> Maker:
     """Build a constructor specialised for ``cls`` that reads the wire keys of a dict.
 
     Decoding is the hot path (hundreds of thousands of events a second): the generated function
     fills a mutable slot twin of ``cls`` with plain stores, then switches its ``__class__``
-    (see :func:`massive_rt._structdecode.mutable_twin`).
+    (see :func:`massive_rt._structdecode.mutable_twin`). ``mark``: see ``compile_builder``.
     """
-    return compile_builder(cls, "d", ["get = d.get", *(f"obj.{attr} = get({key!r})" for key, attr in cls.WIRE)])
+    fill = ["get = d.get", *(f"obj.{attr} = get({key!r})" for key, attr in cls.WIRE)]
+    return compile_builder(cls, "d", fill, mark)
 
 
-_MAKERS: dict[type[MarketEvent], Maker] = {
-    cls: _compile_maker(cls) for cls in {c for table in MARKET_EVENTS.values() for c in table.values()}
-}
+_CLASSES = {c for table in MARKET_EVENTS.values() for c in table.values()}
+_MAKERS: dict[type[MarketEvent], Maker] = {cls: _compile_maker(cls) for cls in _CLASSES}
+#: Makers that also store each event in the marks dict bound to them (see marks.DeliveryMarks).
+_MARKING_MAKERS: dict[type[MarketEvent], Maker] = {cls: _compile_maker(cls, symbol_attribute(cls)) for cls in _CLASSES}
 
 
 def _make_status(d: dict[str, Any], received_at_ns: int, connection: str) -> Event:
@@ -372,6 +375,8 @@ class Decoder:
         connection: name stamped on every event.
         loads: JSON decoder of the dict path (``json.loads`` or a compatible faster one).
         use_msgspec: try the msgspec struct decoder first when msgspec is importable.
+        marks: keep, per event type and symbol, the last event decoded in it (its ``by_ev``
+            must hold a dict for every ``ev`` of the market).
     """
 
     def __init__(
@@ -381,12 +386,18 @@ class Decoder:
         loads: Callable[[Any], Any] = json.loads,
         *,
         use_msgspec: bool = True,
+        marks: DeliveryMarks | None = None,
     ) -> None:
         self.market: Market = Market.coerce(market, "market")
         self.connection = connection
         self._loads = loads
-        self._structs = struct_frame_decoder(MARKET_EVENTS[self.market]) if use_msgspec else None
-        self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in MARKET_EVENTS[self.market].items()}
+        events = MARKET_EVENTS[self.market]
+        by_ev = None if marks is None else marks.by_ev
+        self._structs = struct_frame_decoder(events, by_ev) if use_msgspec else None
+        if by_ev is None:
+            self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in events.items()}
+        else:
+            self._makers = {ev: bind_marks(_MARKING_MAKERS[cls], by_ev[ev]) for ev, cls in events.items()}
         self._makers["status"] = self._make_status
         self._unknown_logged: set[object] = set()
         self.stats = DecodeStats()
