@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from .models import (
+    CurrencyAgg,
     EquityAgg,
     Event,
     FuturesAgg,
@@ -29,7 +30,6 @@ from .models import (
     MarketEvent,
     StatusMessage,
     SymbolMark,
-    CurrencyAgg,
 )
 
 __all__ = ["DEFAULT_LAST_SEEN_LIMIT", "GAP_STATUSES", "DeliveryMarks", "LastSeen", "mark_fields", "symbol_attribute"]
@@ -152,4 +152,3 @@ class DeliveryMarks:
             seen = predecessor.pending
         self.pending = None
         return (seen if seen is not None else self.snapshot()).apply(status)
-

@@ -39,6 +39,7 @@ from .models import (
     LimitUpLimitDown,
     MarketEvent,
     StatusMessage,
+    SymbolMark,
     UnknownEvent,
 )
 
@@ -59,7 +60,9 @@ __all__ = [
     "parse_control",
     "routes_to",
     "status_array",
+    "status_fields",
     "status_frame",
+    "status_from_fields",
     "wildcard_of",
 ]
 
@@ -285,6 +288,84 @@ def status_frame(status: str, message: str) -> str:
 def status_array(pairs: Iterable[tuple[str, str]]) -> str:
     """One server frame holding a status object per ``(status, message)`` pair."""
     return "[" + ",".join(status_frame(status, message)[1:-1] for status, message in pairs) + "]"
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+def status_fields(status: str, message: str, event: StatusMessage) -> dict[str, Any]:
+    """A server status object carrying ``event``'s numbers as extra keys (a relay forwarding an
+    upstream status): ``gap_start_ns``, ``gap_end_ns``, ``dropped``, ``channels`` and
+    ``last_seen`` (``[{"sym", "ev", "t", "q", "r"}]``, ``last_seen_omitted``,
+    ``last_seen_omitted_oldest``), each only when set. Clients that do not know them ignore them;
+    :func:`status_from_fields` reads them back."""
+    obj: dict[str, Any] = {"ev": "status", "status": status, "message": message}
+    if event.gap_start_ns is not None:
+        obj["gap_start_ns"] = event.gap_start_ns
+    if event.gap_end_ns is not None:
+        obj["gap_end_ns"] = event.gap_end_ns
+    if event.dropped:
+        obj["dropped"] = event.dropped
+    if event.channels:
+        obj["channels"] = list(event.channels)
+    if event.last_seen or event.last_seen_omitted:
+        obj["last_seen"] = [{"sym": m.symbol, "ev": m.ev, "t": m.timestamp, "q": m.sequence, "r": m.received_at_ns}
+                            for m in event.last_seen]  # fmt: skip
+        obj["last_seen_omitted"] = event.last_seen_omitted
+        obj["last_seen_omitted_oldest"] = event.last_seen_omitted_oldest
+    return obj
+
+
+def _marks_from(value: object) -> tuple[SymbolMark, ...] | None:
+    if type(value) is not list:
+        return None
+    marks = []
+    for item in value:
+        if type(item) is not dict or type(item.get("ev")) is not str or not _is_int(item.get("r", 0)):
+            return None
+        symbol = item.get("sym")
+        if type(symbol) is not str:
+            return None
+        marks.append(SymbolMark(symbol=symbol, ev=item["ev"], timestamp=item.get("t"), sequence=item.get("q"),
+                                received_at_ns=item.get("r", 0)))  # fmt: skip
+    return tuple(marks)
+
+
+def status_from_fields(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The :class:`StatusMessage` fields a server status object carries as extra keys (see
+    :func:`status_fields`), and the names of the keys ignored because their value had the wrong type."""
+    fields: dict[str, Any] = {}
+    rejected: list[str] = []
+    for key in ("gap_start_ns", "gap_end_ns", "dropped", "last_seen_omitted"):
+        if key in obj:
+            if _is_int(obj[key]):
+                fields[key] = obj[key]
+            else:
+                rejected.append(key)
+    if "last_seen_omitted_oldest" in obj:
+        oldest = obj["last_seen_omitted_oldest"]
+        if oldest is None or _is_number(oldest):
+            fields["last_seen_omitted_oldest"] = oldest
+        else:
+            rejected.append("last_seen_omitted_oldest")
+    if "channels" in obj:
+        channels = obj["channels"]
+        if type(channels) is list and all(type(c) is str for c in channels):
+            fields["channels"] = tuple(channels)
+        else:
+            rejected.append("channels")
+    if "last_seen" in obj:
+        marks = _marks_from(obj["last_seen"])
+        if marks is None:
+            rejected.append("last_seen")
+        else:
+            fields["last_seen"] = marks
+    return fields, rejected
 
 
 def routes_to(subscriptions: AbstractSet[str], ev: object, symbol: object) -> bool:

@@ -73,7 +73,7 @@ from .errors import ClientClosedError, ConfigurationError, MassiveRTError, Subsc
 from .framing import encode_frame, join_frames
 from .models import MarketEvent, RawFrame, StatusMessage, UnknownEvent, to_wire
 from .pool import ConnectionPool, PoolStats
-from .protocol import MARKET_EVENTS, status_frame
+from .protocol import MARKET_EVENTS, status_fields, status_frame
 
 __all__ = ["ConsumerStats", "MassiveRelay", "RelayStats", "main", "run_relay"]
 
@@ -828,7 +828,7 @@ class MassiveRelay(ProtocolServer):
             message += f" ({', '.join(bounds)})"
         if event.channels:
             message += f" (channels: {', '.join(event.channels[:50])})"
-        frame = encode_frame(status_frame(name, message).encode())
+        frame = encode_frame(dumps([status_fields(name, message, event)]))
         for sender in targets:
             self._post(sender, frame, 0)
 

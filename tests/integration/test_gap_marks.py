@@ -120,16 +120,16 @@ def test_marks_list_the_most_recent_symbols_and_summarise_the_rest(
         assert server.publish([_trade(symbol, 1_000 + i, i)]) == 1
         assert isinstance(_take_until(client, lambda evs: bool(_market(evs)))[-1], mrt.EquityTrade)
     server.drop_all()
-    disconnected = _take_until(
-        client, lambda evs: any(getattr(e, "status", "") == "disconnected" for e in evs)
-    )[-1]
+    disconnected = _take_until(client, lambda evs: any(getattr(e, "status", "") == "disconnected" for e in evs))[-1]
     assert isinstance(disconnected, mrt.StatusMessage)
     assert [(m.symbol, m.timestamp, m.sequence) for m in disconnected.last_seen] == [("S4", 1004, 4), ("S3", 1003, 3)]
     assert disconnected.last_seen_omitted == 3
     assert disconnected.last_seen_omitted_oldest == 1000
 
 
-def test_raw_clients_carry_no_marks(server: MockMassiveServer, make_client: Callable[..., MassiveWebSocketClient]) -> None:
+def test_raw_clients_carry_no_marks(
+    server: MockMassiveServer, make_client: Callable[..., MassiveWebSocketClient]
+) -> None:
     client = make_client(subscriptions=("T.*",), ping_interval=None, raw=True).start()
     assert client.wait_ready(5)
     assert server.publish([_trade("AAPL", 1, 1)]) == 1
