@@ -43,7 +43,7 @@ StructFrameDecoder = Callable[[Any, int, str], "list[Event] | None"]
 Converter = Callable[[Any, int, str], Event]
 
 # The parser, the errors it refuses a frame with, and per wire struct: (ev, converter, marking converter).
-_Parts = tuple[Callable[[Any], Any], tuple[type, ...], dict[type, tuple[str, Converter, Converter]]]
+_Parts = tuple[Callable[[Any], Any], tuple[type[BaseException], ...], dict[type, tuple[str, Converter, Converter]]]
 
 _TWINS: dict[type[MarketEvent], type] = {}
 
@@ -94,8 +94,8 @@ def compile_builder(
 
 def bind_marks(build: Callable[[Any, int, str], Event], marks: dict[Any, Event]) -> Callable[[Any, int, str], Event]:
     """A copy of a builder compiled with ``mark`` that stores every event it builds in ``marks``."""
-    code = build.__code__  # type: ignore[attr-defined]
-    return types.FunctionType(code, {**build.__globals__, "marks": marks}, build.__name__)  # type: ignore[attr-defined]
+    code = build.__code__
+    return types.FunctionType(code, {**build.__globals__, "marks": marks}, build.__name__)
 
 
 def _compile_converter(

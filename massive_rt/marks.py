@@ -114,7 +114,9 @@ class DeliveryMarks:
     def snapshot(self) -> LastSeen:
         """The marks now: the ``limit`` most recently received listed, the rest summarised."""
         # list(): a C-level copy, safe against a consumer of a predecessor still decoding.
-        entries = [(event, ev) for ev, events in list(self.by_ev.items()) for event in list(events.values())]
+        entries: list[tuple[Any, str]] = [
+            (event, ev) for ev, events in list(self.by_ev.items()) for event in list(events.values())
+        ]
         if len(entries) <= self.limit:
             kept, rest = entries, []
         else:

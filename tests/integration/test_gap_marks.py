@@ -98,8 +98,10 @@ def test_lost_in_flight_events_lie_inside_the_per_symbol_window(
     for status in (disconnected, gap):
         marks = {(m.ev, m.symbol): (m.timestamp, m.sequence) for m in status.last_seen}
         assert marks == expected
-        assert status.last_seen_omitted == 0 and status.last_seen_omitted_oldest is None
-    assert gap.gap_end_ns is not None and gap.gap_start_ns is not None
+        assert status.last_seen_omitted == 0
+        assert status.last_seen_omitted_oldest is None
+    assert gap.gap_end_ns is not None
+    assert gap.gap_start_ns is not None
     marks = {(m.ev, m.symbol): m for m in gap.last_seen}
     for event in lost:
         mark = marks[(event["ev"], event["sym"])]
@@ -138,4 +140,5 @@ def test_raw_clients_carry_no_marks(
     events = _take_until(client, lambda evs: any(getattr(e, "status", "") == "disconnected" for e in evs))
     disconnected = events[-1]
     assert isinstance(disconnected, mrt.StatusMessage)
-    assert disconnected.last_seen == () and disconnected.last_seen_omitted == 0
+    assert disconnected.last_seen == ()
+    assert disconnected.last_seen_omitted == 0

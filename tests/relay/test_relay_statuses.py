@@ -41,9 +41,11 @@ def test_a_client_behind_the_relay_gets_typed_gap_statuses(
     items = take_until(client, lambda e: mrt_key(e) == ("T", "AAPL", 3))
     disconnected, gap = (e for e in items if isinstance(e, mrt.StatusMessage) and e.from_server)
     assert (disconnected.status, gap.status) == ("disconnected", "gap")
-    assert isinstance(disconnected.gap_start_ns, int) and disconnected.gap_start_ns > 0
+    assert isinstance(disconnected.gap_start_ns, int)
+    assert disconnected.gap_start_ns > 0
     assert gap.gap_start_ns == disconnected.gap_start_ns
-    assert isinstance(gap.gap_end_ns, int) and gap.gap_end_ns >= gap.gap_start_ns
+    assert isinstance(gap.gap_end_ns, int)
+    assert gap.gap_end_ns >= gap.gap_start_ns
     numbers = dict(re.findall(r"(gap_(?:start|end)_ns)=(\d+)", gap.message))  # the text still says the same
     assert (int(numbers["gap_start_ns"]), int(numbers["gap_end_ns"])) == (gap.gap_start_ns, gap.gap_end_ns)
     # Per symbol, the last trade this client got before the upstream dropped.
