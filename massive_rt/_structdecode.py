@@ -167,4 +167,11 @@ def struct_frame_decoder(
     """
     if not AVAILABLE:
         return None
-    return _frame_decoder(tuple(sorted(events.items())), marks)
+    table = tuple(sorted(events.items()))
+    return _shared_frame_decoder(table) if marks is None else _frame_decoder(table, marks)
+
+
+@functools.cache
+def _shared_frame_decoder(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDecoder:
+    """The stateless decoder of a table, built once and shared by every decoder without marks."""
+    return _frame_decoder(events, None)

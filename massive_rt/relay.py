@@ -18,7 +18,8 @@ What downstream clients see:
 * Exactly the events of their channels (``<ev>.*`` and ``<ev>.<ticker>``), in upstream order.
 * Upstream reconnects only as status objects, in order with the data, sent to the consumers
   whose channels the upstream connection carries: ``disconnected`` and ``gap`` (their messages
-  carry ``gap_start_ns``/``gap_end_ns`` to backfill from), ``dropped`` (the upstream queue
+  and extra keys carry ``gap_start_ns``/``gap_end_ns`` to backfill from, see
+  :func:`~massive_rt.protocol.status_fields`), ``dropped`` (the upstream queue
   overflowed), and ``upstream_<status>`` for anything else the upstream side reports
   (``upstream_subscription_error``, ``upstream_failed``, ``upstream_recycled``,
   ``upstream_max_connections`` ...).
