@@ -49,6 +49,7 @@ from .models import (
     MarketEvent,
     RawFrame,
     StatusMessage,
+    SymbolMark,
     UnknownEvent,
 )
 from .pool import ConnectionPool, PoolStats
@@ -108,6 +109,7 @@ __all__ = [
     "RealTimeDataAdapter",
     "ReconnectPolicy",
     "StatusMessage",
+    "SymbolMark",
     "SubscriptionError",
     "SyntheticMarket",
     "SyntheticSource",

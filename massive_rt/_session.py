@@ -31,7 +31,7 @@ from .errors import AuthenticationError, ConnectionLimitError, MassiveRTError, S
 from .eventqueue import KIND_DATA, KIND_OBJECTS
 from .framing import parse_close_payload
 from .models import Event, StatusMessage
-from .protocol import build_auth, build_subscribe, build_unsubscribe
+from .protocol import build_auth, build_subscribe, build_unsubscribe, status_from_fields
 
 __all__ = ["ACK_TIMEOUT", "Outcome", "Request", "Session", "Tick"]
 
@@ -146,6 +146,8 @@ class Session:
         self._pong_deadline: float | None = None
         self._bytes_at_ping = 0
         # Across sessions.
+        #: Extra fields of server statuses ignored because of their type (logged at DEBUG).
+        self.rejected_status_fields = 0
         self.last_data_ns: int | None = None
         self.gap_start_ns: int | None = None
         self._last_data_mono: float | None = None
@@ -284,7 +286,7 @@ class Session:
         elif status in ("slow_consumer", "force_disconnect", "auth_timeout"):
             self.server_reason = f"server sent {status}: {message}"
         if not delivered:
-            self._deliver_server_status(status, message, received_at_ns, error)
+            self._deliver_server_status(status, message, received_at_ns, error, obj)
         if isinstance(error, ConnectionLimitError):
             self._emit(StatusMessage(status="evicted" if error.evicted else "limit_refused", message=error.message,
                                      error=error, connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
@@ -427,12 +429,19 @@ class Session:
         return ConnectionLimitError(text, connection=self._name, status="max_connections")
 
     def _deliver_server_status(
-        self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None
-    ) -> None:
+        self, status: str, message: str, received_at_ns: int, error: MassiveRTError | None = None,
+        obj: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
         message = message or f"the server sent {status!r} without a message"
         self._log.warning("server status %s: %s", status, message)
+        fields: dict[str, Any] = {}
+        if obj is not None and len(obj) > 3:  # a relay's structured fields (see protocol.status_fields)
+            fields, rejected = status_from_fields(obj)
+            if rejected:
+                self.rejected_status_fields += len(rejected)
+                self._log.debug("server status %s: ignored field(s) of the wrong type: %s", status, ", ".join(rejected))
         self._emit(StatusMessage(status=status, message=message, error=error, from_server=True,
-                                 connection=self._name, received_at_ns=received_at_ns))  # fmt: skip
+                                 connection=self._name, received_at_ns=received_at_ns, **fields))  # fmt: skip
 
     def _on_ack(self, message: str) -> None:
         verb, _, params = message.partition(":")

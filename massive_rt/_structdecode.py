@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     msgspec = None  # type: ignore[assignment]
 
-__all__ = ["AVAILABLE", "StructFrameDecoder", "compile_builder", "mutable_twin", "struct_frame_decoder"]
+__all__ = ["AVAILABLE", "StructFrameDecoder", "bind_marks", "compile_builder", "mutable_twin", "struct_frame_decoder"]
 
 #: True when msgspec is importable.
 AVAILABLE = msgspec is not None
@@ -38,6 +39,11 @@ AVAILABLE = msgspec is not None
 #: ``decode(frame, received_at_ns, connection)`` → events, or None when the frame needs the dict path.
 StructFrameDecoder = Callable[[Any, int, str], "list[Event] | None"]
 
+
+Converter = Callable[[Any, int, str], Event]
+
+# The parser, the errors it refuses a frame with, and per wire struct: (ev, converter, marking converter).
+_Parts = tuple[Callable[[Any], Any], tuple[type[BaseException], ...], dict[type, tuple[str, Converter, Converter]]]
 
 _TWINS: dict[type[MarketEvent], type] = {}
 
@@ -57,14 +63,18 @@ def mutable_twin(cls: type[MarketEvent]) -> type:
 
 
 def compile_builder(
-    cls: type[MarketEvent], source: str, fill: list[str], **names: Any
+    cls: type[MarketEvent], source: str, fill: list[str], mark: str | None = None, **names: Any
 ) -> Callable[[Any, int, str], Event]:
     """Generate ``build(<source>, received_at_ns, connection)`` returning a ``cls`` event.
 
     ``fill`` are the statements that store the wire fields into ``obj`` (an instance of the
     mutable twin); ``names`` are extra globals they use. Shared by the dict makers
     (``protocol``) and the struct converters here, so both build events the same way.
+    ``mark``: the symbol attribute; the builder then also stores the event in the dict
+    :func:`bind_marks` gives it, under its symbol (unbound, the store is a no-op).
     """
+    # An unhashable symbol (hostile JSON) is not marked; the event is delivered all the same.
+    marking = [] if mark is None else [f"    try: marks[obj.{mark}] = obj", "    except TypeError: pass"]
     lines = [
         f"def build({source}, received_at_ns, connection):",
         "    obj = new(twin)",
@@ -72,26 +82,38 @@ def compile_builder(
         "    obj.received_at_ns = received_at_ns",
         "    obj.connection = connection",
         "    obj.__class__ = cls",
+        *marking,
         "    return obj",
     ]
-    namespace: dict[str, Any] = {"new": object.__new__, "twin": mutable_twin(cls), "cls": cls, **names}
+    namespace: dict[str, Any] = {"new": object.__new__, "twin": mutable_twin(cls), "cls": cls, "marks": None,
+                                 **names}  # fmt: skip
     exec("\n".join(lines), namespace)  # noqa: S102 - generated from the class's own constant WIRE table
     build: Callable[[Any, int, str], Event] = namespace["build"]
     return build
 
 
-def _compile_converter(cls: type[MarketEvent], ev: str, attributes: list[str]) -> Callable[[Any, int, str], Event]:
+def bind_marks(build: Callable[[Any, int, str], Event], marks: dict[Any, Event]) -> Callable[[Any, int, str], Event]:
+    """A copy of a builder compiled with ``mark`` that stores every event it builds in ``marks``."""
+    code = build.__code__
+    return types.FunctionType(code, {**build.__globals__, "marks": marks}, build.__name__)
+
+
+def _compile_converter(
+    cls: type[MarketEvent], ev: str, attributes: list[str], mark: str | None
+) -> Callable[[Any, int, str], Event]:
     """``convert(struct, received_at_ns, connection)``: copy a wire struct into a ``cls`` event."""
     fill = [f"obj.event_type = {ev!r}"]
     if attributes:
         fill.append("({}) = astuple(struct)".format("".join(f"obj.{attr}, " for attr in attributes)))
-    return compile_builder(cls, "struct", fill, astuple=astuple)
+    return compile_builder(cls, "struct", fill, mark, astuple=astuple)
 
 
 @functools.cache
-def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDecoder:
+def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> _Parts:
+    """The market's msgspec decoder, the errors it refuses a frame with, and per wire struct its
+    ``ev``, its converter and its marking converter (unbound)."""
     structs: list[type] = []
-    converters: dict[type, Callable[[Any, int, str], Event]] = {}
+    converters: dict[type, tuple[str, Converter, Converter]] = {}
     for ev, cls in events:
         wire = [(key, attr) for key, attr in cls.WIRE if key != "ev"]
         # Fields are named f0..fN and renamed to the wire keys: some keys ("as") are Python keywords.
@@ -104,11 +126,25 @@ def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDeco
             gc=False,  # JSON values cannot point back at the struct, so it can never be in a cycle
         )
         structs.append(struct)
-        converters[struct] = _compile_converter(cls, ev, [attr for _, attr in wire])
+        attributes = [attr for _, attr in wire]
+        mark = next(attr for _, attr in cls.WIRE if attr in ("symbol", "ticker", "pair"))
+        converters[struct] = (ev, _compile_converter(cls, ev, attributes, None),
+                              _compile_converter(cls, ev, attributes, mark))  # fmt: skip
     union: Any = functools.reduce(operator.or_, structs)
     decode = msgspec.json.Decoder(list[union]).decode
     # TypeError: neither bytes nor str; ValueError: a str that is not encodable (lone surrogates).
     refused = (msgspec.MsgspecError, RecursionError, TypeError, ValueError)
+    return decode, refused, converters
+
+
+def _frame_decoder(
+    events: tuple[tuple[str, type[MarketEvent]], ...], marks: Mapping[str, dict[Any, Event]] | None
+) -> StructFrameDecoder:
+    decode, refused, compiled = _build(events)
+    if marks is None:
+        converters = {struct: convert for struct, (_, convert, _) in compiled.items()}
+    else:
+        converters = {struct: bind_marks(marking, marks[ev]) for struct, (ev, _, marking) in compiled.items()}
 
     def decode_frame(data: Any, received_at_ns: int, connection: str) -> list[Event] | None:
         try:
@@ -120,11 +156,22 @@ def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDeco
     return decode_frame
 
 
-def struct_frame_decoder(events: Mapping[str, type[MarketEvent]]) -> StructFrameDecoder | None:
+def struct_frame_decoder(
+    events: Mapping[str, type[MarketEvent]], marks: Mapping[str, dict[Any, Event]] | None = None
+) -> StructFrameDecoder | None:
     """The msgspec frame decoder for a market's ``{ev: event class}`` table (None without msgspec).
 
-    Built once per table and shared: it holds no state, so any number of threads may use it.
+    The parser is built once per table. Without ``marks`` the decoder holds no state, so any
+    number of threads may use it; with ``marks`` (``{ev: {}}`` for every ``ev`` of the table)
+    it stores each event it builds in ``marks[ev][symbol]``: one consumer at a time.
     """
     if not AVAILABLE:
         return None
-    return _build(tuple(sorted(events.items())))
+    table = tuple(sorted(events.items()))
+    return _shared_frame_decoder(table) if marks is None else _frame_decoder(table, marks)
+
+
+@functools.cache
+def _shared_frame_decoder(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDecoder:
+    """The stateless decoder of a table, built once and shared by every decoder without marks."""
+    return _frame_decoder(events, None)

@@ -280,6 +280,11 @@ def _check_queue_size(_inst: object, _attr: object, value: Any) -> None:
         raise ConfigurationError(f"queue_size={value!r} must be an int >= 1", field="queue_size")
 
 
+def _check_last_seen_limit(_inst: object, _attr: object, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"last_seen_limit={value!r} must be an int >= 0", field="last_seen_limit")
+
+
 def _check_max_message_size(_inst: object, _attr: object, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
         raise ConfigurationError(f"max_message_size={value!r} must be an int >= 1024", field="max_message_size")
@@ -384,6 +389,7 @@ class ClientConfig:
     ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_check_ssl_context)
     websocket_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_to_dict,
                                                        validator=_check_websocket_options)  # fmt: skip
+    last_seen_limit: int = attrs.field(default=1_000, validator=_check_last_seen_limit)
 
     @property
     def resolved_url(self) -> str:

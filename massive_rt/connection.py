@@ -222,6 +222,9 @@ class MassiveWebSocketClient(ThreadedSource):
         ssl_context: a ready ``ssl.SSLContext`` for ``wss`` (wins over ``ca_certs``).
         websocket_options: extra options for websocket-client's handshake (``header``,
             ``http_proxy_host``, ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type`` ...).
+        last_seen_limit: ``disconnected`` and ``gap`` statuses list, per symbol and event type,
+            the last event delivered before the disconnect (``StatusMessage.last_seen``): at most
+            this many, the most recently received; the rest are counted and summarised.
         config: a :class:`ClientConfig` (alternative to the arguments above).
     """
 
@@ -252,6 +255,7 @@ class MassiveWebSocketClient(ThreadedSource):
         ca_certs: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         websocket_options: dict[str, Any] | None = None,
+        last_seen_limit: int = 1_000,
         config: ClientConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -280,6 +284,7 @@ class MassiveWebSocketClient(ThreadedSource):
                 ca_certs=ca_certs,
                 ssl_context=ssl_context,
                 websocket_options=websocket_options or {},
+                last_seen_limit=last_seen_limit,
             )
         elif not isinstance(config, ClientConfig):
             # Never echo the value: a mapping passed by mistake may hold the key.
@@ -319,7 +324,8 @@ class MassiveWebSocketClient(ThreadedSource):
         self._last_frame_mono: float | None = None
         self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
-        self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log)
+        self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log,
+                            config.last_seen_limit)  # fmt: skip
         # Statuses the reader let through inside data frames, found by the consumer's decoder and
         # acted on by the reader (acks, refusals, the limit): a deque, appended on any thread.
         self._statuses_in_data: deque[dict[str, Any]] = deque()
@@ -605,6 +611,7 @@ class MassiveWebSocketClient(ThreadedSource):
         gap = before.gap_start_ns if before.gap_start_ns is not None else before.last_data_ns
         if gap is not None and self._thread is None:
             self._proto.continue_gap(gap)
+            self.continue_marks_from(previous)
 
     def emit_status(self, status: str, message: str, error: MassiveRTError | None = None) -> None:
         """Put a status event in this connection's stream, in order with its data.

@@ -20,8 +20,9 @@ from .dedupe import DuplicateFilter
 from .enums import Market, Overflow
 from .errors import ClientClosedError
 from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .marks import GAP_STATUSES, DeliveryMarks
 from .models import Event, RawFrame, StatusMessage
-from .protocol import Decoder
+from .protocol import MARKET_EVENTS, Decoder
 
 __all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
@@ -64,6 +65,8 @@ class QueueConsumer:
     _forked = False  # set on a client in a forked child: then every call goes through _check_usable()
     _dedupe: DuplicateFilter | None = None  # opt-in: events already seen are dropped after decoding
     _suppressed = 0  # duplicates this consumer dropped (the filter may be shared with others)
+    _marks: DeliveryMarks | None = None  # per symbol, the last event decoded (None: raw, nothing decoded)
+    _predecessor_marks: DeliveryMarks | None = None  # a pool replacement's: the gap it closes was theirs
 
     _name: str
     _queue: FrameQueue
@@ -82,7 +85,10 @@ class QueueConsumer:
         overflow: Overflow,
         raw: bool,
         log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
+        last_seen_limit: int | None = None,
     ) -> None:
+        """``last_seen_limit``: keep per-symbol marks for ``disconnected``/``gap`` statuses and list
+        at most this many (None: keep none; a source whose gaps are not a connection's)."""
         self._raw = raw
         self._overflow = overflow
         self._queue = FrameQueue(queue_size, overflow, on_drop=self._on_drop)
@@ -90,7 +96,9 @@ class QueueConsumer:
         #: inline gate is set (swapped, never wrapped, so the queue-only path has no extra call).
         self._sink: Callable[[Item, Callable[[], bool] | None], bool] = self._queue.put
         self._drop_log = RateLimitedLog(log, logging.WARNING)
-        self._decoder = Decoder(market, name, loads=fast_loads)
+        if not raw and last_seen_limit is not None:
+            self._marks = DeliveryMarks(MARKET_EVENTS[market], last_seen_limit)
+        self._decoder = Decoder(market, name, loads=fast_loads, marks=self._marks)
         self._consume_lock = threading.Lock()
         self._ready = deque()
 
@@ -221,6 +229,14 @@ class QueueConsumer:
             return True
         return queue.put(item, should_stop)
 
+    def continue_marks_from(self, previous: QueueConsumer) -> None:
+        """Before start: carry on ``previous``'s per-symbol marks (a pool's replacement connection),
+        so the ``gap`` status this one reports has the marks of ``previous``'s disconnect."""
+        marks, theirs = self._marks, previous._marks
+        if marks is not None and theirs is not None:
+            marks.adopt(theirs)
+            self._predecessor_marks = theirs
+
     def _sink_changed(self) -> None:
         """Hook: ``_sink`` changed (a client passes it on to its session)."""
 
@@ -252,6 +268,9 @@ class QueueConsumer:
             dedupe = self._dedupe
             return events if dedupe is None else self._without_duplicates(dedupe, events)
         if kind == KIND_EVENT:
+            marks = self._marks
+            if marks is not None and payload.__class__ is StatusMessage and payload.status in GAP_STATUSES:
+                return [marks.on_status(payload, self._predecessor_marks)]
             return [payload]
         if kind == KIND_OBJECTS:
             events = self._decoder.decode_objects(payload, received_at_ns)

@@ -38,6 +38,7 @@ __all__ = [
     "MarketEvent",
     "RawFrame",
     "StatusMessage",
+    "SymbolMark",
     "UnknownEvent",
     "to_wire",
 ]
@@ -345,6 +346,30 @@ class UnknownEvent(Event):
 
 
 @attrs.frozen(kw_only=True)
+class SymbolMark:
+    """The last event of one symbol and event type that a connection delivered before a disconnect.
+
+    Events of that symbol sent later than this mark may have been lost in flight: backfill from
+    ``timestamp`` (and ``sequence``) to the gap's ``gap_end_ns``. Which fields are read per event
+    class is in docs/protocol.md ("Gap windows").
+
+    Attributes:
+        symbol: the symbol (``sym``, ``pair``, ``T`` or ``p`` on the wire).
+        ev: the event type (``T``, ``Q``, ``AM`` ...): trades and quotes of a symbol have marks of their own.
+        timestamp: the exchange timestamp of that event as the server sent it (``t``; ``e``, the end, for
+            aggregates), in the feed's unit (milliseconds on Massive's stocks feed).
+        sequence: its sequence number (``q``; ``i`` for imbalances), None for event types without one.
+        received_at_ns: wall-clock ns when it was read from the socket.
+    """
+
+    symbol: Any
+    ev: str
+    timestamp: Any = None
+    sequence: Any = None
+    received_at_ns: int = 0
+
+
+@attrs.frozen(kw_only=True)
 class StatusMessage(Event):
     """A status: from the server (``connected``, ``max_connections``, ...) or about the connection.
 
@@ -373,6 +398,13 @@ class StatusMessage(Event):
         dropped: number of events discarded (``dropped`` statuses).
         gap_start_ns: wall-clock ns of the last data received before a disconnect.
         gap_end_ns: wall-clock ns of the first data received after the reconnect.
+        last_seen: on ``disconnected`` and ``gap``: per symbol and event type delivered on the
+            connection before the disconnect, the last one (:class:`SymbolMark`), most recently
+            received first, at most ``last_seen_limit`` of them (empty with ``raw=True``: nothing
+            is decoded).
+        last_seen_omitted: how many more symbols were delivered than ``last_seen`` lists.
+        last_seen_omitted_oldest: the oldest exchange timestamp among those omitted (backfill
+            them from there), None when none was omitted.
         from_server: True when the server sent it.
     """
 
@@ -385,6 +417,9 @@ class StatusMessage(Event):
     dropped: int = 0
     gap_start_ns: int | None = None
     gap_end_ns: int | None = None
+    last_seen: tuple[SymbolMark, ...] = ()
+    last_seen_omitted: int = 0
+    last_seen_omitted_oldest: Any = None
     from_server: bool = False
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import attrs
 
-from ._structdecode import compile_builder, struct_frame_decoder
+from ._structdecode import bind_marks, compile_builder, struct_frame_decoder
 from .enums import Market
 from .errors import ConfigurationError
+from .marks import DeliveryMarks, symbol_attribute
 from .models import (
     CryptoQuote,
     CryptoTrade,
@@ -38,6 +39,7 @@ from .models import (
     LimitUpLimitDown,
     MarketEvent,
     StatusMessage,
+    SymbolMark,
     UnknownEvent,
 )
 
@@ -58,7 +60,9 @@ __all__ = [
     "parse_control",
     "routes_to",
     "status_array",
+    "status_fields",
     "status_frame",
+    "status_from_fields",
     "wildcard_of",
 ]
 
@@ -286,6 +290,84 @@ def status_array(pairs: Iterable[tuple[str, str]]) -> str:
     return "[" + ",".join(status_frame(status, message)[1:-1] for status, message in pairs) + "]"
 
 
+def _is_int(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float)
+
+
+def status_fields(status: str, message: str, event: StatusMessage) -> dict[str, Any]:
+    """A server status object carrying ``event``'s numbers as extra keys (a relay forwarding an
+    upstream status): ``gap_start_ns``, ``gap_end_ns``, ``dropped``, ``channels`` and
+    ``last_seen`` (``[{"sym", "ev", "t", "q", "r"}]``, ``last_seen_omitted``,
+    ``last_seen_omitted_oldest``), each only when set. Clients that do not know them ignore them;
+    :func:`status_from_fields` reads them back."""
+    obj: dict[str, Any] = {"ev": "status", "status": status, "message": message}
+    if event.gap_start_ns is not None:
+        obj["gap_start_ns"] = event.gap_start_ns
+    if event.gap_end_ns is not None:
+        obj["gap_end_ns"] = event.gap_end_ns
+    if event.dropped:
+        obj["dropped"] = event.dropped
+    if event.channels:
+        obj["channels"] = list(event.channels)
+    if event.last_seen or event.last_seen_omitted:
+        obj["last_seen"] = [{"sym": m.symbol, "ev": m.ev, "t": m.timestamp, "q": m.sequence, "r": m.received_at_ns}
+                            for m in event.last_seen]  # fmt: skip
+        obj["last_seen_omitted"] = event.last_seen_omitted
+        obj["last_seen_omitted_oldest"] = event.last_seen_omitted_oldest
+    return obj
+
+
+def _marks_from(value: object) -> tuple[SymbolMark, ...] | None:
+    if type(value) is not list:
+        return None
+    marks = []
+    for item in value:
+        if type(item) is not dict or type(item.get("ev")) is not str or not _is_int(item.get("r", 0)):
+            return None
+        symbol = item.get("sym")
+        if type(symbol) is not str:
+            return None
+        marks.append(SymbolMark(symbol=symbol, ev=item["ev"], timestamp=item.get("t"), sequence=item.get("q"),
+                                received_at_ns=item.get("r", 0)))  # fmt: skip
+    return tuple(marks)
+
+
+def status_from_fields(obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The :class:`StatusMessage` fields a server status object carries as extra keys (see
+    :func:`status_fields`), and the names of the keys ignored because their value had the wrong type."""
+    fields: dict[str, Any] = {}
+    rejected: list[str] = []
+    for key in ("gap_start_ns", "gap_end_ns", "dropped", "last_seen_omitted"):
+        if key in obj:
+            if _is_int(obj[key]):
+                fields[key] = obj[key]
+            else:
+                rejected.append(key)
+    if "last_seen_omitted_oldest" in obj:
+        oldest = obj["last_seen_omitted_oldest"]
+        if oldest is None or _is_number(oldest):
+            fields["last_seen_omitted_oldest"] = oldest
+        else:
+            rejected.append("last_seen_omitted_oldest")
+    if "channels" in obj:
+        channels = obj["channels"]
+        if type(channels) is list and all(type(c) is str for c in channels):
+            fields["channels"] = tuple(channels)
+        else:
+            rejected.append("channels")
+    if "last_seen" in obj:
+        marks = _marks_from(obj["last_seen"])
+        if marks is None:
+            rejected.append("last_seen")
+        else:
+            fields["last_seen"] = marks
+    return fields, rejected
+
+
 def routes_to(subscriptions: AbstractSet[str], ev: object, symbol: object) -> bool:
     """True when a connection subscribed to ``subscriptions`` receives an event ``ev`` for ``symbol``.
 
@@ -304,19 +386,21 @@ def routes_to(subscriptions: AbstractSet[str], ev: object, symbol: object) -> bo
 Maker = Callable[[dict[str, Any], int, str], Event]
 
 
-def _compile_maker(cls: type[MarketEvent]) -> Maker:
+def _compile_maker(cls: type[MarketEvent], mark: str | None = None) -> Maker:
     """Build a constructor specialised for ``cls`` that reads the wire keys of a dict.
 
     Decoding is the hot path (hundreds of thousands of events a second): the generated function
     fills a mutable slot twin of ``cls`` with plain stores, then switches its ``__class__``
-    (see :func:`massive_rt._structdecode.mutable_twin`).
+    (see :func:`massive_rt._structdecode.mutable_twin`). ``mark``: see ``compile_builder``.
     """
-    return compile_builder(cls, "d", ["get = d.get", *(f"obj.{attr} = get({key!r})" for key, attr in cls.WIRE)])
+    fill = ["get = d.get", *(f"obj.{attr} = get({key!r})" for key, attr in cls.WIRE)]
+    return compile_builder(cls, "d", fill, mark)
 
 
-_MAKERS: dict[type[MarketEvent], Maker] = {
-    cls: _compile_maker(cls) for cls in {c for table in MARKET_EVENTS.values() for c in table.values()}
-}
+_CLASSES = {c for table in MARKET_EVENTS.values() for c in table.values()}
+_MAKERS: dict[type[MarketEvent], Maker] = {cls: _compile_maker(cls) for cls in _CLASSES}
+#: Makers that also store each event in the marks dict bound to them (see marks.DeliveryMarks).
+_MARKING_MAKERS: dict[type[MarketEvent], Maker] = {cls: _compile_maker(cls, symbol_attribute(cls)) for cls in _CLASSES}
 
 
 def _make_status(d: dict[str, Any], received_at_ns: int, connection: str) -> Event:
@@ -372,6 +456,8 @@ class Decoder:
         connection: name stamped on every event.
         loads: JSON decoder of the dict path (``json.loads`` or a compatible faster one).
         use_msgspec: try the msgspec struct decoder first when msgspec is importable.
+        marks: keep, per event type and symbol, the last event decoded in it (its ``by_ev``
+            must hold a dict for every ``ev`` of the market).
     """
 
     def __init__(
@@ -381,12 +467,18 @@ class Decoder:
         loads: Callable[[Any], Any] = json.loads,
         *,
         use_msgspec: bool = True,
+        marks: DeliveryMarks | None = None,
     ) -> None:
         self.market: Market = Market.coerce(market, "market")
         self.connection = connection
         self._loads = loads
-        self._structs = struct_frame_decoder(MARKET_EVENTS[self.market]) if use_msgspec else None
-        self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in MARKET_EVENTS[self.market].items()}
+        events = MARKET_EVENTS[self.market]
+        by_ev = None if marks is None else marks.by_ev
+        self._structs = struct_frame_decoder(events, by_ev) if use_msgspec else None
+        if by_ev is None:
+            self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in events.items()}
+        else:
+            self._makers = {ev: bind_marks(_MARKING_MAKERS[cls], by_ev[ev]) for ev, cls in events.items()}
         self._makers["status"] = self._make_status
         self._unknown_logged: set[object] = set()
         self.stats = DecodeStats()

@@ -18,7 +18,8 @@ What downstream clients see:
 * Exactly the events of their channels (``<ev>.*`` and ``<ev>.<ticker>``), in upstream order.
 * Upstream reconnects only as status objects, in order with the data, sent to the consumers
   whose channels the upstream connection carries: ``disconnected`` and ``gap`` (their messages
-  carry ``gap_start_ns``/``gap_end_ns`` to backfill from), ``dropped`` (the upstream queue
+  and extra keys carry ``gap_start_ns``/``gap_end_ns`` to backfill from, see
+  :func:`~massive_rt.protocol.status_fields`), ``dropped`` (the upstream queue
   overflowed), and ``upstream_<status>`` for anything else the upstream side reports
   (``upstream_subscription_error``, ``upstream_failed``, ``upstream_recycled``,
   ``upstream_max_connections`` ...).
@@ -73,7 +74,7 @@ from .errors import ClientClosedError, ConfigurationError, MassiveRTError, Subsc
 from .framing import encode_frame, join_frames
 from .models import MarketEvent, RawFrame, StatusMessage, UnknownEvent, to_wire
 from .pool import ConnectionPool, PoolStats
-from .protocol import MARKET_EVENTS, status_frame
+from .protocol import MARKET_EVENTS, status_fields, status_frame
 
 __all__ = ["ConsumerStats", "MassiveRelay", "RelayStats", "main", "run_relay"]
 
@@ -828,7 +829,7 @@ class MassiveRelay(ProtocolServer):
             message += f" ({', '.join(bounds)})"
         if event.channels:
             message += f" (channels: {', '.join(event.channels[:50])})"
-        frame = encode_frame(status_frame(name, message).encode())
+        frame = encode_frame(dumps([status_fields(name, message, event)]))
         for sender in targets:
             self._post(sender, frame, 0)
 
