@@ -23,6 +23,8 @@ from .errors import (
     ConnectionLimitError,
     HandshakeError,
     MassiveRTError,
+    RestDataError,
+    RestError,
     SubscriptionError,
     WaitTimeoutError,
 )
@@ -97,6 +99,8 @@ __all__ = [
     "RawFrame",
     "RealTimeDataAdapter",
     "ReconnectPolicy",
+    "RestDataError",
+    "RestError",
     "StatusMessage",
     "SubscriptionError",
     "SyntheticMarket",

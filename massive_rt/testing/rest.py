@@ -174,6 +174,7 @@ class MockMassiveREST:
         self._closing = threading.Event()
         self._httpd: _Server | None = None
         self._request_ids = itertools.count(1)
+        self._in_flight = 0
         if ws is not None:
             ws.add_publish_listener(self._history.record)
 
@@ -281,6 +282,12 @@ class MockMassiveREST:
         return None
 
     # -- inspection ------------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered (e.g. held by :meth:`slow_next`)."""
+        with self._lock:
+            return self._in_flight
 
     @property
     def requests(self) -> list[RestRequest]:
@@ -508,6 +515,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         mock = self.server.mock
+        with mock._lock:
+            mock._in_flight += 1
+        try:
+            self._get(mock)
+        finally:
+            with mock._lock:
+                mock._in_flight -= 1
+
+    def _get(self, mock: MockMassiveREST) -> None:
         arrived = time.monotonic()
         split = urlsplit(self.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -545,6 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body, separators=(",", ":")).encode()
         if fault is not None and fault.kind == "truncate" and status == 200:
             data = data[: len(data) // 2]
+        self._note(split.path, query, status, fault, arrived)  # before the answer: a test reading it has it
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -555,7 +572,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
         except OSError:
             pass  # the client went away; nothing to answer
-        self._note(split.path, query, status, fault, arrived)
 
     def _note(self, path: str, params: dict[str, str], status: int, fault: RestFault | None, arrived: float) -> None:
         record = RestRequest(path=path, params=params, status=status, fault=fault.kind if fault else None,
