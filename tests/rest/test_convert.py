@@ -64,7 +64,9 @@ def mock() -> Any:
 def test_trade_row_converts_field_by_field_to_the_stream_trade(mock: MockMassiveREST) -> None:
     row = served(mock, "/v3/trades/AAPL")["results"][0]
     event = trade_event(Trade.from_dict(row), "AAPL")
-    assert isinstance(event, EquityTrade) and event.event_type == "T" and event.symbol == "AAPL"
+    assert isinstance(event, EquityTrade)
+    assert event.event_type == "T"
+    assert event.symbol == "AAPL"
     assert set(TRADE_TABLE) <= set(row)  # every mapped key was served, so the loop below checks them all
     for key, (attr, ns) in TRADE_TABLE.items():
         assert getattr(event, attr) == (row[key] // 1_000_000 if ns else row[key]), key
@@ -76,7 +78,8 @@ def test_trade_row_converts_field_by_field_to_the_stream_trade(mock: MockMassive
 def test_quote_row_converts_field_by_field_to_the_stream_quote(mock: MockMassiveREST) -> None:
     row = served(mock, "/v3/quotes/AAPL")["results"][0]
     event = quote_event(Quote.from_dict(row), "AAPL")
-    assert isinstance(event, EquityQuote) and event.event_type == "Q"
+    assert isinstance(event, EquityQuote)
+    assert event.event_type == "Q"
     assert set(QUOTE_TABLE) <= set(row)
     for key, (attr, ns) in QUOTE_TABLE.items():
         assert getattr(event, attr) == (row[key] // 1_000_000 if ns else row[key]), key
@@ -86,16 +89,19 @@ def test_quote_row_converts_field_by_field_to_the_stream_quote(mock: MockMassive
 def test_minute_bar_converts_field_by_field_to_the_stream_bar(mock: MockMassiveREST) -> None:
     row = served(mock, f"/v2/aggs/ticker/AAPL/range/1/minute/{T0}/{T0 + 60_000}")["results"][0]
     event = agg_event(Agg.from_dict(row), "AAPL", "minute")
-    assert isinstance(event, EquityAgg) and event.event_type == "AM"
+    assert isinstance(event, EquityAgg)
+    assert event.event_type == "AM"
     for key, attr in AGG_TABLE.items():
         assert getattr(event, attr) == row[key], key
     assert event.end_timestamp == MINUTE["e"]
     second = agg_event(Agg.from_dict(row), "AAPL", "second")
-    assert second.event_type == "A" and second.end_timestamp == T0 + 1_000
+    assert second.event_type == "A"
+    assert second.end_timestamp == T0 + 1_000
 
 
 def test_crypto_and_forex_rows_convert_to_their_stream_classes(mock: MockMassiveREST) -> None:
-    assert rest_ticker("BTC-USD", "crypto") == "X:BTCUSD" and rest_ticker("EUR/USD", "forex") == "C:EURUSD"
+    assert rest_ticker("BTC-USD", "crypto") == "X:BTCUSD"
+    assert rest_ticker("EUR/USD", "forex") == "C:EURUSD"
     trade = trade_event(Trade.from_dict(served(mock, "/v3/trades/X:BTCUSD")["results"][0]), "BTC-USD", "crypto")
     assert isinstance(trade, CryptoTrade)
     assert (trade.event_type, trade.pair, trade.price, trade.size, trade.timestamp) == ("XT", "BTC-USD", 43000.5, 0.25,
@@ -106,27 +112,35 @@ def test_crypto_and_forex_rows_convert_to_their_stream_classes(mock: MockMassive
         "C", "EUR/USD", 1.0901, 1.0899, 48, T0 + 8)  # fmt: skip
     row = served(mock, f"/v2/aggs/ticker/X:BTCUSD/range/1/minute/{T0}/{T0}")["results"][0]
     bar = agg_event(Agg.from_dict(row), "BTC-USD", "minute", "crypto")
-    assert isinstance(bar, CurrencyAgg) and (bar.event_type, bar.pair, bar.open, bar.volume) == ("XA", "BTC-USD", 1.0,
-                                                                                                 9.5)  # fmt: skip
+    assert isinstance(bar, CurrencyAgg)
+    assert (bar.event_type, bar.pair, bar.open, bar.volume) == ("XA", "BTC-USD", 1.0, 9.5)
 
 
 def test_snapshot_converts_last_trade_quote_and_minute_bar(mock: MockMassiveREST) -> None:
     body = served(mock, "/v2/snapshot/locale/us/markets/stocks/tickers/AAPL")
     state = snapshot_state(TickerSnapshot.from_dict(body["ticker"]), "AAPL")
-    assert state.trade is not None and state.trade.price == TRADE["p"] and state.trade.timestamp == TRADE["t"]
-    assert state.quote is not None and state.quote.ask_price == QUOTE["ap"] and state.quote.bid_size == QUOTE["bs"]
-    assert state.minute_bar is not None and state.minute_bar.accumulated_volume == MINUTE["av"]
+    assert state.trade is not None
+    assert state.trade.price == TRADE["p"]
+    assert state.trade.timestamp == TRADE["t"]
+    assert state.quote is not None
+    assert state.quote.ask_price == QUOTE["ap"]
+    assert state.quote.bid_size == QUOTE["bs"]
+    assert state.minute_bar is not None
+    assert state.minute_bar.accumulated_volume == MINUTE["av"]
     assert all(e.origin == REST for e in (state.trade, state.quote, state.minute_bar))
 
 
 def test_live_events_read_origin_live_and_equal_their_rest_twin() -> None:
     live = Decoder("stocks").decode(json.dumps([TRADE]).encode())[0]
     assert live.origin == LIVE
-    row = {k: v for k, v in {"conditions": TRADE["c"], "exchange": 4, "id": "71", "price": 190.25, "size": 100,
-                             "tape": 3, "sequence_number": 9001, "sip_timestamp": (T0 + 5) * 1_000_000,
-                             "trf_id": 202, "trf_timestamp": (T0 + 4) * 1_000_000, "decimal_size": "100.5"}.items()}  # fmt: skip
+    row = {
+        "conditions": TRADE["c"], "exchange": 4, "id": "71", "price": 190.25, "size": 100, "tape": 3,
+        "sequence_number": 9001, "sip_timestamp": (T0 + 5) * 1_000_000, "trf_id": 202,
+        "trf_timestamp": (T0 + 4) * 1_000_000, "decimal_size": "100.5",
+    }  # fmt: skip
     backfilled = trade_event(Trade.from_dict(row), "AAPL")
-    assert backfilled.origin == REST and backfilled == live  # origin is not compared: a seam can be de-duplicated
+    assert backfilled.origin == REST
+    assert backfilled == live  # origin is not compared: a seam can be de-duplicated by equality
 
 
 def test_trade_of_a_market_without_rest_trades_is_a_typed_error() -> None:

@@ -46,7 +46,8 @@ def test_window_follows_next_url_pages_in_order(mock: MockMassiveREST) -> None:
     assert [e.sequence_number for e in result.events] == list(range(25))
     assert all(isinstance(e, EquityTrade) and e.origin == REST for e in result.events)
     pages = [r for r in mock.requests if r.path == "/v3/trades/AAPL"]
-    assert len(pages) == 3 and all(r.status == 200 for r in pages)
+    assert len(pages) == 3
+    assert all(r.status == 200 for r in pages)
 
 
 def test_window_bounds_are_inclusive_exchange_times(mock: MockMassiveREST) -> None:
@@ -61,8 +62,10 @@ def test_budget_cuts_the_window_and_says_so(mock: MockMassiveREST) -> None:
     with history(mock, page_size=4) as rest:
         cut = rest.trades("AAPL", 0, (T0 + 100) * NS, max_events=6)
         exact = rest.trades("AAPL", 0, (T0 + 100) * NS, max_events=25)
-    assert [e.sequence_number for e in cut.events] == list(range(6)) and not cut.complete
-    assert len(exact.events) == 25 and exact.complete
+    assert [e.sequence_number for e in cut.events] == list(range(6))
+    assert not cut.complete
+    assert len(exact.events) == 25
+    assert exact.complete
 
 
 def test_bars_and_snapshots_of_what_the_websocket_mock_published(
@@ -78,7 +81,9 @@ def test_bars_and_snapshots_of_what_the_websocket_mock_published(
         everything = rest.snapshot_all()
         assert rest.snapshot("NOPE") is None
     assert [(b.event_type, b.start_timestamp, b.end_timestamp) for b in bars] == [("AM", T0, T0 + 60_000)]  # type: ignore[union-attr]
-    assert state is not None and state.trade is not None and state.trade.sequence_number == 2  # type: ignore[union-attr]
+    assert state is not None
+    assert state.trade is not None
+    assert state.trade.sequence_number == 2
     assert [s.symbol for s in everything] == ["MSFT"]
 
 
@@ -97,15 +102,18 @@ def test_retries_are_bounded_then_a_typed_error(mock: MockMassiveREST, status: i
     mock.fail_next(status, count=50, path="/v3/trades")
     with history(mock, retries=2) as rest, pytest.raises(RestError) as caught:
         rest.trades("AAPL", 0, (T0 + 100) * NS)
-    assert caught.value.status_code == status and caught.value.path == "/v3/trades/AAPL"
+    assert caught.value.status_code == status
+    assert caught.value.path == "/v3/trades/AAPL"
     assert "gave up after 2 retries" in str(caught.value)
     assert len(mock.requests) == 3  # the first attempt and two retries, no more
 
 
 def test_retry_after_is_capped_by_the_policy() -> None:
     rest = RestHistory(KEY, rest_url="http://127.0.0.1:9", retry_after_max=2)
-    assert rest.retry_policy.retry_after_max == 2 and rest.retry_policy.respect_retry_after_header
-    assert 429 in rest.retry_policy.status_forcelist and rest.retry_policy.total == 3
+    assert rest.retry_policy.retry_after_max == 2
+    assert rest.retry_policy.respect_retry_after_header
+    assert 429 in rest.retry_policy.status_forcelist
+    assert rest.retry_policy.total == 3
     rest.close()
 
 
@@ -120,7 +128,8 @@ def test_cut_page_is_a_typed_error_not_a_short_result(mock: MockMassiveREST) -> 
 def test_wrong_key_is_refused_with_massives_body(mock: MockMassiveREST) -> None:
     with history(mock, api_key="not-the-key") as rest, pytest.raises(RestError) as caught:
         rest.trades("AAPL", 0, T0 * NS)
-    assert caught.value.status == "ERROR" and "Unknown API Key" in str(caught.value)
+    assert caught.value.status == "ERROR"
+    assert "Unknown API Key" in str(caught.value)
     assert [r.status for r in mock.requests] == [401]
 
 
@@ -163,7 +172,8 @@ def test_the_key_is_never_in_a_log_record_repr_or_error(caplog: pytest.LogCaptur
     texts += [record.getMessage() for record in caplog.records] + [repr(record.args) for record in caplog.records]
     assert any("Retry" in t for t in texts)  # urllib3's retry records were captured and scanned
     for text in texts:
-        assert secret not in text and "sk-WRONG-1234" not in text
+        assert secret not in text
+        assert "sk-WRONG-1234" not in text
 
 
 def test_close_of_the_mock_during_a_slow_answer_ends_both_sides() -> None:
@@ -178,7 +188,8 @@ def test_close_of_the_mock_during_a_slow_answer_ends_both_sides() -> None:
         mock.close()  # bounded by the test's timeout: the held answer is cut
         worker.join(10)
     assert not worker.is_alive()
-    assert isinstance(outcome[0], RestError) and not isinstance(outcome[0], RestDataError)
+    assert isinstance(outcome[0], RestError)
+    assert not isinstance(outcome[0], RestDataError)
     assert [r.status for r in mock.requests] == [0]
 
 
@@ -210,12 +221,15 @@ def _call(rest: RestHistory) -> BaseException | object:
      ({"rest_url": "http://u:p@127.0.0.1"}, "rest_url"), ({"retries": -1}, "retries"),
      ({"max_events": 0}, "max_events"), ({"read_timeout": float("inf")}, "read_timeout")],
 )  # fmt: skip
-def test_bad_configuration_is_a_clear_error(kwargs: dict[str, Any], field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_configuration_is_a_clear_error(
+    kwargs: dict[str, Any], field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MASSIVE_API_KEY", raising=False)
     options = {"api_key": KEY, "rest_url": "http://127.0.0.1:9"} | kwargs
     with pytest.raises(ConfigurationError) as caught:
         RestHistory(options.pop("api_key"), **options)
-    assert caught.value.field == field and KEY not in str(caught.value)
+    assert caught.value.field == field
+    assert KEY not in str(caught.value)
 
 
 def test_environment_gives_key_and_url(monkeypatch: pytest.MonkeyPatch, mock: MockMassiveREST) -> None:
