@@ -24,6 +24,8 @@ from .errors import (
     ConnectionLimitError,
     HandshakeError,
     MassiveRTError,
+    RestDataError,
+    RestError,
     SubscriptionError,
     WaitTimeoutError,
 )
@@ -108,6 +110,8 @@ __all__ = [
     "RawFrame",
     "RealTimeDataAdapter",
     "ReconnectPolicy",
+    "RestDataError",
+    "RestError",
     "StatusMessage",
     "SymbolMark",
     "SubscriptionError",

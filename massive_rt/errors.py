@@ -13,6 +13,8 @@ __all__ = [
     "ConnectionLimitError",
     "HandshakeError",
     "MassiveRTError",
+    "RestDataError",
+    "RestError",
     "SubscriptionError",
     "WaitTimeoutError",
 ]
@@ -122,3 +124,24 @@ class ClientClosedError(MassiveRTError, RuntimeError):
 
 class WaitTimeoutError(MassiveRTError, TimeoutError):
     """A bounded wait (``wait_ready``, ``acquire`` ...) ran out of time. Also a ``TimeoutError``."""
+
+
+class RestError(MassiveRTError):
+    """A REST request failed for good: refused (401, 403, 404 ...), or still failing (429, 5xx,
+    timeouts) after the bounded retries. Never contains the API key.
+
+    Attributes:
+        status_code: the last HTTP status, when there was a response.
+        path: the request path (no query string, so no key and no cursor).
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, path: str = "", status: str | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.status_code = status_code
+        self.path = path
+
+
+class RestDataError(RestError):
+    """A REST response arrived but could not be used: a cut or invalid JSON page, an unexpected shape."""

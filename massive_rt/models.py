@@ -12,7 +12,7 @@ attributes; :func:`to_wire` turns an event back into its wire dict.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 
@@ -31,6 +31,8 @@ __all__ = [
     "FuturesQuote",
     "FuturesTrade",
     "Imbalance",
+    "LIVE",
+    "REST",
     "IndexValue",
     "LaunchpadValue",
     "Level2Book",
@@ -41,14 +43,32 @@ __all__ = [
     "SymbolMark",
     "UnknownEvent",
     "to_wire",
+    "with_origin",
 ]
+
+_E = TypeVar("_E", bound="Event")
+
+#: :attr:`Event.origin` of an event read from a live connection (or a source replaying one).
+LIVE = "live"
+#: :attr:`Event.origin` of an event converted from a REST row (backfill, snapshot).
+REST = "rest"
+
+
+class _Origin:
+    """Holds the one slot outside attrs' fields: the origin, written only by :func:`with_origin`.
+
+    The live decoders never store it (an unset slot reads as :data:`LIVE` through
+    :attr:`Event.origin`), so marking backfilled events costs the hot path nothing.
+    """
+
+    __slots__ = ("_origin",)
 
 
 # The two abstract bases are not frozen themselves (every concrete event class is): that lets
 # the decoder fill a fresh instance through plain slot stores before it becomes immutable
 # (see protocol._compile_maker), about twice as fast as going through the frozen __setattr__.
 @attrs.define(kw_only=True)
-class Event:
+class Event(_Origin):
     """Base of everything a connection delivers (abstract; every concrete event is frozen).
 
     Attributes:
@@ -58,6 +78,18 @@ class Event:
 
     received_at_ns: int = 0
     connection: str = ""
+
+    @property
+    def origin(self) -> str:
+        """Where the event came from: :data:`LIVE` (``"live"``) or :data:`REST` (``"rest"``, backfilled).
+
+        Not an attrs field: it takes no part in ``==``, ``repr``, :func:`attrs.evolve` or pickling
+        (a copy made that way reads ``"live"``), so a backfilled trade equals its live twin.
+        """
+        try:
+            return self._origin  # type: ignore[attr-defined,no-any-return]
+        except AttributeError:
+            return LIVE
 
 
 @attrs.define(kw_only=True)
@@ -435,6 +467,16 @@ EVENT_CLASSES: tuple[type[MarketEvent], ...] = (
     EquityTrade, EquityQuote, EquityAgg, LimitUpLimitDown, Imbalance, FairMarketValue, LaunchpadValue, IndexValue,
     ForexQuote, CurrencyAgg, CryptoTrade, CryptoQuote, Level2Book, FuturesTrade, FuturesQuote, FuturesAgg,
 )  # fmt: skip
+
+
+def with_origin(event: _E, origin: str) -> _E:
+    """Mark ``event`` (a fresh event nobody else holds yet) as coming from ``origin``; returns it.
+
+    For converters that build events outside the live path (``massive_rt.rest``). Events are
+    immutable once handed out: call this only on an event you have just built.
+    """
+    object.__setattr__(event, "_origin", origin)
+    return event
 
 
 def to_wire(event: MarketEvent) -> dict[str, Any]:

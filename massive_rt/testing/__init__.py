@@ -13,7 +13,9 @@ network::
         server.drop_all()                    # abrupt disconnect: does your service reconnect?
 
 With pytest, the ``massive_server`` fixture (registered by this package's pytest plugin) yields a
-started server accepting the key ``"test-key"``.
+started server accepting the key ``"test-key"``; ``massive_rest`` yields a started
+:class:`MockMassiveREST` (Massive's REST API for backfill and snapshots) recording what
+``massive_server`` publishes.
 
 Requires the ``websockets`` package (``pip install massive-rt[testing]``). Importing this package
 is cheap: the server module is imported on first use.
@@ -24,12 +26,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .rest import MockMassiveREST, RestFault, RestRequest
     from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, StreamHandle
 
-__all__ = ["ConnectionInfo", "EventSource", "MockMassiveServer", "PreparedFrames", "ReceivedMessage", "StreamHandle"]
+__all__ = [
+    "ConnectionInfo",
+    "EventSource",
+    "MockMassiveREST",
+    "MockMassiveServer",
+    "PreparedFrames",
+    "ReceivedMessage",
+    "RestFault",
+    "RestRequest",
+    "StreamHandle",
+]
+
+_REST = {"MockMassiveREST", "RestFault", "RestRequest"}
 
 
 def __getattr__(name: str) -> Any:
+    if name in _REST:  # the standard library's HTTP server: no extra needed
+        from . import rest
+
+        return getattr(rest, name)
     if name in __all__:
         try:
             from . import server

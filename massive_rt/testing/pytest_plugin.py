@@ -1,4 +1,4 @@
-"""pytest plugin (entry point ``pytest11: massive_rt``): the ``massive_server`` fixture.
+"""pytest plugin (entry point ``pytest11: massive_rt``): the ``massive_server`` and ``massive_rest`` fixtures.
 
 Kept import-light on purpose: installing massive_rt must not slow down or break anyone else's
 pytest run, so the server (and ``websockets``) is imported only when a test uses the fixture.
@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from .rest import MockMassiveREST
     from .server import MockMassiveServer
 
-__all__ = ["massive_server"]
+__all__ = ["massive_rest", "massive_server"]
 
 
 @pytest.fixture
@@ -32,3 +33,20 @@ def massive_server() -> Iterator[MockMassiveServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def massive_rest(massive_server: MockMassiveServer) -> Iterator[MockMassiveREST]:
+    """A started :class:`~massive_rt.testing.MockMassiveREST` accepting ``"test-key"``, whose history
+    is everything the ``massive_server`` fixture publishes (point ``rest_url=`` at ``massive_rest.url``).
+
+    Function-scoped; closed (every thread) after the test.
+    """
+    from .rest import MockMassiveREST
+
+    rest = MockMassiveREST(api_keys={"test-key"}, ws=massive_server, name="fixture")
+    rest.start()
+    try:
+        yield rest
+    finally:
+        rest.close()

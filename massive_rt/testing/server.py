@@ -36,7 +36,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -274,6 +274,7 @@ class MockMassiveServer(ProtocolServer):
         self.acks_lost = 0
         self._received: list[ReceivedMessage] = []
         self._streams: list[StreamHandle] = []
+        self._publish_listeners: tuple[Callable[[str, list[dict[str, Any]]], None], ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -414,6 +415,13 @@ class MockMassiveServer(ProtocolServer):
         if batch < 1:
             raise ConfigurationError(f"batch={batch!r} must be >= 1", field="batch")
         value = market_path(market)
+        listeners = self._publish_listeners
+        if listeners:  # recorded whether or not anyone is connected: history is exchange time, not delivery
+            events = [
+                to_wire(e) if isinstance(e, MarketEvent) else e if isinstance(e, dict) else dict(e) for e in events
+            ]
+            for listener in listeners:
+                listener(value, events)  # type: ignore[arg-type]
         targets = self._targets(value)
         if not targets:
             return 0
@@ -665,6 +673,13 @@ class MockMassiveServer(ProtocolServer):
             self._track(thread)
         thread.start()
         return handle
+
+    def add_publish_listener(self, listener: Callable[[str, list[dict[str, Any]]], None]) -> None:
+        """Call ``listener(market, wire_dicts)`` with every batch :meth:`publish` (and :meth:`stream`)
+        sends, before it is sent, on the publishing thread — e.g. :class:`MockMassiveREST` recording
+        its history. The listener must not block and must not change the dicts."""
+        with self._lock:
+            self._publish_listeners = (*self._publish_listeners, listener)
 
     # -- public API: inspection --------------------------------------------------------------------
 
