@@ -15,7 +15,12 @@ network::
 With pytest, the ``massive_server`` fixture (registered by this package's pytest plugin) yields a
 started server accepting the key ``"test-key"``.
 
-Requires the ``websockets`` package (``pip install massive-rt[testing]``). Importing this package
+:class:`FaultProxy` (``massive_rt.testing.faultproxy``) is a fault-injecting TCP proxy to put
+between a client and a server (latency, throttling, segments, resets, blackholes, tarpits,
+flapping); the ``fault_proxy`` fixture yields one in front of ``massive_server``. It needs no
+extra package.
+
+The mock server requires the ``websockets`` package (``pip install massive-rt[testing]``). Importing this package
 is cheap: the server module is imported on first use.
 """
 
@@ -24,12 +29,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .faultproxy import Direction, FaultProxy, FaultProxyStats, Faults
     from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, StreamHandle
 
-__all__ = ["ConnectionInfo", "EventSource", "MockMassiveServer", "PreparedFrames", "ReceivedMessage", "StreamHandle"]
+__all__ = [
+    "ConnectionInfo",
+    "Direction",
+    "EventSource",
+    "FaultProxy",
+    "FaultProxyStats",
+    "Faults",
+    "MockMassiveServer",
+    "PreparedFrames",
+    "ReceivedMessage",
+    "StreamHandle",
+]
+_FAULT_PROXY = frozenset({"Direction", "FaultProxy", "FaultProxyStats", "Faults"})
 
 
 def __getattr__(name: str) -> Any:
+    if name in _FAULT_PROXY:
+        from . import faultproxy
+
+        return getattr(faultproxy, name)
     if name in __all__:
         try:
             from . import server
