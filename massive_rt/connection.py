@@ -817,7 +817,7 @@ class MassiveWebSocketClient(QueueConsumer):
         self._set_state(ConnectionState.CONNECTING, self._shown_url)
         started = time.monotonic()
         transport = self._transport = Transport(
-            self._url, self._config, self._stop_requested, self._wake_r, self._drain_wake
+            self._url, self._config, self._stop_requested, self._wake_r, self._drain_wake, self._name
         )
         try:
             transport.open(started + self._config.connect_timeout)
