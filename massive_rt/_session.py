@@ -374,14 +374,19 @@ class Session:
         if self._next_ping is not None and now >= self._next_ping:
             ping = True
             self._next_ping = now + (config.ping_interval or 0)
-            if self._pong_deadline is None:
+            # A watch: nothing at all received for ping_timeout after it starts ends the session.
+            # It (re)starts at a ping, and at its deadline, whenever bytes came since it started,
+            # so it starts at most min(ping_interval, ping_timeout) after the last byte while a
+            # watch runs, ping_interval after it otherwise: half-open is detected more than
+            # ping_timeout and at most ping_interval + ping_timeout after the last byte received.
+            if self._pong_deadline is None or bytes_received != self._bytes_at_ping:
                 self._pong_deadline = now + config.ping_timeout
                 self._bytes_at_ping = bytes_received
         if self._pong_deadline is not None and now >= self._pong_deadline:
             if bytes_received == self._bytes_at_ping:
                 reason = f"no pong and no data within ping_timeout={config.ping_timeout}s"
                 return Tick(ping=ping, outcome=self.lost(reason))
-            self._pong_deadline = now + config.ping_timeout  # data is flowing: the peer is alive
+            self._pong_deadline = now + config.ping_timeout  # bytes came since it started: watch again
             self._bytes_at_ping = bytes_received
         if self.requests:
             self._settle_requests(now)
