@@ -295,7 +295,7 @@ class ConnectionPool:
         the lock; until folded they stay in ``_departing``, so ``stats`` never counts them twice)."""
         final = [c.stats() for c in gone]
         with self._lock:
-            for client, snapshot in zip(gone, final):
+            for client, snapshot in zip(gone, final, strict=True):
                 self._former.add(snapshot)
                 self._departing.remove(client)
 
