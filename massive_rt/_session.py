@@ -141,6 +141,7 @@ class Session:
         self._refusals: deque[str] = deque()
         self._unconfirmed: set[str] = set()  # channels reported unconfirmed; a late ack clears them
         self._pending_frames: list[str] = []  # to send after the message being handled
+        self._began: float | None = None  # when the current session's transport opened
         self._auth_deadline = 0.0
         self._next_ping: float | None = None
         self._pong_deadline: float | None = None
@@ -164,14 +165,22 @@ class Session:
         config = self._config
         self._auth_deadline = started + config.connect_timeout
         now = self._clock()
+        self._began = now
         self._next_ping = now + config.ping_interval if config.ping_interval else None
         self._pong_deadline = None
         self._bytes_at_ping = 0
         self._set_state(ConnectionState.AUTHENTICATING, "connected; waiting for the reply to auth", None)
         return build_auth(config.api_key or "")
 
+    @property
+    def delivered_data(self) -> bool:
+        """The current (or just ended) session received data (what resets the backoff counter
+        with ``ReconnectPolicy.reset_on_data``)."""
+        return self._began is not None and self._last_data_mono is not None and self._last_data_mono >= self._began
+
     def reset(self) -> None:
         """A new connection attempt starts (before the transport opens)."""
+        self._began = None
         self._pending_frames = []
         self.authenticated = False
         self.streaming = False

@@ -770,7 +770,9 @@ class MassiveWebSocketClient(QueueConsumer):
                 self._fail(outcome.error or MassiveRTError(outcome.reason, connection=self._name))
                 return True
             streamed_since = self._proto.streaming_started
-            if streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after:
+            if (policy.reset_on_data and self._proto.delivered_data) or (
+                streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after
+            ):
                 failures = 0
             failures += 1
             with self._lock:
