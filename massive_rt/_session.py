@@ -141,6 +141,7 @@ class Session:
         self._refusals: deque[str] = deque()
         self._unconfirmed: set[str] = set()  # channels reported unconfirmed; a late ack clears them
         self._pending_frames: list[str] = []  # to send after the message being handled
+        self._began: float | None = None  # when the current session's transport opened
         self._auth_deadline = 0.0
         self._next_ping: float | None = None
         self._pong_deadline: float | None = None
@@ -166,14 +167,22 @@ class Session:
         config = self._config
         self._auth_deadline = started + config.connect_timeout
         now = self._clock()
+        self._began = now
         self._next_ping = now + config.ping_interval if config.ping_interval else None
         self._pong_deadline = None
         self._bytes_at_ping = 0
         self._set_state(ConnectionState.AUTHENTICATING, "connected; waiting for the reply to auth", None)
         return build_auth(config.api_key or "")
 
+    @property
+    def delivered_data(self) -> bool:
+        """The current (or just ended) session received data (what resets the backoff counter
+        with ``ReconnectPolicy.reset_on_data``)."""
+        return self._began is not None and self._last_data_mono is not None and self._last_data_mono >= self._began
+
     def reset(self) -> None:
         """A new connection attempt starts (before the transport opens)."""
+        self._began = None
         self._pending_frames = []
         self.authenticated = False
         self.streaming = False
@@ -379,14 +388,19 @@ class Session:
         if self._next_ping is not None and now >= self._next_ping:
             ping = True
             self._next_ping = now + (config.ping_interval or 0)
-            if self._pong_deadline is None:
+            # A watch: nothing at all received for ping_timeout after it starts ends the session.
+            # It (re)starts at a ping, and at its deadline, whenever bytes came since it started,
+            # so it starts at most min(ping_interval, ping_timeout) after the last byte while a
+            # watch runs, ping_interval after it otherwise: half-open is detected more than
+            # ping_timeout and at most ping_interval + ping_timeout after the last byte received.
+            if self._pong_deadline is None or bytes_received != self._bytes_at_ping:
                 self._pong_deadline = now + config.ping_timeout
                 self._bytes_at_ping = bytes_received
         if self._pong_deadline is not None and now >= self._pong_deadline:
             if bytes_received == self._bytes_at_ping:
                 reason = f"no pong and no data within ping_timeout={config.ping_timeout}s"
                 return Tick(ping=ping, outcome=self.lost(reason))
-            self._pong_deadline = now + config.ping_timeout  # data is flowing: the peer is alive
+            self._pong_deadline = now + config.ping_timeout  # bytes came since it started: watch again
             self._bytes_at_ping = bytes_received
         if self.requests:
             self._settle_requests(now)

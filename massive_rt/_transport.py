@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
+from . import resolver
 from ._session import Outcome
 from .config import ClientConfig
 from .errors import ConfigurationError, HandshakeError
@@ -54,6 +55,7 @@ class Transport:
         stop_requested: set by ``stop()``; checked between every blocking step.
         wake_r: the reading end of the client's wake-up socket pair (``stop()`` writes to it).
         drain_wake: empties ``wake_r``.
+        name: the connection name (for the resolver thread's name).
     """
 
     def __init__(
@@ -63,12 +65,15 @@ class Transport:
         stop_requested: threading.Event,
         wake_r: socket.socket | None,
         drain_wake: Callable[[], None],
+        name: str = "",
     ) -> None:
         self._url = url
         self._config = config
         self._stop_requested = stop_requested
         self._wake_r = wake_r
         self._drain_wake = drain_wake
+        self._name = name
+        self._resolution: resolver.Resolution | None = None  # a host name being resolved
         #: The live socket (TCP, then TLS), published as soon as it exists so stop() can shut it.
         self.sock: socket.socket | None = None
         self.ws: websocket.WebSocket | None = None
@@ -77,7 +82,11 @@ class Transport:
         self._close_sent = False
 
     def interrupt(self) -> None:
-        """From stop() on any thread: shut the socket if a handshake is blocking on it."""
+        """From stop() on any thread: end a wait for name resolution, and shut the socket if a
+        handshake is blocking on it."""
+        resolution = self._resolution
+        if resolution is not None:
+            resolution.cancel()
         sock = self.sock
         if self.handshaking and sock is not None:
             with contextlib.suppress(OSError):
@@ -144,8 +153,24 @@ class Transport:
         if self._stop_requested.is_set():
             raise StopRequested
 
+    def _resolve(self, host: str, port: int, deadline: float) -> list[resolver.AddressInfo]:
+        """The addresses of ``host``, by ``deadline`` and interruptible by stop() (a name is
+        resolved on a short-lived thread, see :mod:`massive_rt.resolver`; a literal IP inline)."""
+        if resolver.is_ip_literal(host):
+            return list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        resolution = self._resolution = resolver.Resolution(host, port, self._name)
+        try:
+            if self._stop_requested.is_set():
+                raise StopRequested
+            infos = resolution.wait(deadline, f"connect_timeout={self._config.connect_timeout:g}s")
+        finally:
+            self._resolution = None
+        if infos is None or self._stop_requested.is_set():
+            raise StopRequested
+        return infos
+
     def _open_tcp(self, host: str, port: int, deadline: float) -> socket.socket:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = self._resolve(host, port, deadline)
         last: OSError | None = None
         for family, kind, proto, _, address in infos:
             sock = socket.socket(family, kind, proto)

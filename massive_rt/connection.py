@@ -193,10 +193,13 @@ class MassiveWebSocketClient(ThreadedSource):
         queue_size: queue capacity in events.
         overflow: what a full queue does (:class:`Overflow`); the default keeps the socket drained.
         ping_interval: seconds between WebSocket pings (None disables them).
-        ping_timeout: seconds without a pong (and without any byte received) before the
-            connection is declared dead and re-established.
+        ping_timeout: seconds without any byte received (a pong or data) after a ping before the
+            connection is declared dead and re-established. A half-open connection is detected
+            more than ``ping_timeout`` and at most ``ping_interval + ping_timeout`` after the
+            last byte it received (40 s at the defaults; lower ``ping_interval`` to detect sooner).
         stale_after: seconds without data while subscribed before reconnecting (None: off).
-        connect_timeout: bound of TCP connect + TLS + upgrade + auth reply, seconds.
+        connect_timeout: bound of name resolution + TCP connect + TLS + upgrade + auth reply,
+            seconds (see :mod:`massive_rt.resolver`).
         name: connection name used in logs, thread names, events and stats.
         raw: deliver data frames as :class:`RawFrame` instead of typed events.
         max_message_size: larger messages close the connection (1009) and reconnect.
@@ -741,7 +744,9 @@ class MassiveWebSocketClient(ThreadedSource):
                 self._fail(outcome.error or MassiveRTError(outcome.reason, connection=self._name))
                 return True
             streamed_since = self._proto.streaming_started
-            if streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after:
+            if (policy.reset_on_data and self._proto.delivered_data) or (
+                streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after
+            ):
                 failures = 0
             failures += 1
             with self._lock:
@@ -791,7 +796,7 @@ class MassiveWebSocketClient(ThreadedSource):
         self._set_state(ConnectionState.CONNECTING, self._shown_url)
         started = time.monotonic()
         transport = self._transport = Transport(
-            self._url, self._config, self._stop_requested, self._wake_r, self._drain_wake
+            self._url, self._config, self._stop_requested, self._wake_r, self._drain_wake, self._name
         )
         try:
             transport.open(started + self._config.connect_timeout)

@@ -59,6 +59,20 @@ _READY_SLICE = 0.25
 OPTIONS_QUOTES_PER_CONNECTION = 1000
 
 
+@attrs.define
+class _Totals:
+    """Lifetime counters of the connections that left a pool."""
+
+    events_decoded: int = 0
+    dropped_events: int = 0
+    reconnects: int = 0
+
+    def add(self, stats: ConnectionStats) -> None:
+        self.events_decoded += stats.events_decoded
+        self.dropped_events += stats.dropped_events
+        self.reconnects += stats.reconnects
+
+
 @attrs.frozen(kw_only=True)
 class PoolStats:
     """Snapshot of a pool: totals plus one :class:`ConnectionStats` per connection.
@@ -68,7 +82,8 @@ class PoolStats:
         connections: number of open connections.
         max_connections: the account limit the pool respects.
         channels: channels placed across the pool.
-        events_decoded, dropped_events, reconnects, recycled: totals.
+        events_decoded, dropped_events, reconnects, recycled: lifetime totals of the pool: the
+            counters of connections it recycled or closed are kept (they never go down).
         duplicates_suppressed: events dropped as duplicates by the pool's shared filter (``dedupe``).
         leases: connections leased out (:meth:`ConnectionPool.acquire`).
         failed: names of the connections that failed for good (a refused key, or the
@@ -208,6 +223,9 @@ class ConnectionPool:
         # Connections closed by recycling or idling whose queues still hold events: the adapter
         # keeps draining them until they are empty, so nothing queued is lost.
         self._retired: list[MassiveWebSocketClient] = []
+        # Drained retired connections whose counters are being folded into _former (outside the lock).
+        self._departing: list[MassiveWebSocketClient] = []
+        self._former = _Totals()  # counters of connections no longer in the pool
         self._assignment: dict[tuple[Market, str], str] = {}
         self._sequence = 0
         self._version = 0
@@ -257,8 +275,10 @@ class ConnectionPool:
         hold queued events (drain those too, or their last events and statuses are lost)."""
         with self._lock:
             kept = [c for c in self._retired if not c.exhausted]
+            gone = [c for c in self._retired if c.exhausted]
             self._version += len(self._retired) - len(kept)  # keeps `version` unchanged by the pruning
             self._retired = kept
+            self._departing.extend(gone)
             # A replacement shares its predecessor's name: it waits until the old queue is empty,
             # so that connection's events (and statuses) stay in order. Recycled twice before the
             # first was drained, the second retired one waits for the first in the same way.
@@ -266,7 +286,18 @@ class ConnectionPool:
             for client in self._retired:  # in the order they were retired
                 oldest.setdefault(client.name, client)
             current = tuple(m.client for m in self._members.values() if m.client.name not in oldest)
-            return tuple(oldest.values()) + current
+        if gone:
+            self._fold(gone)
+        return tuple(oldest.values()) + current
+
+    def _fold(self, gone: list[MassiveWebSocketClient]) -> None:
+        """Keep the final counters of connections that left the pool (their stats are taken outside
+        the lock; until folded they stay in ``_departing``, so ``stats`` never counts them twice)."""
+        final = [c.stats() for c in gone]
+        with self._lock:
+            for client, snapshot in zip(gone, final, strict=True):
+                self._former.add(snapshot)
+                self._departing.remove(client)
 
     @property
     def version(self) -> int:
@@ -649,11 +680,15 @@ class ConnectionPool:
         """
         with self._lock if os.getpid() == self._pid else contextlib.nullcontext():
             members = list(self._members.values())
+            former_clients = [*self._retired, *self._departing]
+            former = attrs.evolve(self._former)
             channels = len(self._assignment)
             recycled = self._recycled
             leases = sum(m.leases for m in members)
             started, closed = self._started, self._closed
         per = tuple(m.client.stats(max_message_age) for m in members)
+        for snapshot in (c.stats() for c in former_clients):
+            former.add(snapshot)
         failed = tuple(m.client.name for m in members if self._failed_for_good(m.client))
         if closed:
             reason: str | None = "pool is stopped"
@@ -667,10 +702,10 @@ class ConnectionPool:
             connections=len(members),
             max_connections=self._max_connections,
             channels=channels,
-            events_decoded=sum(s.events_decoded for s in per),
-            dropped_events=sum(s.dropped_events for s in per),
+            events_decoded=former.events_decoded + sum(s.events_decoded for s in per),
+            dropped_events=former.dropped_events + sum(s.dropped_events for s in per),
             duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
-            reconnects=sum(s.reconnects for s in per),
+            reconnects=former.reconnects + sum(s.reconnects for s in per),
             recycled=recycled,
             leases=leases,
             failed=failed,

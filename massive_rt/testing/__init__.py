@@ -17,7 +17,12 @@ started server accepting the key ``"test-key"``; ``massive_rest`` yields a start
 :class:`MockMassiveREST` (Massive's REST API for backfill and snapshots) recording what
 ``massive_server`` publishes.
 
-Requires the ``websockets`` package (``pip install massive-rt[testing]``). Importing this package
+:class:`FaultProxy` (``massive_rt.testing.faultproxy``) is a fault-injecting TCP proxy to put
+between a client and a server (latency, throttling, segments, resets, blackholes, tarpits,
+flapping); the ``fault_proxy`` fixture yields one in front of ``massive_server``. It needs no
+extra package.
+
+The mock server requires the ``websockets`` package (``pip install massive-rt[testing]``). Importing this package
 is cheap: the server module is imported on first use.
 """
 
@@ -26,12 +31,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .faultproxy import Direction, FaultProxy, FaultProxyStats, Faults
     from .rest import MockMassiveREST, RestFault, RestRequest
     from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, StreamHandle
 
 __all__ = [
     "ConnectionInfo",
+    "Direction",
     "EventSource",
+    "FaultProxy",
+    "FaultProxyStats",
+    "Faults",
     "MockMassiveREST",
     "MockMassiveServer",
     "PreparedFrames",
@@ -41,7 +51,8 @@ __all__ = [
     "StreamHandle",
 ]
 
-_REST = {"MockMassiveREST", "RestFault", "RestRequest"}
+_REST = frozenset({"MockMassiveREST", "RestFault", "RestRequest"})
+_FAULT_PROXY = frozenset({"Direction", "FaultProxy", "FaultProxyStats", "Faults"})
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +60,10 @@ def __getattr__(name: str) -> Any:
         from . import rest
 
         return getattr(rest, name)
+    if name in _FAULT_PROXY:  # sockets and threads only: no extra needed
+        from . import faultproxy
+
+        return getattr(faultproxy, name)
     if name in __all__:
         try:
             from . import server

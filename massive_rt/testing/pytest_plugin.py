@@ -1,4 +1,5 @@
-"""pytest plugin (entry point ``pytest11: massive_rt``): the ``massive_server`` and ``massive_rest`` fixtures.
+"""pytest plugin (entry point ``pytest11: massive_rt``): the ``massive_server``, ``massive_rest`` and
+``fault_proxy`` fixtures.
 
 Kept import-light on purpose: installing massive_rt must not slow down or break anyone else's
 pytest run, so the server (and ``websockets``) is imported only when a test uses the fixture.
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from .faultproxy import FaultProxy
     from .rest import MockMassiveREST
     from .server import MockMassiveServer
 
-__all__ = ["massive_rest", "massive_server"]
+__all__ = ["fault_proxy", "massive_rest", "massive_server"]
 
 
 @pytest.fixture
@@ -50,3 +52,17 @@ def massive_rest(massive_server: MockMassiveServer) -> Iterator[MockMassiveREST]
         yield rest
     finally:
         rest.close()
+
+
+@pytest.fixture
+def fault_proxy(massive_server: MockMassiveServer) -> Iterator[FaultProxy]:
+    """A started :class:`~massive_rt.testing.FaultProxy` in front of ``massive_server``, no faults.
+
+    Connect clients to ``fault_proxy.url("stocks")``; change faults while they run
+    (``fault_proxy.set_faults("downstream", blackhole=True)``). Closed, every connection and
+    thread, after the test (before the server).
+    """
+    from .faultproxy import FaultProxy
+
+    with FaultProxy(("127.0.0.1", massive_server.port), name="fixture") as proxy:
+        yield proxy

@@ -432,3 +432,24 @@ def test_a_replacement_continues_its_predecessors_gap() -> None:
     h.streaming()
     h.session.on_data(b"[]", 99)
     assert (h.statuses("gap")[0].gap_start_ns, h.statuses("gap")[0].gap_end_ns) == (77, 99)
+
+
+def test_half_open_is_detected_ping_timeout_after_the_first_ping_since_the_last_byte() -> None:
+    # Data flows while a ping goes unanswered, then stops (half-open): the watch restarts at the
+    # first ping after the last byte, so detection is at most ping_interval + ping_timeout after
+    # that byte (not twice ping_timeout, as when an old watch was extended by the data).
+    h = Harness(ping_interval=5, ping_timeout=20)
+    h.streaming()
+    start = h.now
+    received = 100
+    detected = None
+    for second in range(1, 80):
+        h.now = start + second
+        if second <= 11:
+            received += 100  # the last byte arrives at second 11
+        tick = h.session.tick(h.now, received, True)
+        if tick.outcome is not None:
+            detected = second
+            break
+    assert detected == 15 + 20  # the first ping after the last byte (second 15) + ping_timeout
+    assert 20 < detected - 11 <= 5 + 20
