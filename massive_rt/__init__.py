@@ -50,6 +50,15 @@ from .models import (
     UnknownEvent,
 )
 from .pool import ConnectionPool, PoolStats
+from .recording import (
+    CorruptRecordingError,
+    Recorder,
+    RecorderStats,
+    RecordingError,
+    RecordingReader,
+    ReplaySource,
+    ReplayStats,
+)
 from .synthetic import SyntheticMarket, SyntheticSource, SyntheticStats
 
 __version__ = "0.1.0"
@@ -66,6 +75,7 @@ __all__ = [
     "ConnectionPool",
     "ConnectionState",
     "ConnectionStats",
+    "CorruptRecordingError",
     "CryptoQuote",
     "CryptoTrade",
     "CurrencyAgg",
@@ -97,6 +107,12 @@ __all__ = [
     "RawFrame",
     "RealTimeDataAdapter",
     "ReconnectPolicy",
+    "Recorder",
+    "RecorderStats",
+    "RecordingError",
+    "RecordingReader",
+    "ReplaySource",
+    "ReplayStats",
     "StatusMessage",
     "SubscriptionError",
     "SyntheticMarket",
