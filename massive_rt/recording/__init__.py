@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ._format import (
+from .fileformat import (
     CorruptRecordingError,
     Record,
     RecordingEnd,

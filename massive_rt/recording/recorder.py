@@ -28,7 +28,7 @@ from ..consumer import QueueConsumer
 from ..errors import ClientClosedError
 from ..eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_OBJECTS, Item
 from ..models import StatusMessage
-from . import _format
+from . import fileformat
 from .statuses import encode_status
 
 __all__ = ["Recorder", "RecorderStats", "part_path"]
@@ -105,10 +105,10 @@ class Recorder:
         target = inner if inner is not None and hasattr(inner, "set_tap") else source
         if not hasattr(target, "set_tap"):
             raise field_error("source", f"{type(source).__name__} cannot be recorded (no set_tap)")
-        codec = _format.default_codec() if codec is None else codec
-        if codec not in _format.CODECS:
-            raise field_error("codec", f"codec={codec!r} must be one of {', '.join(_format.CODECS)}")
-        if codec == "zstd" and _format.default_codec() != "zstd":
+        codec = fileformat.default_codec() if codec is None else codec
+        if codec not in fileformat.CODECS:
+            raise field_error("codec", f"codec={codec!r} must be one of {', '.join(fileformat.CODECS)}")
+        if codec == "zstd" and fileformat.default_codec() != "zstd":
             raise field_error("codec", "codec='zstd' needs zstandard: pip install 'massive-rt[record]'")
         if rotate not in _ROTATIONS:
             raise field_error("rotate", f"rotate={rotate!r} must be None or 'hourly'")
@@ -135,7 +135,7 @@ class Recorder:
         self._lost = 0  # items lost since the last marker (tap side)
         self._dropped = 0
         self._unrecordable = 0
-        self._writer: _format.RecordingWriter | None = None
+        self._writer: fileformat.RecordingWriter | None = None
         self._part = 0
         self._hour: int | None = None
         self._files: list[str] = []
@@ -261,13 +261,16 @@ class Recorder:
     def _write_item(self, consumer: QueueConsumer, item: Item) -> None:
         kind, payload, received_at_ns = item[0], item[1], item[2]
         if kind == KIND_DATA:
-            kind, data = _format.KIND_DATA, payload if isinstance(payload, bytes) else payload.encode()
+            kind, data = fileformat.KIND_DATA, payload if isinstance(payload, bytes) else payload.encode()
         elif kind == KIND_OBJECTS:
-            kind, data = _format.KIND_OBJECTS, dumps(payload)
+            kind, data = fileformat.KIND_OBJECTS, dumps(payload)
         elif kind == KIND_DROPPED:
-            kind, data = _format.KIND_DROPPED, dumps({"dropped": payload, "overflow": consumer.overflow_policy.value})
+            kind, data = (
+                fileformat.KIND_DROPPED,
+                dumps({"dropped": payload, "overflow": consumer.overflow_policy.value}),
+            )
         elif kind == KIND_EVENT and isinstance(payload, StatusMessage):
-            kind, data = _format.KIND_STATUS, encode_status(payload)
+            kind, data = fileformat.KIND_STATUS, encode_status(payload)
         else:
             self._unrecordable += 1
             return
@@ -280,7 +283,7 @@ class Recorder:
         status = StatusMessage(status="recorder_dropped", message=f"the recorder's buffer was full: {lost} items "
                                "were not recorded here", dropped=lost, received_at_ns=now,
                                connection=self._name)  # fmt: skip
-        self._append(now, self._name, _format.KIND_STATUS, encode_status(status), "")
+        self._append(now, self._name, fileformat.KIND_STATUS, encode_status(status), "")
         self._drop_log("recorder %s: buffer full (%d): %d items not recorded; %d in total",
                        self._name, self._capacity, lost, self._dropped)  # fmt: skip
 
@@ -305,22 +308,22 @@ class Recorder:
             if self._max_bytes is not None and writer.bytes_written >= self._max_bytes:
                 self._next_part()
 
-    def _next_part(self) -> _format.RecordingWriter:
+    def _next_part(self) -> fileformat.RecordingWriter:
         self._close_part()
         self._part += 1
         return self._open_part()
 
-    def _open_part(self) -> _format.RecordingWriter:
+    def _open_part(self) -> fileformat.RecordingWriter:
         source = self._source
         clients = source.clients() if hasattr(source, "clients") else (source,)
         markets = tuple(dict.fromkeys(getattr(getattr(c, "market", None), "value", "") for c in clients))
         subscriptions = tuple(sorted({ch for c in clients for ch in getattr(c, "subscriptions", ())}))
-        header = _format.RecordingHeader(
+        header = fileformat.RecordingHeader(
             massive_rt_version=_version(), codec=self._codec, started_at_ns=time.time_ns(), markets=markets,
             connections=tuple(getattr(c, "name", "") for c in clients), subscriptions=subscriptions, part=self._part,
         )  # fmt: skip
         path = part_path(self._path, self._part)
-        self._writer = _format.RecordingWriter(path, header, level=self._level)
+        self._writer = fileformat.RecordingWriter(path, header, level=self._level)
         self._files.append(str(path))
         return self._writer
 

@@ -29,7 +29,7 @@ from ..enums import ConnectionState, Market, Overflow
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS, Item
 from ..models import Event, StatusMessage
 from ..protocol import Decoder, event_symbol, parse_channels, routes_to
-from . import _format
+from . import fileformat
 from .recorder import part_path
 from .statuses import decode_status
 
@@ -88,7 +88,7 @@ class ReplaySource(ThreadedSource):
             require_number("speed", speed, strict=True)
         if not isinstance(name, str) or not name or any(c.isspace() for c in name):
             raise field_error("name", f"name={name!r} must be a non-empty string without whitespace")
-        self._first = _format.RecordingReader(self._paths[0])  # fails now on a file that is not a recording
+        self._first = fileformat.RecordingReader(self._paths[0])  # fails now on a file that is not a recording
         header = self._first.header
         self._market = Market.coerce(header.markets[0] if header.markets and header.markets[0] else "stocks", "market")
         self._speed = speed
@@ -101,8 +101,8 @@ class ReplaySource(ThreadedSource):
         self._state = ConnectionState.NEW
         self._init_lifecycle()
         self._records = 0
-        self.end: _format.RecordingEnd | None = None
-        self.error: _format.RecordingError | None = None
+        self.end: fileformat.RecordingEnd | None = None
+        self.error: fileformat.RecordingError | None = None
 
     @property
     def name(self) -> str:
@@ -115,7 +115,7 @@ class ReplaySource(ThreadedSource):
         return self._market
 
     @property
-    def header(self) -> _format.RecordingHeader:
+    def header(self) -> fileformat.RecordingHeader:
         """The first file's header."""
         return self._first.header
 
@@ -188,7 +188,7 @@ class ReplaySource(ThreadedSource):
                 item = self._item(record)
                 if item is not None and not put(item, stopped):
                     break
-        except _format.RecordingError as exc:
+        except fileformat.RecordingError as exc:
             self.error = exc
             logger.error("[%s] replay stopped: %s", self._name, exc)
             self._emit("failed", str(exc), error=exc)
@@ -198,12 +198,12 @@ class ReplaySource(ThreadedSource):
             self._state = ConnectionState.STOPPED
             self._queue.close()
 
-    def _records_in_range(self) -> Iterator[_format.Record]:
+    def _records_in_range(self) -> Iterator[fileformat.Record]:
         start_ns, end_ns, speed = self._start_ns, self._end_ns, self._speed
         origin: tuple[int, float] | None = None
         wait = self._stop_requested.wait
         for index, path in enumerate(self._paths):
-            reader = self._first if index == 0 else _format.RecordingReader(path)
+            reader = self._first if index == 0 else fileformat.RecordingReader(path)
             for record in reader:
                 at = record.received_at_ns
                 if start_ns is not None and at < start_ns:
@@ -227,12 +227,12 @@ class ReplaySource(ThreadedSource):
                 self._emit("replay_incomplete", f"{path}: {reader.end.reason}; stopped at byte "
                            f"{reader.end.offset} of {reader.end.size}")  # fmt: skip
 
-    def _item(self, record: _format.Record) -> Item | None:
+    def _item(self, record: fileformat.Record) -> Item | None:
         kind, payload = record.kind, record.payload
-        if kind == _format.KIND_STATUS:
+        if kind == fileformat.KIND_STATUS:
             status = decode_status(payload)
             return [KIND_EVENT, status, status.received_at_ns, 0]
-        if kind == _format.KIND_DROPPED:
+        if kind == fileformat.KIND_DROPPED:
             dropped = loads(payload)
             status = StatusMessage(
                 status="dropped", message=f"{dropped['dropped']} events dropped by the {dropped['overflow']} "
@@ -250,8 +250,8 @@ class ReplaySource(ThreadedSource):
             ]
             if not kept:
                 return None
-            return [KIND_OBJECTS, (record.connection, _format.KIND_OBJECTS, kept), record.received_at_ns, len(kept)]
-        if kind == _format.KIND_OBJECTS:
+            return [KIND_OBJECTS, (record.connection, fileformat.KIND_OBJECTS, kept), record.received_at_ns, len(kept)]
+        if kind == fileformat.KIND_OBJECTS:
             objects = loads(payload)
             return [KIND_OBJECTS, (record.connection, kind, objects), record.received_at_ns, len(objects) or 1]
         return [KIND_OBJECTS, (record.connection, kind, payload), record.received_at_ns, payload.count(b'"ev"') or 1]
@@ -262,7 +262,7 @@ class ReplaySource(ThreadedSource):
         if item[0] == KIND_OBJECTS:
             connection, kind, payload = item[1]
             decoder = self._decoders[connection]
-            if kind == _format.KIND_DATA:
+            if kind == fileformat.KIND_DATA:
                 return decoder.decode(payload, item[2])
             return decoder.decode_objects(payload, item[2])
         return [item[1]]

@@ -14,7 +14,6 @@ from .. import errors
 from ..enums import AdapterState, ConnectionState
 from ..errors import MassiveRTError
 from ..models import StatusMessage
-from . import _format
 
 __all__ = ["RecordedError", "decode_status", "encode_status"]
 
@@ -74,7 +73,7 @@ def decode_status(payload: bytes) -> StatusMessage:
 
 def _rebuild_error(recorded: dict[str, Any]) -> MassiveRTError:
     type_name = recorded["type"]
-    cls = getattr(errors, type_name, None) or getattr(_format, type_name, None)
+    cls = getattr(errors, type_name, None) or getattr(fileformat, type_name, None)
     if not (isinstance(cls, type) and issubclass(cls, MassiveRTError)):
         return RecordedError(recorded["message"], type_name=type_name, connection=recorded.get("connection"))
     error = cls.__new__(cls)
