@@ -14,6 +14,7 @@ from .. import errors
 from ..enums import AdapterState, ConnectionState
 from ..errors import MassiveRTError
 from ..models import StatusMessage
+from . import fileformat
 
 __all__ = ["RecordedError", "decode_status", "encode_status"]
 
