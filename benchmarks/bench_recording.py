@@ -1,5 +1,8 @@
 """Recording benchmark (issue 16): codecs on a demo stream, typed throughput with and without a
-recorder (same run), replay as fast as possible vs live. Numbers, not a test: ``python benchmarks/bench_recording.py``."""
+recorder (same run), replay as fast as possible vs live.
+
+Numbers, not a test: ``python benchmarks/bench_recording.py``.
+"""
 
 from __future__ import annotations
 
