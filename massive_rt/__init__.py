@@ -55,6 +55,15 @@ from .models import (
     UnknownEvent,
 )
 from .pool import ConnectionPool, PoolStats
+from .recording import (
+    CorruptRecordingError,
+    Recorder,
+    RecorderStats,
+    RecordingError,
+    RecordingReader,
+    ReplaySource,
+    ReplayStats,
+)
 from .synthetic import SyntheticMarket, SyntheticSource, SyntheticStats
 
 __version__ = "0.1.0"
@@ -77,6 +86,7 @@ __all__ = [
     "ConnectionPool",
     "ConnectionState",
     "ConnectionStats",
+    "CorruptRecordingError",
     "CryptoQuote",
     "CryptoTrade",
     "CurrencyAgg",
@@ -112,6 +122,12 @@ __all__ = [
     "ReconnectPolicy",
     "RestDataError",
     "RestError",
+    "Recorder",
+    "RecorderStats",
+    "RecordingError",
+    "RecordingReader",
+    "ReplaySource",
+    "ReplayStats",
     "StatusMessage",
     "SymbolMark",
     "SubscriptionError",

@@ -67,6 +67,7 @@ class QueueConsumer:
     _suppressed = 0  # duplicates this consumer dropped (the filter may be shared with others)
     _marks: DeliveryMarks | None = None  # per symbol, the last event decoded (None: raw, nothing decoded)
     _predecessor_marks: DeliveryMarks | None = None  # a pool replacement's: the gap it closes was theirs
+    _tap: Callable[[QueueConsumer, Item], None] | None = None  # set_tap(): sees every item taken
 
     _name: str
     _queue: FrameQueue
@@ -182,8 +183,9 @@ class QueueConsumer:
                 out = []
             decode = self._decode_item
             dedupe = self._dedupe
+            tap = self._tap
             for item in self._queue.get_many(max_frames):
-                if item[0] == KIND_DATA and not self._raw and dedupe is None:
+                if item[0] == KIND_DATA and not self._raw and dedupe is None and tap is None:
                     out += self._decoder.decode(item[1], item[2])
                 else:
                     out += decode(item)
@@ -215,6 +217,11 @@ class QueueConsumer:
         self._sink = self._queue.put if gate is None else self.offer
         self._sink_changed()
         return True
+
+    @property
+    def overflow_policy(self) -> Overflow:
+        """The full-queue policy (its name is in this consumer's ``dropped`` statuses)."""
+        return self._overflow
 
     @property
     def inline_enabled(self) -> bool:
@@ -259,7 +266,20 @@ class QueueConsumer:
         finally:
             gate.lock.release()
 
+    def set_tap(self, tap: Callable[[QueueConsumer, Item], None] | None) -> None:
+        """Call ``tap(self, item)`` with every item as it is taken to be decoded (None: stop).
+
+        Items are ``[kind, payload, received_at_ns, events]`` exactly as queued, in the order the
+        consumer sees them (``dropped`` markers where the events went missing). The tap runs on
+        the consuming thread (or a reader delivering inline) under the consume lock: it must not
+        block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
+        """
+        self._tap = tap
+
     def _decode_item(self, item: Item) -> list[Event]:
+        tap = self._tap
+        if tap is not None:
+            tap(self, item)
         kind, payload, received_at_ns = item[0], item[1], item[2]
         if kind == KIND_DATA:
             if self._raw:

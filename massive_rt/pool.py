@@ -233,6 +233,7 @@ class ConnectionPool:
         self._closed = False
         self._started = False
         self._listener: Callable[[], None] | None = None
+        self._tap: Callable[[Any, list[Any]], None] | None = None
         self._stop_event = threading.Event()
         self._supervisor: threading.Thread | None = None
 
@@ -646,6 +647,14 @@ class ConnectionPool:
         for client in clients:
             client.set_listener(listener)
 
+    def set_tap(self, tap: Callable[[Any, list[Any]], None] | None) -> None:
+        """Install ``tap`` on every current, retired and future connection (see the client's ``set_tap``)."""
+        with self._lock:
+            self._tap = tap
+            clients = [m.client for m in self._members.values()] + list(self._retired)
+        for client in clients:
+            client.set_tap(tap)
+
     @property
     def error(self) -> MassiveRTError | None:
         """When every connection failed for good (see :attr:`PoolStats.failed`): the error of
@@ -815,6 +824,8 @@ class ConnectionPool:
         """
         if self._listener is not None:
             client.set_listener(self._listener)
+        if self._tap is not None:
+            client.set_tap(self._tap)
         if self._started:
             client.start()
 

@@ -1,0 +1,341 @@
+"""Recorder: everything a source's consumers take, written to a recording on a thread of its own.
+
+The recorder installs a *tap* on the source's consumers (every connection of a pool, present and
+future): each queued item — a frame's bytes as received, objects a producer parsed, a status, a
+``dropped`` marker — is handed to it, undecoded, at the moment the consumer takes it, so the file
+holds exactly the sequence the consumer saw, in its order. The tap only appends to a bounded
+buffer (never blocks, never raises); when the buffer is full the item is counted as lost and a
+``recorder_dropped`` status is written where the loss happened. The writer thread
+(``massive-rt-recorder-<name>``) serialises, compresses and writes blocks, flushing at least
+every ``flush_interval`` seconds, and rotates files hourly or by size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._json import dumps
+from .._util import RateLimitedLog, snapshot_dict
+from .._validate import field_error, require_int, require_name, require_number
+from ..consumer import QueueConsumer
+from ..errors import ClientClosedError
+from ..eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_OBJECTS, Item
+from ..models import StatusMessage
+from . import fileformat
+from .statuses import encode_status
+
+__all__ = ["Recorder", "RecorderStats", "part_path"]
+
+logger = logging.getLogger(__name__)
+
+_ROTATIONS = (None, "hourly")
+_HOUR_NS = 3_600 * 1_000_000_000
+
+
+def part_path(path: str | Path, part: int) -> Path:
+    """The file of rotation ``part`` of a recording at ``path``: ``path`` itself, then ``<stem>.<part><suffix>``."""
+    path = Path(path)
+    return path if part == 0 else path.with_name(f"{path.stem}.{part}{path.suffix}")
+
+
+@attrs.frozen(kw_only=True)
+class RecorderStats:
+    """Counters of a :class:`Recorder`.
+
+    Attributes:
+        records: records written (data frames, statuses, drop markers).
+        raw_bytes: their bytes before compression (record framing included).
+        bytes_written: bytes on disk, every part.
+        compression_ratio: ``raw_bytes / bytes_written`` (0 before anything was written).
+        dropped: items lost because the buffer was full (each marked in the file).
+        unrecordable: queued events that are not statuses (none today; counted, never silent).
+        buffered: items waiting for the writer.
+        files: the files written, in order.
+        error: why writing stopped (a disk error), or None.
+    """
+
+    records: int
+    raw_bytes: int
+    bytes_written: int
+    compression_ratio: float
+    dropped: int
+    unrecordable: int
+    buffered: int
+    files: tuple[str, ...]
+    error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (for a health endpoint)."""
+        return snapshot_dict(self)
+
+
+class Recorder:
+    """Records a client, a pool, a synthetic source (or an adapter's source) to ``path``.
+
+    Start it before the source (or the adapter) to catch everything; stop it after the adapter:
+    ``stop()`` detaches the tap, writes what is buffered, and closes the file with its end marker.
+
+    Args:
+        source: anything with ``set_tap`` (a client, pool, synthetic or Redis source), or an
+            adapter (its ``source`` is recorded).
+        path: the file to create (refused if it exists); rotated parts go next to it
+            (:func:`part_path`).
+        codec: ``"zstd"`` (needs the ``record`` extra), ``"gzip"`` or ``"none"``; default zstd
+            when installed, else gzip.
+        rotate: ``"hourly"`` starts a new part when a record's receive time enters a new UTC hour.
+        max_bytes: start a new part once a part holds this many bytes.
+        buffer_size: items the buffer holds before the tap counts them as lost.
+        flush_interval: seconds between block writes at most (what a crash can lose).
+        name: the recorder's name (its thread's).
+    """
+
+    def __init__(
+        self, source: Any, path: str | Path, *, codec: str | None = None, rotate: str | None = None,
+        max_bytes: int | None = None, buffer_size: int = 100_000, flush_interval: float = 0.2,
+        level: int | None = None, name: str = "recorder",
+    ) -> None:  # fmt: skip
+        inner = getattr(source, "source", None)
+        target = inner if inner is not None and hasattr(inner, "set_tap") else source
+        if not hasattr(target, "set_tap"):
+            raise field_error("source", f"{type(source).__name__} cannot be recorded (no set_tap)")
+        codec = fileformat.default_codec() if codec is None else codec
+        if codec not in fileformat.CODECS:
+            raise field_error("codec", f"codec={codec!r} must be one of {', '.join(fileformat.CODECS)}")
+        if codec == "zstd" and fileformat.default_codec() != "zstd":
+            raise field_error("codec", "codec='zstd' needs zstandard: pip install 'massive-rt[record]'")
+        if rotate not in _ROTATIONS:
+            raise field_error("rotate", f"rotate={rotate!r} must be None or 'hourly'")
+        if max_bytes is not None:
+            require_int("max_bytes", max_bytes, 1024)
+        require_int("buffer_size", buffer_size)
+        require_number("flush_interval", flush_interval, strict=True)
+        self._name = require_name("name", name)
+        self._source = target
+        self._path = Path(path)
+        if self._path.exists():
+            raise field_error("path", f"{self._path} exists; a recording never overwrites a file")
+        self._codec = codec
+        self._level = level
+        self._rotate = rotate
+        self._max_bytes = max_bytes
+        self._capacity = buffer_size
+        self._flush_interval = flush_interval
+        self._buffer: deque[tuple[QueueConsumer, Item] | tuple[None, int]] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._life_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._lost = 0  # items lost since the last marker (tap side)
+        self._dropped = 0
+        self._unrecordable = 0
+        self._writer: fileformat.RecordingWriter | None = None
+        self._part = 0
+        self._hour: int | None = None
+        self._files: list[str] = []
+        self._totals = [0, 0, 0]  # records, raw bytes, bytes written of closed parts
+        self._error: str | None = None
+        self._drop_log = RateLimitedLog(logger, logging.WARNING)
+
+    @property
+    def name(self) -> str:
+        """The recorder's name."""
+        return self._name
+
+    def start(self) -> Recorder:
+        """Open the file, install the tap and start the writer thread. Idempotent.
+
+        Raises:
+            ClientClosedError: the recorder was stopped (not restartable).
+            RecordingError: the codec is not installed.
+        """
+        with self._life_lock:
+            if self._stopping.is_set():
+                raise ClientClosedError(f"recorder {self._name} was stopped; create a new one")
+            if self._thread is not None:
+                return self
+            self._open_part()
+            self._source.set_tap(self._tap)
+            self._thread = threading.Thread(target=self._run, name=f"massive-rt-recorder-{self._name}", daemon=True)
+            self._thread.start()
+        logger.info("recorder %s: recording to %s (%s)", self._name, self._path, self._codec)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Detach, write everything buffered, close the file. Idempotent; any thread.
+
+        Returns False if the writer did not finish within ``timeout``.
+        """
+        require_number("timeout", timeout)
+        with self._life_lock:
+            first = not self._stopping.is_set()
+            self._stopping.set()
+            thread = self._thread
+        if first and thread is not None:
+            self._source.set_tap(None)
+        self._wake.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def __enter__(self) -> Recorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stats(self) -> RecorderStats:
+        """Counters so far (any thread)."""
+        writer = self._writer
+        records, raw, written = self._totals
+        if writer is not None and not writer.closed:
+            records, raw, written = records + writer.records, raw + writer.raw_bytes, written + writer.bytes_written
+        return RecorderStats(
+            records=records, raw_bytes=raw, bytes_written=written,
+            compression_ratio=raw / written if written else 0.0, dropped=self._dropped,
+            unrecordable=self._unrecordable, buffered=len(self._buffer), files=tuple(self._files), error=self._error,
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"Recorder(name={self._name!r}, path={str(self._path)!r}, codec={self._codec!r})"
+
+    # ------------------------------------------------------------------ tap (consumer threads)
+
+    def _tap(self, consumer: QueueConsumer, item: Item) -> None:
+        buffer = self._buffer
+        if len(buffer) >= self._capacity:
+            self._lost += 1
+            self._dropped += 1
+            self._wake.set()
+            return
+        if self._lost:
+            buffer.append((None, self._lost))
+            self._lost = 0
+        buffer.append((consumer, item))
+        if len(buffer) == self._capacity >> 1:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self._flush_interval
+        try:
+            while True:
+                stopping = self._stopping.is_set()
+                self._write_buffered()
+                if stopping:
+                    if self._lost:
+                        self._buffer.append((None, self._lost))
+                        self._lost = 0
+                        self._write_buffered()
+                    return
+                now = time.monotonic()
+                if now >= next_flush:
+                    self._flush()
+                    next_flush = now + self._flush_interval
+                self._wake.wait(min(0.05, max(0.0, next_flush - now)))
+                self._wake.clear()
+        except Exception as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            logger.exception("recorder %s: writing stopped", self._name)
+            self._source.set_tap(None)
+        finally:
+            self._close_part()
+
+    def _write_buffered(self) -> None:
+        buffer = self._buffer
+        for _ in range(len(buffer)):
+            consumer, item = buffer.popleft()
+            if consumer is None or isinstance(item, int):
+                self._write_lost(int(item))  # type: ignore[arg-type]
+            else:
+                self._write_item(consumer, item)
+
+    def _write_item(self, consumer: QueueConsumer, item: Item) -> None:
+        kind, payload, received_at_ns = item[0], item[1], item[2]
+        if kind == KIND_DATA:
+            kind, data = fileformat.KIND_DATA, payload if isinstance(payload, bytes) else payload.encode()
+        elif kind == KIND_OBJECTS:
+            kind, data = fileformat.KIND_OBJECTS, dumps(payload)
+        elif kind == KIND_DROPPED:
+            kind, data = (
+                fileformat.KIND_DROPPED,
+                dumps({"dropped": payload, "overflow": consumer.overflow_policy.value}),
+            )
+        elif kind == KIND_EVENT and isinstance(payload, StatusMessage):
+            kind, data = fileformat.KIND_STATUS, encode_status(payload)
+        else:
+            self._unrecordable += 1
+            return
+        name = getattr(consumer, "name", "")
+        market = getattr(consumer, "market", None)
+        self._append(received_at_ns, name, kind, data, getattr(market, "value", ""))
+
+    def _write_lost(self, lost: int) -> None:
+        now = time.time_ns()
+        status = StatusMessage(status="recorder_dropped", message=f"the recorder's buffer was full: {lost} items "
+                               "were not recorded here", dropped=lost, received_at_ns=now,
+                               connection=self._name)  # fmt: skip
+        self._append(now, self._name, fileformat.KIND_STATUS, encode_status(status), "")
+        self._drop_log("recorder %s: buffer full (%d): %d items not recorded; %d in total",
+                       self._name, self._capacity, lost, self._dropped)  # fmt: skip
+
+    def _append(self, received_at_ns: int, connection: str, kind: int, data: bytes, market: str) -> None:
+        writer = self._writer
+        assert writer is not None
+        if self._rotate == "hourly":
+            hour = received_at_ns // _HOUR_NS
+            if self._hour is None:
+                self._hour = hour
+            elif hour != self._hour:
+                self._hour = hour
+                writer = self._next_part()
+        writer.append(received_at_ns, connection, kind, data, market)
+        if self._max_bytes is not None and writer.bytes_written >= self._max_bytes:
+            self._next_part()
+
+    def _flush(self) -> None:
+        writer = self._writer
+        if writer is not None and writer.pending_bytes:
+            writer.flush()
+            if self._max_bytes is not None and writer.bytes_written >= self._max_bytes:
+                self._next_part()
+
+    def _next_part(self) -> fileformat.RecordingWriter:
+        self._close_part()
+        self._part += 1
+        return self._open_part()
+
+    def _open_part(self) -> fileformat.RecordingWriter:
+        source = self._source
+        clients = source.clients() if hasattr(source, "clients") else (source,)
+        markets = tuple(dict.fromkeys(getattr(getattr(c, "market", None), "value", "") for c in clients))
+        subscriptions = tuple(sorted({ch for c in clients for ch in getattr(c, "subscriptions", ())}))
+        header = fileformat.RecordingHeader(
+            massive_rt_version=_version(), codec=self._codec, started_at_ns=time.time_ns(), markets=markets,
+            connections=tuple(getattr(c, "name", "") for c in clients), subscriptions=subscriptions, part=self._part,
+        )  # fmt: skip
+        path = part_path(self._path, self._part)
+        self._writer = fileformat.RecordingWriter(path, header, level=self._level)
+        self._files.append(str(path))
+        return self._writer
+
+    def _close_part(self) -> None:
+        writer = self._writer
+        if writer is not None and not writer.closed:
+            writer.close()
+            self._totals = [self._totals[0] + writer.records, self._totals[1] + writer.raw_bytes,
+                            self._totals[2] + writer.bytes_written]  # fmt: skip
+
+
+def _version() -> str:
+    from .. import __version__  # at call time: the package imports this module while it loads
+
+    return __version__
