@@ -144,7 +144,7 @@ def test_end_to_end_through_a_pool_delivers_every_event_once_in_order(
     assert client.xlen("massive:stocks:T") == 1200
     assert client.xlen("massive:crypto:XT") == 600
     entry_id, fields = client.xrange("massive:stocks:T", count=1)[0]
-    assert set(fields) == {b"d", b"ev", b"market", b"connection", b"received_at_ns"}
+    assert set(fields) == {b"d", b"ev", b"market", b"connection", b"received_at_ns", b"epoch", b"seq"}
     assert fields[b"ev"] == b"T"
     assert fields[b"market"] == b"stocks"
     assert b'"sym":"AAPL"' in fields[b"d"]
