@@ -17,12 +17,12 @@ carried it:
   sequences that exist nowhere.
 
 Several producers writing one stream interleave; each epoch is checked on its own. At most
-``max_epochs`` epochs are remembered per stream (the least recently seen is forgotten first).
+``max_epochs`` epochs are remembered per stream (the first one seen is forgotten first; an epoch
+seen again after that starts a new baseline).
 """
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from typing import Final
 
@@ -85,18 +85,18 @@ class ContinuityChecker:
 
     def __init__(self, max_epochs: int = DEFAULT_MAX_EPOCHS) -> None:
         self._max_epochs = max_epochs
-        self._last: dict[str, collections.OrderedDict[bytes, tuple[int, bytes, int]]] = {}
+        self._last: dict[str, dict[bytes, tuple[int, bytes, int]]] = {}
         self.repeats = 0
 
     def observe(self, stream: str, epoch: bytes, seq: int, entry_id: bytes, received_at_ns: int) -> Candidate | None:
         """Note one entry, in the order read; a :class:`Candidate` when sequences were skipped."""
         epochs = self._last.get(stream)
         if epochs is None:
-            epochs = self._last[stream] = collections.OrderedDict()
+            epochs = self._last[stream] = {}
         seen = epochs.get(epoch)
         if seen is None:
             if len(epochs) >= self._max_epochs:
-                epochs.popitem(last=False)
+                del epochs[next(iter(epochs))]
             epochs[epoch] = (seq, entry_id, received_at_ns)
             return None
         last, last_id, last_ns = seen
@@ -104,7 +104,6 @@ class ContinuityChecker:
             self.repeats += 1
             return None
         epochs[epoch] = (seq, entry_id, received_at_ns)
-        epochs.move_to_end(epoch)
         if seq == last + 1:
             return None
         return Candidate(stream=stream, epoch=epoch, first=last + 1, last=seq - 1, after_id=last_id,

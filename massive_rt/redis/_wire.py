@@ -55,7 +55,6 @@ __all__ = [
     "new_epoch",
     "pack",
     "parse_id",
-    "received_at_of",
     "sequence_of",
     "template_fields",
     "template_regex",
@@ -148,31 +147,27 @@ def new_epoch() -> bytes:
     return b"%x-%08x" % (time.time_ns(), secrets.randbits(32))
 
 
-def sequence_of(fields: Any) -> tuple[bytes, int] | None:
-    """``(epoch, seq)`` of an entry's fields (flat list or dict), or None when it carries no valid stamp."""
-    if len(fields) == 14 and not isinstance(fields, dict) and fields[10] == b"epoch" and fields[12] == b"seq":
-        epoch, raw = fields[11], fields[13]
+def sequence_of(fields: Any) -> tuple[bytes, int, int] | None:
+    """``(epoch, seq, received_at_ns)`` of an entry's fields (flat list or dict), or None when it
+    carries no valid producer stamp (``received_at_ns`` is 0 when absent or invalid)."""
+    if (
+        len(fields) == 14 and not isinstance(fields, dict) and fields[12] == b"seq" and fields[10] == b"epoch"
+        and fields[8] == b"received_at_ns"
+    ):  # fmt: skip
+        epoch, raw, received = fields[11], fields[13], fields[9]
     else:
         named = _field_map(fields)
-        epoch, raw = named.get(b"epoch"), named.get(b"seq")
+        epoch, raw, received = named.get(b"epoch"), named.get(b"seq"), named.get(b"received_at_ns")
         if epoch is None or raw is None:
             return None
     try:
-        return epoch, int(raw)
+        seq = int(raw)
     except ValueError:
         return None
-
-
-def received_at_of(fields: Any) -> int:
-    """``received_at_ns`` of an entry's fields (0 when absent or invalid)."""
-    if len(fields) >= 10 and not isinstance(fields, dict) and fields[8] == b"received_at_ns":
-        raw = fields[9]
-    else:
-        raw = _field_map(fields).get(b"received_at_ns")
     try:
-        return int(raw) if raw else 0
+        return epoch, seq, int(received) if received else 0
     except ValueError:
-        return 0
+        return epoch, seq, 0
 
 
 # ---------------------------------------------------------------------------------------------- encoding

@@ -36,7 +36,6 @@ from ._wire import (
     ZERO_ID,
     EntryDecoder,
     parse_id,
-    received_at_of,
     sequence_of,
     template_fields,
     template_regex,
@@ -711,7 +710,7 @@ class RedisStreamSource(QueueConsumer):
             stamp = sequence_of(fields)
             if stamp is None:
                 continue
-            candidate = observe(stream_name, stamp[0], stamp[1], entry_id, received_at_of(fields))
+            candidate = observe(stream_name, stamp[0], stamp[1], entry_id, stamp[2])
             if candidate is None:
                 continue
             gaps = missing_runs(candidate, self._still_in_stream(candidate))

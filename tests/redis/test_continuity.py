@@ -5,7 +5,7 @@ from __future__ import annotations
 from massive_rt.enums import Market
 from massive_rt.models import EquityTrade
 from massive_rt.redis._continuity import Candidate, ContinuityChecker, missing_runs
-from massive_rt.redis._wire import EntryEncoder, id_bulk, int_bulk, new_epoch, received_at_of, sequence_of
+from massive_rt.redis._wire import EntryEncoder, id_bulk, int_bulk, new_epoch, sequence_of
 from massive_rt.redis.sink import persistence_of
 
 S = "massive:stocks:T"
@@ -101,15 +101,14 @@ def test_entries_are_stamped_and_old_layouts_read_as_unstamped() -> None:
     fields = parts[8:-1:2]  # the bulk strings after XADD, the stream and the id
     assert fields == [b"d", fields[1], b"ev", b"T", b"market", b"stocks", b"connection", b"up", b"received_at_ns",
                       b"123", b"epoch", epoch, b"seq", b"42"]  # fmt: skip
-    assert sequence_of(fields) == (epoch, 42)
-    assert received_at_of(fields) == 123
+    assert sequence_of(fields) == (epoch, 42, 123)
     named = dict(zip(fields[::2], fields[1::2], strict=True))  # claimed entries come as dicts
-    assert sequence_of(named) == (epoch, 42)
-    assert received_at_of(named) == 123
-    old = fields[:10]  # the layout before producer stamps
-    assert sequence_of(old) is None
-    assert received_at_of(old) == 123
+    assert sequence_of(named) == (epoch, 42, 123)
+    assert sequence_of(fields[:10]) is None  # the layout before producer stamps: not checked
     assert sequence_of({b"d": b"{}", b"epoch": b"e", b"seq": b"not a number"}) is None
+    assert sequence_of({b"epoch": b"e", b"seq": b"3", b"received_at_ns": b"x"}) == (b"e", 3, 0)
+    foreign = {bytes([65 + n]): b"" for n in range(14)}  # 14 fields by name, none of them ours
+    assert sequence_of(foreign) is None
 
 
 def test_persistence_names() -> None:
