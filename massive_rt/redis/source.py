@@ -143,7 +143,8 @@ class RedisStreamSource(QueueConsumer):
             stable name to re-read your own unacknowledged entries right away after a restart.
         start_id: where a newly created group starts: ``"$"`` (only new entries, default) or
             ``"0"`` (everything still in the stream). A group that vanished while running
-            (Redis lost its data) is re-created from ``"0"`` so nothing that survived is skipped.
+            (Redis lost its data) is re-created from ``"0"`` so nothing that survived is skipped,
+            and reported as a ``stream_reset`` status.
         block_ms: longest wait of one ``XREADGROUP``; also bounds acknowledgement delay and stop.
         count: most entries per read.
         queue_size: most entries waiting for the consumer (Redis holds the rest: backpressure,

@@ -263,3 +263,42 @@ def test_a_server_that_refuses_config_is_noted_and_published_to(
     notes = [r for r in caplog.records if "cannot read Redis's persistence settings" in r.getMessage()]
     assert [r.levelno for r in notes] == [logging.INFO]
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "massive_rt.redis.sink"]
+
+
+@pytest.mark.timeout(60)
+def test_maxlen_trimming_past_a_lagging_group_is_a_gap(redis_server: RedisServer, managed: Managed) -> None:
+    raw = redis_server.client()
+
+    def add(first: int, last: int) -> None:
+        for seq in range(first, last + 1):
+            raw.xadd(STREAM, {
+                "d": f'{{"ev":"T","sym":"AAPL","q":{seq}}}', "ev": "T", "market": "stocks", "connection": "up",
+                "received_at_ns": str(seq), "epoch": "e1", "seq": str(seq),
+            })  # fmt: skip
+
+    gate = threading.Event()
+    log = Log()
+
+    def held(event: mrt.Event) -> None:
+        gate.wait(WAIT)
+        log(event)
+
+    add(1, 20)
+    source = RedisStreamSource(redis_server.url, [STREAM], start_id="0", count=10, queue_size=10, block_ms=50,
+                               reconnect=QUICK, name="slow")  # fmt: skip
+    consumer = RealTimeDataAdapter(source, on_event=held, frames_per_round=1)
+    consumer.on_status(log)
+    start_adapter(consumer, managed)
+    managed.add(gate.set)
+    assert wait_until(lambda: source.stats().read == 20, WAIT), source.stats()  # 1..20 read, the group lags
+    add(21, 60)
+    assert raw.xtrim(STREAM, maxlen=20, approximate=False) == 40  # 1..40 go: 21..40 were never read
+    gate.set()
+
+    assert log.wait(lambda: len(log.trades()) == 40), (log.trades(), source.stats())
+    assert log.trades() == [*range(1, 21), *range(41, 61)]
+    (gap,) = log.statuses("gap", "slow")
+    assert missing_of([gap]) == set(range(21, 41))
+    assert (gap.gap_start_ns, gap.gap_end_ns) == (20, 41)
+    stats = source.stats()
+    assert (stats.gaps, stats.missing, stats.stream_resets, stats.lost) == (1, 20, 0, 0)
