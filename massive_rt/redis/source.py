@@ -733,7 +733,13 @@ class RedisStreamSource(QueueConsumer):
         low = candidate.after_id
         high = candidate.before_id
         for _ in range(_VERIFY_PAGES):
-            page = self._client.xrange(candidate.stream, min=low, max=high, count=_VERIFY_PAGE)
+            try:
+                page = self._client.xrange(candidate.stream, min=low, max=high, count=_VERIFY_PAGE)
+            except (*self._conn_errors, self._response_error) as exc:
+                # The entries are read already: they must be queued, so the hole is reported unchecked.
+                logger.warning("[%s] could not look into a hole of %d entries of %s (%s); reported as missing",
+                               self._name, candidate.last - candidate.first + 1, candidate.stream, exc)  # fmt: skip
+                return present
             for _entry_id, fields in page:
                 stamp = sequence_of(fields)
                 if stamp is not None and stamp[0] == candidate.epoch:

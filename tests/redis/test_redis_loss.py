@@ -302,3 +302,26 @@ def test_maxlen_trimming_past_a_lagging_group_is_a_gap(redis_server: RedisServer
     assert (gap.gap_start_ns, gap.gap_end_ns) == (20, 41)
     stats = source.stats()
     assert (stats.gaps, stats.missing, stats.stream_resets, stats.lost) == (1, 20, 0, 0)
+
+
+@pytest.mark.timeout(60)
+def test_a_hole_that_cannot_be_looked_into_is_still_reported(
+    tmp_path: Path, managed: Managed, caplog: pytest.LogCaptureFixture
+) -> None:
+    require_redis()
+    server = RedisServer(tmp_path, extra=("--rename-command", "XRANGE", "")).start()
+    managed.add(server.stop)
+    raw = server.client()
+    ids = [raw.xadd(STREAM, {"d": f'{{"ev":"T","sym":"AAPL","q":{seq}}}', "ev": "T", "market": "stocks",
+                             "epoch": "e1", "seq": str(seq)}) for seq in range(1, 11)]  # fmt: skip
+    raw.xdel(STREAM, ids[4])
+    source = RedisStreamSource(server.url, [STREAM], start_id="0", block_ms=50, reconnect=QUICK, name="blind")
+    log = Log()
+    consumer = RealTimeDataAdapter(source, on_event=log)
+    consumer.on_status(log)
+    start_adapter(consumer, managed)
+    assert log.wait(lambda: len(log.trades()) == 9), source.stats()
+    (gap,) = log.statuses("gap", "blind")
+    assert missing_of([gap]) == {5}
+    assert log.trades() == [1, 2, 3, 4, 6, 7, 8, 9, 10]
+    assert any("could not look into a hole of 1 entries" in r.getMessage() for r in caplog.records)

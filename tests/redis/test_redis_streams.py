@@ -496,6 +496,9 @@ def test_a_vanished_group_is_recreated_from_the_start(redis_server: RedisServer,
     assert [e.sequence_number for e in received.events()] == [0, 1, 2, 0, 1, 2, 3, 4]  # type: ignore[attr-defined]
     assert source.stats().errors >= 1
     assert source.stats().reconnects == 0
+    assert source.stats().stream_resets == 1
+    (reset,) = [s for s in received.statuses if s.status == "stream_reset"]
+    assert (reset.channels, reset.connection) == ((stream,), source.name)
     assert any("re-creating it from 0" in r.getMessage() for r in caplog.records)
 
 
