@@ -22,7 +22,8 @@ Streams and entries
     official keys, see :func:`massive_rt.models.to_wire`), ``ev``, ``market``, ``connection``
     (the upstream connection) and ``received_at_ns`` (when the upstream connection read it). Entry
     ids are ``<receive time in ms>-<n>`` (kept increasing per stream), so ``XRANGE`` by time works,
-    and they make the sink's retries idempotent (below).
+    and they make the sink's retries idempotent (below). Each entry also carries its producer's
+    ``epoch`` (new at every sink start) and ``seq`` (1, 2, 3 … per stream and epoch).
 
 Delivery semantics
     *Sink* — at most once per event, and never silently lossy: every event handed to the sink is
@@ -50,14 +51,22 @@ Delivery semantics
     consumer arrive when claimed. Several consumers of one group share the work (each entry goes
     to one of them); distinct groups each receive everything.
 
+    *Inside Redis* — what survives a Redis restart depends on its persistence settings (the
+    sink reads them at start, ``stats().persistence``, and warns once when a restart could lose
+    entries). Whatever they are, loss is reported: entries of a producer that vanished before the
+    group read them arrive as a ``gap`` status (``dropped`` = how many), a group that vanished and
+    was re-created as ``stream_reset`` (both in order with the events; see
+    :class:`RedisStreamSource` and ``docs/redis.md``).
+
 Threads: the sink writes on ``massive-rt-redis-sink-<name>``, the source reads and acknowledges on
 ``massive-rt-redis-source-<name>``; both are daemons joined by ``stop()``. The ``redis`` package is
 imported when a sink or source is constructed, never at ``import massive_rt`` (nor at ``import
 massive_rt.redis``).
 
 Modules: :mod:`~massive_rt.redis.sink` (:class:`RedisStreamSink`), :mod:`~massive_rt.redis.source`
-(:class:`RedisStreamSource`), ``_wire`` (the entry format, both directions) and ``_client`` (the
-redis-py import, clients and reconnect policy both use). Loggers: ``massive_rt.redis.sink`` and
+(:class:`RedisStreamSource`), ``_wire`` (the entry format, both directions), ``_continuity`` (producer
+sequences: which entries vanished) and ``_client`` (the redis-py import, clients and reconnect policy
+both use). Loggers: ``massive_rt.redis.sink`` and
 ``massive_rt.redis.source``. :mod:`massive_rt.sinks.redis` re-exports this package.
 """
 

@@ -9,14 +9,20 @@ Entry fields, in this order
     ``d`` (the event's wire dict as compact JSON: :func:`massive_rt.models.to_wire` of a market
     event, the data of an :class:`~massive_rt.UnknownEvent`, the JSON-able form of a forwarded
     :class:`~massive_rt.StatusMessage`), ``ev``, ``market`` (the market value), ``connection``
-    (the upstream connection) and ``received_at_ns`` (decimal). The decoder reads that layout
-    directly and any other order (entries written by someone else) by field name.
+    (the upstream connection), ``received_at_ns`` (decimal), ``epoch`` (the producer epoch: an
+    opaque token, new at every sink start) and ``seq`` (the producer sequence: 1, 2, 3 … per
+    stream and epoch, in stream order). The decoder reads that layout and the older one without
+    ``epoch``/``seq`` directly, and any other order (entries written by someone else) by field
+    name; :func:`sequence_of` reads the producer stamp (None for entries without one, which are
+    not checked for continuity). Readers of the older layout read the new one by field name.
 
 Entry ids
     ``<ms>-<seq>`` (:data:`StreamId`); the sink assigns them, so XADD commands are packed around
     the id (:class:`Entry`, :func:`id_bulk`).
 
 The format carries no version field: an entry is what the fields above say.
+
+Producer stamps and continuity checks: :mod:`massive_rt.redis._continuity`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import collections
 import logging
 import re
+import secrets
 import string
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -44,8 +51,11 @@ __all__ = [
     "EntryEncoder",
     "StreamId",
     "id_bulk",
+    "int_bulk",
+    "new_epoch",
     "pack",
     "parse_id",
+    "sequence_of",
     "template_fields",
     "template_regex",
 ]
@@ -126,23 +136,58 @@ def id_bulk(stream_id: StreamId | None) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(text), text)
 
 
+def int_bulk(value: int) -> bytes:
+    """A decimal integer as a RESP bulk string."""
+    text = b"%d" % value
+    return b"$%d\r\n%s\r\n" % (len(text), text)
+
+
+def new_epoch() -> bytes:
+    """A producer epoch: the start time (ns, hex) and 32 random bits, unique per sink start."""
+    return b"%x-%08x" % (time.time_ns(), secrets.randbits(32))
+
+
+def sequence_of(fields: Any) -> tuple[bytes, int, int] | None:
+    """``(epoch, seq, received_at_ns)`` of an entry's fields (flat list or dict), or None when it
+    carries no valid producer stamp (``received_at_ns`` is 0 when absent or invalid)."""
+    if (
+        len(fields) == 14 and not isinstance(fields, dict) and fields[12] == b"seq" and fields[10] == b"epoch"
+        and fields[8] == b"received_at_ns"
+    ):  # fmt: skip
+        epoch, raw, received = fields[11], fields[13], fields[9]
+    else:
+        named = _field_map(fields)
+        epoch, raw, received = named.get(b"epoch"), named.get(b"seq"), named.get(b"received_at_ns")
+        if epoch is None or raw is None:
+            return None
+    try:
+        seq = int(raw)
+    except ValueError:
+        return None
+    try:
+        return epoch, seq, int(received) if received else 0
+    except ValueError:
+        return epoch, seq, 0
+
+
 # ---------------------------------------------------------------------------------------------- encoding
 
 
 class Entry:
-    """One stream entry to write, as RESP around its id; ``id`` is assigned before its first write.
+    """One stream entry to write, as RESP around its id and sequence, both assigned before its first write.
 
-    The whole command is ``head + id_bulk(id) + tail``.
+    The whole command is ``head + id_bulk(id) + tail + int_bulk(seq)``.
     """
 
-    __slots__ = ("head", "id", "ms", "stream", "tail")
+    __slots__ = ("head", "id", "ms", "seq", "stream", "tail")
 
     def __init__(self, stream: str, ms: int, head: bytes, tail: bytes) -> None:
         self.stream = stream
         self.ms = ms
         self.head = head  # *<n> XADD <stream> [MAXLEN ~ <maxlen>]
-        self.tail = tail  # d <json> ev <ev> market <market> connection <name> received_at_ns <ns>
+        self.tail = tail  # d <json> ev <ev> market <market> connection <name> received_at_ns <ns> epoch <e> seq
         self.id: StreamId | None = None
+        self.seq = 0
 
 
 class EntryEncoder:
@@ -151,13 +196,15 @@ class EntryEncoder:
     Args:
         template: stream name template (validated by :func:`template_fields`).
         maxlen: approximate cap per stream (``MAXLEN ~``); None for none.
+        epoch: the producer epoch stamped on every entry (:func:`new_epoch`).
     """
 
-    def __init__(self, template: str, maxlen: int | None) -> None:
+    def __init__(self, template: str, maxlen: int | None, epoch: bytes) -> None:
         self._template = template
+        self._epoch = epoch
         self._trim: tuple[bytes, ...] = () if maxlen is None else (b"MAXLEN", b"~", b"%d" % maxlen)
         self._names: dict[tuple[Market, str], str] = {}
-        self._parts: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self._parts: dict[tuple[str, str], tuple[bytes, bytes, bytes]] = {}
 
     def stream_name(self, market: Market, ev: str) -> str:
         """The stream of the events of ``market`` with code ``ev``."""
@@ -213,20 +260,21 @@ class EntryEncoder:
             received_at_ns = event.received_at_ns
             received = b"%d" % received_at_ns
             tail = b"".join((b"$1\r\nd\r\n$%d\r\n" % len(payload), payload, parts[1],
-                             b"$%d\r\n%s\r\n" % (len(received), received)))  # fmt: skip
+                             b"$%d\r\n%s\r\n" % (len(received), received), parts[2]))  # fmt: skip
             out.append(Entry(stream, received_at_ns // 1_000_000, parts[0], tail))
         return out, skipped, dropped
 
-    def _entry_parts(self, stream: str, ev: str, market: Market, connection: str) -> tuple[bytes, bytes]:
+    def _entry_parts(self, stream: str, ev: str, market: Market, connection: str) -> tuple[bytes, bytes, bytes]:
         """The constant RESP around an entry of ``stream`` from ``connection`` (cached)."""
         args = (b"XADD", stream.encode(), *self._trim)
-        head = b"*%d\r\n" % (len(args) + 11) + b"".join(_bulk(a) for a in args)
+        head = b"*%d\r\n" % (len(args) + 15) + b"".join(_bulk(a) for a in args)
         middle = b"\r\n" + b"".join(_bulk(a) for a in (
             b"ev", ev.encode(), b"market", market.value.encode(), b"connection", connection.encode(), b"received_at_ns",
         ))  # fmt: skip
+        stamp = _bulk(b"epoch") + _bulk(self._epoch) + _bulk(b"seq")
         if len(self._parts) >= 10_000:
             self._parts.clear()
-        parts = self._parts[(stream, connection)] = (head, middle)
+        parts = self._parts[(stream, connection)] = (head, middle, stamp)
         return parts
 
 
@@ -312,8 +360,9 @@ class EntryDecoder:
 
         for entry_id, fields in entries:
             if (
-                len(fields) == 10 and fields[0] == b"d" and fields[2] == b"ev" and fields[4] == b"market"
-                and fields[6] == b"connection" and fields[8] == b"received_at_ns"
+                (len(fields) == 14 or len(fields) == 10) and not isinstance(fields, dict) and fields[0] == b"d"
+                and fields[2] == b"ev"
+                and fields[4] == b"market" and fields[6] == b"connection" and fields[8] == b"received_at_ns"
             ):  # fmt: skip
                 data, ev, key = fields[1], fields[3], (fields[5], fields[7], fields[9])
             else:  # written by someone else: fields by name

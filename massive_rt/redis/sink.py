@@ -1,7 +1,9 @@
 """RedisStreamSink: publishes every event of an adapter to Redis Streams, from its own thread.
 
 The entry format is :mod:`massive_rt.redis._wire`'s; delivery semantics (at most once, never
-silently lossy, idempotent retries) are described in :mod:`massive_rt.redis`.
+silently lossy, idempotent retries) are described in :mod:`massive_rt.redis`. Every entry carries
+the sink's producer epoch and a per-stream sequence, so consumers detect entries Redis lost; at
+start the sink reads Redis's persistence settings and warns once when a restart could lose data.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from ._wire import (
     EntryEncoder,
     StreamId,
     id_bulk,
+    int_bulk,
+    new_epoch,
     pack,
     parse_id,
     template_fields,
@@ -37,7 +41,7 @@ from ._wire import (
 if TYPE_CHECKING:
     from ..adapter import RealTimeDataAdapter
 
-__all__ = ["DEFAULT_STATUSES", "RedisSinkStats", "RedisStreamSink"]
+__all__ = ["DEFAULT_STATUSES", "RedisSinkStats", "RedisStreamSink", "persistence_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ DEFAULT_STATUSES: Final = frozenset({"disconnected", "gap", "dropped", "failed"}
 
 _TOO_SMALL: Final = "equal or smaller than the target stream top item"
 _NEGATIVE_TTL: Final = 1.0  # seconds an unresolvable connection name stays cached as such
+_LOSSY: Final = {
+    "none": "a restart loses every entry not read yet",
+    "rdb": "a restart loses the entries written since the last snapshot",
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -70,6 +78,10 @@ class RedisSinkStats:
         streams: distinct streams written.
         high_water: largest buffer occupancy seen.
         last_error: text of the last error, if any.
+        epoch: the producer epoch stamped on every entry (new at every sink start).
+        persistence: what Redis keeps across a restart, read at start with ``CONFIG GET``:
+            ``none``, ``rdb`` (snapshots only), ``aof-always``, ``aof-everysec``, ``aof-no`` (the
+            AOF fsync policy), or ``unknown`` (not read yet, or ``CONFIG`` is not allowed).
     """
 
     name: str
@@ -86,6 +98,8 @@ class RedisSinkStats:
     streams: int
     high_water: int
     last_error: str | None
+    epoch: str
+    persistence: str
 
 
 class RedisStreamSink:
@@ -101,6 +115,13 @@ class RedisStreamSink:
     are dropped (``overflow``), counted in ``stats().dropped`` and logged (rate-limited). After
     the recovery, it writes a ``dropped`` status entry per upstream connection (when ``"dropped"``
     is forwarded) so consumers see the gap.
+
+    Each entry carries the sink's producer ``epoch`` (new at every start) and ``seq`` (1, 2, 3 …
+    per stream), so a :class:`RedisStreamSource` reports entries that vanished inside Redis (a
+    restart without persistence, ``MAXLEN`` trimming past a lagging group) as ``gap`` statuses.
+    When the writer first reaches Redis it reads ``appendonly``, ``appendfsync`` and ``save``
+    (``stats().persistence``) and logs one WARNING when a Redis restart could lose entries; a
+    server that refuses ``CONFIG`` is noted at INFO and changes nothing else.
 
     Market of an event: ``market=`` if given, else ``resolver(event)`` if given, else the market
     of the adapter source's connection named ``event.connection`` (clients, pools and the
@@ -173,7 +194,11 @@ class RedisStreamSink:
         self._adapter = adapter
         self._url = url
         self._template = stream
-        self._encoder = EntryEncoder(stream, maxlen)
+        self._epoch = new_epoch()
+        self._encoder = EntryEncoder(stream, maxlen, self._epoch)
+        self._seqs: dict[str, int] = {}  # writer thread: last producer sequence per stream
+        self._persistence = "unknown"
+        self._probed = False
         self._batch = batch
         self._capacity = buffer
         self._fixed_market = None if market is None else Market.coerce(market, "market")
@@ -231,6 +256,16 @@ class RedisStreamSink:
         """True while the writer thread is alive."""
         thread = self._thread
         return thread is not None and thread.is_alive()
+
+    @property
+    def epoch(self) -> str:
+        """The producer epoch stamped on every entry of this sink (``epoch`` field)."""
+        return self._epoch.decode()
+
+    @property
+    def persistence(self) -> str:
+        """What Redis keeps across a restart, as read at start (see :class:`RedisSinkStats`)."""
+        return self._persistence
 
     def stream_name(self, market: Market | str, ev: str) -> str:
         """The stream an event of ``market`` with code ``ev`` goes to."""
@@ -296,7 +331,7 @@ class RedisStreamSink:
                 published=self._published, dropped=self._dropped, buffered=len(self._buffer) + self._inflight,
                 skipped=self._skipped, announced=self._announced, errors=self._errors,
                 reconnects=self._reconnects, streams=len(self._last_ids), high_water=self._high_water,
-                last_error=self._last_error,
+                last_error=self._last_error, epoch=self._epoch.decode(), persistence=self._persistence,
             )  # fmt: skip
 
     def __enter__(self) -> RedisStreamSink:
@@ -346,10 +381,13 @@ class RedisStreamSink:
 
     def _run(self) -> None:
         try:
+            self._probe_persistence()
             while True:
                 events = self._take()
                 if events is None:
                     return
+                if not self._probed:
+                    self._probe_persistence()
                 entries = self._encode(events)
                 self._write(entries)
                 with self._cond:
@@ -375,6 +413,28 @@ class RedisStreamSink:
                     conn.disconnect()
                 except Exception:  # pragma: no cover - closing a broken connection
                     logger.debug("redis sink %s: close failed", self._name, exc_info=True)
+
+    def _probe_persistence(self) -> None:
+        """Read what Redis keeps across a restart; warn once if a restart could lose entries."""
+        try:
+            replies = self._roundtrip([pack(b"CONFIG", b"GET", name) for name in (b"appendonly", b"appendfsync",
+                                                                                  b"save")])  # fmt: skip
+        except self._conn_errors:
+            return  # unreachable: the write path reports it; read again before the next write
+        self._probed = True
+        refused = next((reply for reply in replies if isinstance(reply, Exception)), None)
+        if refused is not None:
+            logger.info("redis sink %s: cannot read Redis's persistence settings (%s); consumers still detect "
+                        "entries lost in a restart", self._name, refused)  # fmt: skip
+            return
+        self._persistence = persistence_of(*(_config_value(reply) for reply in replies))
+        risk = _LOSSY.get(self._persistence)
+        if risk is not None:
+            logger.warning("redis sink %s: Redis at %s has persistence %r: %s (consumers report it as gap and "
+                           "stream_reset statuses); set appendonly yes to keep them", self._name,
+                           safe_url(self._url), self._persistence, risk)  # fmt: skip
+        else:
+            logger.info("redis sink %s: Redis persistence %s", self._name, self._persistence)
 
     def _take(self) -> list[Event] | None:
         with self._cond:
@@ -500,7 +560,7 @@ class RedisStreamSink:
                     if not pending:
                         break
                 self._assign(pending)
-                results = self._roundtrip([b"".join((e.head, id_bulk(e.id), e.tail)) for e in pending])
+                results = self._roundtrip([b"".join((e.head, id_bulk(e.id), e.tail, int_bulk(e.seq))) for e in pending])
             except self._conn_errors as exc:
                 self._failed(exc)
                 verify = True
@@ -540,12 +600,15 @@ class RedisStreamSink:
 
     def _assign(self, entries: list[Entry]) -> None:
         last_ids = self._last_ids
+        seqs = self._seqs
         for entry in entries:
             if entry.id is not None:
                 continue
             last_ms, last_seq = last_ids[entry.stream]
             entry.id = (entry.ms, 0) if entry.ms > last_ms else (last_ms, last_seq + 1)
             last_ids[entry.stream] = entry.id
+            if not entry.seq:  # kept when only the id is re-assigned, so a retry is not a gap
+                entry.seq = seqs[entry.stream] = seqs.get(entry.stream, 0) + 1
 
     def _settle(self, written: int, lost: int, announce: bool) -> None:
         with self._cond:
@@ -628,3 +691,22 @@ def _last_generated_id(info: Any) -> StreamId:
     else:
         raw = None
     return parse_id(raw) if isinstance(raw, (bytes, str)) else ZERO_ID
+
+
+def persistence_of(appendonly: str, appendfsync: str, save: str) -> str:
+    """``none``, ``rdb``, ``aof-always``, ``aof-everysec`` or ``aof-no`` from three ``CONFIG GET`` values."""
+    if appendonly == "yes":
+        return f"aof-{appendfsync or 'everysec'}"
+    return "rdb" if save.strip() else "none"
+
+
+def _config_value(reply: Any) -> str:
+    """The value of a one-parameter ``CONFIG GET`` reply (flat list or map)."""
+    if isinstance(reply, Mapping):
+        values = list(reply.values())
+    elif isinstance(reply, (list, tuple)):
+        values = list(reply[1::2])
+    else:
+        values = []
+    value = values[0] if values else b""
+    return value.decode() if isinstance(value, bytes) else str(value)

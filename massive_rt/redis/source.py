@@ -2,6 +2,9 @@
 
 The entry format is :mod:`massive_rt.redis._wire`'s; delivery semantics (at least once per
 consumer group, acknowledgements after the consumer completed) are described in :mod:`massive_rt.redis`.
+Loss inside Redis is reported, in order with the data: ``gap`` statuses for producer sequences
+that vanished (:mod:`massive_rt.redis._continuity`), ``stream_reset`` when a group had to be
+re-created.
 """
 
 from __future__ import annotations
@@ -27,11 +30,23 @@ from ..errors import ClientClosedError, ConfigurationError, WaitTimeoutError
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS, Item
 from ..models import Event, StatusMessage
 from ._client import DEFAULT_URL, new_client, reconnect_policy, redis_errors, require_url, safe_url
-from ._wire import DEFAULT_STREAM, ZERO_ID, EntryDecoder, parse_id, template_fields, template_regex
+from ._continuity import Candidate, ContinuityChecker, Gap, missing_runs
+from ._wire import (
+    DEFAULT_STREAM,
+    ZERO_ID,
+    EntryDecoder,
+    parse_id,
+    sequence_of,
+    template_fields,
+    template_regex,
+)
 
 __all__ = ["RedisSourceStats", "RedisStreamSource"]
 
 logger = logging.getLogger(__name__)
+
+_VERIFY_PAGE = 1000  # entries per XRANGE when telling vanished entries from other consumers' ones
+_VERIFY_PAGES = 100  # beyond that, the rest of a hole is reported as missing (never silent)
 
 
 @attrs.frozen(kw_only=True)
@@ -51,6 +66,9 @@ class RedisSourceStats:
         acked: entries acknowledged.
         in_flight: entries read and not acknowledged yet (queued, being handled, or awaiting XACK).
         lost: pending entries whose data was trimmed (``MAXLEN``) or deleted before delivery.
+        gaps: ``gap`` statuses sent: runs of producer sequences that exist nowhere in the stream.
+        missing: entries those gaps add up to (published by a sink, never read by the group).
+        stream_resets: ``stream_reset`` statuses sent: groups re-created because Redis lost them.
         events_decoded: events decoded from entries.
         decode_errors: entries that could not be decoded (delivered as ``decode_error`` statuses).
         errors: failed Redis round trips.
@@ -70,6 +88,9 @@ class RedisSourceStats:
     acked: int
     in_flight: int
     lost: int
+    gaps: int
+    missing: int
+    stream_resets: int
     events_decoded: int
     decode_errors: int
     errors: int
@@ -103,6 +124,13 @@ class RedisStreamSource(QueueConsumer):
     (``state`` transitions, ``disconnected`` from Redis) arrives as statuses named after ``name``.
     See :mod:`massive_rt.redis` for the exact at-least-once semantics.
 
+    Loss is reported as statuses named after ``name``, in order with the events: ``gap`` when
+    entries of a :class:`RedisStreamSink` vanished before this group read them (``dropped`` =
+    how many, ``channels`` = ``(stream,)``, ``gap_start_ns``/``gap_end_ns`` = upstream receive
+    times of the entries around the hole, the producer sequences in ``message``), and
+    ``stream_reset`` when the group (or the whole stream) vanished and was re-created
+    (``channels`` = ``(stream,)``). ``stats()`` counts both.
+
     The streams are fixed at construction: :meth:`subscribe` and :meth:`unsubscribe` raise
     :class:`~massive_rt.ConfigurationError` when given channels (channels are chosen by the
     publishing side; pick streams here).
@@ -115,7 +143,8 @@ class RedisStreamSource(QueueConsumer):
             stable name to re-read your own unacknowledged entries right away after a restart.
         start_id: where a newly created group starts: ``"$"`` (only new entries, default) or
             ``"0"`` (everything still in the stream). A group that vanished while running
-            (Redis lost its data) is re-created from ``"0"`` so nothing that survived is skipped.
+            (Redis lost its data) is re-created from ``"0"`` so nothing that survived is skipped,
+            and reported as a ``stream_reset`` status.
         block_ms: longest wait of one ``XREADGROUP``; also bounds acknowledgement delay and stop.
         count: most entries per read.
         queue_size: most entries waiting for the consumer (Redis holds the rest: backpressure,
@@ -242,6 +271,11 @@ class RedisStreamSource(QueueConsumer):
         self._repeats = 0
         self._acked = 0
         self._lost = 0
+        self._continuity = ContinuityChecker()
+        self._gaps = 0
+        self._missing = 0
+        self._stream_resets = 0
+        self._gap_log = RateLimitedLog(logger, logging.WARNING)
         self._errors = 0
         self._reconnects = 0
         self._error_log = RateLimitedLog(logger, logging.ERROR)
@@ -392,6 +426,7 @@ class RedisStreamSource(QueueConsumer):
             name=self._name, state=self._state, connected=self._connected, group=self._group,
             consumer=self._consumer, streams=self._streams, read=self._read, claimed=self._claimed,
             repeats_skipped=self._repeats, acked=self._acked, in_flight=self._in_flight_count, lost=self._lost,
+            gaps=self._gaps, missing=self._missing, stream_resets=self._stream_resets,
             events_decoded=entries.decoded, decode_errors=entries.errors, errors=self._errors,
             reconnects=self._reconnects, queue_frames=len(self._queue),
         )  # fmt: skip
@@ -460,11 +495,11 @@ class RedisStreamSource(QueueConsumer):
     # ------------------------------------------------------------------ reader thread
 
     def _status(self, status: str, message: str, state: ConnectionState | None = None,
-                error: BaseException | None = None) -> None:  # fmt: skip
+                error: BaseException | None = None, **fields: Any) -> None:  # fmt: skip
         if state is not None:
             self._state = state
         event = StatusMessage(status=status, message=message, state=state, error=error, connection=self._name,
-                              received_at_ns=time.time_ns())  # fmt: skip
+                              received_at_ns=time.time_ns(), **fields)  # fmt: skip
         self._queue.put([KIND_EVENT, event, event.received_at_ns, 0])
 
     def _run(self) -> None:
@@ -479,8 +514,8 @@ class RedisStreamSource(QueueConsumer):
                 except self._response_error as exc:
                     if "NOGROUP" in str(exc):  # the group (or the stream) vanished: Redis lost data or a FLUSH
                         self._errors += 1
-                        logger.warning("[%s] consumer group %s is missing (%s); re-creating it from 0",
-                                       self._name, self._group, exc)  # fmt: skip
+                        logger.warning("[%s] consumer group %s is missing (%s); re-creating it from 0 "
+                                       "(stream_reset)", self._name, self._group, exc)  # fmt: skip
                         self._setup_needed = True
                         continue
                     self._error_log("[%s] Redis refused a command: %s", self._name, exc)
@@ -523,6 +558,9 @@ class RedisStreamSource(QueueConsumer):
             except self._response_error as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            else:
+                if self._sessions:  # it existed in an earlier session: Redis lost it
+                    self._stream_reset(stream_name)
         self._history = dict.fromkeys(self._streams, b"0-0")  # own pending entries first (after a crash/outage)
         self._setup_needed = False
         self._next_claim = 0.0
@@ -536,6 +574,15 @@ class RedisStreamSource(QueueConsumer):
             self._ready_event.set()
         self._status("state", f"reading {len(self._streams)} streams as {self._group}/{self._consumer}",
                      ConnectionState.STREAMING)  # fmt: skip
+
+    def _stream_reset(self, stream_name: str) -> None:
+        self._stream_resets += 1
+        logger.warning("[%s] consumer group %s of %s was lost and re-created from 0 (stream_reset)", self._name,
+                       self._group, stream_name)  # fmt: skip
+        self._status("stream_reset", f"consumer group {self._group} of {stream_name} vanished (Redis restarted "
+                     "without persistence, or the stream or group was deleted) and was re-created: reading what "
+                     "the stream holds again from 0; entries lost with it are reported as gap statuses",
+                     channels=(stream_name,))  # fmt: skip
 
     def _mark_connected(self) -> None:
         if not self._connected:
@@ -653,8 +700,69 @@ class RedisStreamSource(QueueConsumer):
             self._read += len(fresh)
             if claimed:
                 self._claimed += len(fresh)
-            self._queue.put([KIND_OBJECTS, _Entries(stream_name, fresh), time.time_ns(), len(fresh)])
+            self._put_checked(stream_name, fresh)
         return len(fresh)
+
+    def _put_checked(self, stream_name: str, fresh: list[tuple[bytes, Any]]) -> None:
+        """Queue ``fresh`` entries, each ``gap`` status right before the entry after its hole."""
+        observe = self._continuity.observe
+        start = 0
+        for index, (entry_id, fields) in enumerate(fresh):
+            stamp = sequence_of(fields)
+            if stamp is None:
+                continue
+            candidate = observe(stream_name, stamp[0], stamp[1], entry_id, stamp[2])
+            if candidate is None:
+                continue
+            gaps = missing_runs(candidate, self._still_in_stream(candidate))
+            if not gaps:
+                continue
+            if index > start:
+                self._queue.put([KIND_OBJECTS, _Entries(stream_name, fresh[start:index]), time.time_ns(),
+                                 index - start])  # fmt: skip
+                start = index
+            for gap in gaps:
+                self._report_gap(gap)
+        if start < len(fresh):
+            self._queue.put([KIND_OBJECTS, _Entries(stream_name, fresh[start:]), time.time_ns(), len(fresh) - start])
+
+    def _still_in_stream(self, candidate: Candidate) -> list[int]:
+        """Sequences of ``candidate``'s epoch that still exist between the entries around its hole
+        (read by other consumers of the group, or not yet claimed): those are not missing."""
+        present: list[int] = []
+        low = candidate.after_id
+        high = candidate.before_id
+        for _ in range(_VERIFY_PAGES):
+            try:
+                page = self._client.xrange(candidate.stream, min=low, max=high, count=_VERIFY_PAGE)
+            except (*self._conn_errors, self._response_error) as exc:
+                # The entries are read already: they must be queued, so the hole is reported unchecked.
+                logger.warning("[%s] could not look into a hole of %d entries of %s (%s); reported as missing",
+                               self._name, candidate.last - candidate.first + 1, candidate.stream, exc)  # fmt: skip
+                return present
+            for _entry_id, fields in page:
+                stamp = sequence_of(fields)
+                if stamp is not None and stamp[0] == candidate.epoch:
+                    present.append(stamp[1])
+            if len(page) < _VERIFY_PAGE:
+                return present
+            ms, seq = parse_id(page[-1][0])
+            low = f"{ms}-{seq + 1}".encode()
+        logger.warning("[%s] more than %d entries of %s lie around a hole of %d; the rest is reported missing",
+                       self._name, _VERIFY_PAGE * _VERIFY_PAGES, candidate.stream,
+                       candidate.last - candidate.first + 1)  # fmt: skip
+        return present
+
+    def _report_gap(self, gap: Gap) -> None:
+        self._gaps += 1
+        self._missing += gap.count
+        epoch = gap.epoch.decode("utf-8", "replace")
+        self._gap_log("[%s] %d entries of %s vanished before group %s read them (producer %s, sequence %d..%d)",
+                      self._name, gap.count, gap.stream, self._group, epoch, gap.first, gap.last)  # fmt: skip
+        self._status("gap", f"{gap.count} entries of {gap.stream} vanished before group {self._group} read them "
+                     f"(producer {epoch}, sequence {gap.first}..{gap.last}): Redis lost or trimmed them",
+                     channels=(gap.stream,), dropped=gap.count, gap_start_ns=gap.after_ns or None,
+                     gap_end_ns=gap.before_ns or None)  # fmt: skip
 
     def _consumed(self) -> bool:
         return not len(self._queue) and not self._ready and not self._fifo and not self._handed

@@ -59,11 +59,15 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process; ``restart()`` keeps the port (and, with ``aof=True``, the data)."""
+    """One redis-server process; ``restart()`` keeps the port (and, with ``aof=True``, the data).
 
-    def __init__(self, directory: Path, aof: bool = False) -> None:
+    ``extra`` are more ``redis-server`` arguments (e.g. ``("--rename-command", "CONFIG", "")``).
+    """
+
+    def __init__(self, directory: Path, aof: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.aof = aof
+        self.extra = extra
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -82,7 +86,7 @@ class RedisServer:
             args = [
                 "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
                 "--save", "", "--appendonly", "yes" if self.aof else "no", "--appendfsync", "always",
-                "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+                "--daemonize", "no", "--logfile", str(self.directory / "redis.log"), *self.extra,
             ]  # fmt: skip
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             proc = self.proc
@@ -113,6 +117,15 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is saved on the way out."""
+        proc = self.proc
+        if proc is None:
+            return
+        proc.kill()
+        proc.wait(10)
         self.proc = None
 
     def restart(self) -> None:

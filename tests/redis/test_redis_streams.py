@@ -144,7 +144,7 @@ def test_end_to_end_through_a_pool_delivers_every_event_once_in_order(
     assert client.xlen("massive:stocks:T") == 1200
     assert client.xlen("massive:crypto:XT") == 600
     entry_id, fields = client.xrange("massive:stocks:T", count=1)[0]
-    assert set(fields) == {b"d", b"ev", b"market", b"connection", b"received_at_ns"}
+    assert set(fields) == {b"d", b"ev", b"market", b"connection", b"received_at_ns", b"epoch", b"seq"}
     assert fields[b"ev"] == b"T"
     assert fields[b"market"] == b"stocks"
     assert b'"sym":"AAPL"' in fields[b"d"]
@@ -496,6 +496,9 @@ def test_a_vanished_group_is_recreated_from_the_start(redis_server: RedisServer,
     assert [e.sequence_number for e in received.events()] == [0, 1, 2, 0, 1, 2, 3, 4]  # type: ignore[attr-defined]
     assert source.stats().errors >= 1
     assert source.stats().reconnects == 0
+    assert source.stats().stream_resets == 1
+    (reset,) = [s for s in received.statuses if s.status == "stream_reset"]
+    assert (reset.channels, reset.connection) == ((stream,), source.name)
     assert any("re-creating it from 0" in r.getMessage() for r in caplog.records)
 
 
