@@ -277,21 +277,24 @@ class QueueConsumer:
         self._tap = tap
 
     def _decode_item(self, item: Item) -> list[Event]:
+        kind, payload, received_at_ns = item[0], item[1], item[2]
         tap = self._tap
+        if kind == KIND_EVENT:
+            marks = self._marks
+            if marks is not None and payload.__class__ is StatusMessage and payload.status in GAP_STATUSES:
+                payload = marks.on_status(payload, self._predecessor_marks)
+                item = [KIND_EVENT, payload, received_at_ns, item[3]]
+            if tap is not None:  # after the marks: a recording replays the status as delivered
+                tap(self, item)
+            return [payload]
         if tap is not None:
             tap(self, item)
-        kind, payload, received_at_ns = item[0], item[1], item[2]
         if kind == KIND_DATA:
             if self._raw:
                 return [RawFrame(data=payload, received_at_ns=received_at_ns, connection=self._name)]
             events = self._decoder.decode(payload, received_at_ns)
             dedupe = self._dedupe
             return events if dedupe is None else self._without_duplicates(dedupe, events)
-        if kind == KIND_EVENT:
-            marks = self._marks
-            if marks is not None and payload.__class__ is StatusMessage and payload.status in GAP_STATUSES:
-                return [marks.on_status(payload, self._predecessor_marks)]
-            return [payload]
         if kind == KIND_OBJECTS:
             events = self._decoder.decode_objects(payload, received_at_ns)
             dedupe = self._dedupe

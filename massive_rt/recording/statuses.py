@@ -13,7 +13,7 @@ from typing import Any
 from .. import errors
 from ..enums import AdapterState, ConnectionState
 from ..errors import MassiveRTError
-from ..models import StatusMessage
+from ..models import StatusMessage, SymbolMark
 from . import fileformat
 
 __all__ = ["RecordedError", "decode_status", "encode_status"]
@@ -39,6 +39,10 @@ def encode_status(status: StatusMessage) -> bytes:
         "channels": list(status.channels), "dropped": status.dropped, "gap_start_ns": status.gap_start_ns,
         "gap_end_ns": status.gap_end_ns, "from_server": status.from_server,
     }  # fmt: skip
+    if status.last_seen or status.last_seen_omitted:
+        out["last_seen"] = [[m.symbol, m.ev, m.timestamp, m.sequence, m.received_at_ns] for m in status.last_seen]
+        out["last_seen_omitted"] = status.last_seen_omitted
+        out["last_seen_omitted_oldest"] = status.last_seen_omitted_oldest
     if state is not None:
         out["state"] = [type(state).__name__, getattr(state, "value", str(state))]
     error = status.error
@@ -69,6 +73,10 @@ def decode_status(payload: bytes) -> StatusMessage:
         error=None if error is None else _rebuild_error(error), channels=tuple(raw.get("channels", ())),
         dropped=raw.get("dropped", 0), gap_start_ns=raw.get("gap_start_ns"), gap_end_ns=raw.get("gap_end_ns"),
         from_server=raw.get("from_server", False),
+        last_seen=tuple(SymbolMark(symbol=m[0], ev=m[1], timestamp=m[2], sequence=m[3], received_at_ns=m[4])
+                        for m in raw.get("last_seen", ())),
+        last_seen_omitted=raw.get("last_seen_omitted", 0),
+        last_seen_omitted_oldest=raw.get("last_seen_omitted_oldest"),
     )  # fmt: skip
 
 

@@ -137,7 +137,10 @@ def test_statuses_round_trip_field_for_field_errors_as_type_and_message() -> Non
     statuses = [
         mrt.StatusMessage(status="state", state=mrt.ConnectionState.STREAMING, message="ok", connection="c1",
                           received_at_ns=5),
-        mrt.StatusMessage(status="gap", gap_start_ns=1, gap_end_ns=2, connection="c2", received_at_ns=7),
+        mrt.StatusMessage(status="gap", gap_start_ns=1, gap_end_ns=2, connection="c2", received_at_ns=7,
+                          last_seen=(mrt.SymbolMark(symbol="A", ev="T", timestamp=10, sequence=3, received_at_ns=4),
+                                     mrt.SymbolMark(symbol="B", ev="Q", timestamp=9)),
+                          last_seen_omitted=2, last_seen_omitted_oldest=1),
         mrt.StatusMessage(status="subscription_error", channels=("T.X",), error=error, connection="c1"),
         mrt.StatusMessage(status="failed", error=OSError("disk"), connection="c1", from_server=True),
     ]  # fmt: skip
@@ -145,7 +148,8 @@ def test_statuses_round_trip_field_for_field_errors_as_type_and_message() -> Non
         back = decode_status(encode_status(status))
         assert type(back) is mrt.StatusMessage
         for field in ("status", "message", "state", "channels", "dropped", "gap_start_ns", "gap_end_ns",
-                      "connection", "received_at_ns", "from_server", "event_type"):  # fmt: skip
+                      "connection", "received_at_ns", "from_server", "event_type", "last_seen",
+                      "last_seen_omitted", "last_seen_omitted_oldest"):  # fmt: skip
             assert getattr(back, field) == getattr(status, field), field
         if status.error is None:
             assert back.error is None
