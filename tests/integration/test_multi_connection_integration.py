@@ -330,6 +330,8 @@ class TestMultiConnectionFailures:
             assert recorder.status_names(client.name, "disconnected", "gap") == ["disconnected", "gap"] * 3
         assert pool.stats().recycled == 0  # the clients reconnected by themselves
 
+    # max_attempts=0: the kicked client gives up at once, and says so at ERROR (if the test has not ended first).
+    @pytest.mark.allow_errors(r"failed: gave up after 1 consecutive failed attempts", logger="massive_rt.connection")
     def test_a_kicked_connection_no_longer_counts_once_kick_returns(self, server: MockMassiveServer,
                                                                     make_client) -> None:  # fmt: skip
         client = make_client(subscriptions=["T.AAPL"], reconnect=mrt.ReconnectPolicy(max_attempts=0))
