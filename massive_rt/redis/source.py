@@ -21,10 +21,11 @@ from typing import Any
 
 import attrs
 
+from .._lifecycle import ThreadedSource
 from .._util import RateLimitedLog
 from .._validate import require_int, require_name, require_number
 from ..config import ReconnectPolicy
-from ..consumer import InlineGate, QueueConsumer
+from ..consumer import InlineGate
 from ..enums import ConnectionState, Market, Overflow
 from ..errors import ClientClosedError, ConfigurationError, WaitTimeoutError
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS, Item
@@ -112,7 +113,7 @@ class _Entries:
 _consumer_numbers = itertools.count(1)
 
 
-class RedisStreamSource(QueueConsumer):
+class RedisStreamSource(ThreadedSource):
     """An event source for :class:`~massive_rt.RealTimeDataAdapter` reading Redis Streams.
 
     Reads the streams a :class:`RedisStreamSink` writes, with a consumer group, on its own daemon
@@ -158,6 +159,8 @@ class RedisStreamSource(QueueConsumer):
         socket_timeout: seconds before a Redis call is considered failed (must exceed ``block_ms``).
         name: source name.
     """
+
+    _THREAD_PREFIX = "massive-rt-redis-source-"
 
     def __init__(
         self,
@@ -236,11 +239,9 @@ class RedisStreamSource(QueueConsumer):
         self._name = name
         self._init_consumer(name, fallback or Market.STOCKS, queue_size, Overflow.BLOCK, False, logger)
 
-        self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
+        self._init_lifecycle()
         self._ready_event = threading.Event()
         self._stop_deadline = float("inf")
-        self._thread: threading.Thread | None = None
         self._state = ConnectionState.NEW
         self._fatal: BaseException | None = None
         self._client: Any = new_client(url, self._socket_timeout, f"massive-rt-{name}")  # connects on first use
@@ -317,18 +318,6 @@ class RedisStreamSource(QueueConsumer):
         """Event sources for the adapter: this source alone."""
         return (self,)
 
-    def start(self) -> RedisStreamSource:
-        """Start the reader thread (it creates missing groups). Idempotent."""
-        with self._lock:
-            if self._stop_requested.is_set():
-                raise ClientClosedError("source was stopped; create a new one", connection=self._name)
-            if self._thread is not None:
-                return self
-            self._thread = threading.Thread(target=self._run, name=f"massive-rt-redis-source-{self._name}",
-                                            daemon=True)  # fmt: skip
-            self._thread.start()
-        return self
-
     def wait_ready(self, timeout: float | None = None) -> RedisStreamSource:
         """Wait until connected with every group in place (after that, new entries are read).
 
@@ -336,8 +325,7 @@ class RedisStreamSource(QueueConsumer):
             WaitTimeoutError: not ready within ``timeout``.
             ClientClosedError: the source stopped or failed first.
         """
-        if self._thread is None:
-            raise ClientClosedError("call start() before wait_ready()", connection=self._name)
+        self._require_started("wait_ready()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._ready_event.is_set():
             if self._state.is_terminal:
@@ -372,7 +360,7 @@ class RedisStreamSource(QueueConsumer):
         dispatcher), it does not wait: the reader finishes in the background within ``timeout``.
         """
         require_number("timeout", timeout)
-        with self._lock:
+        with self._life_lock:
             if not self._stop_requested.is_set():
                 self._stop_deadline = time.monotonic() + timeout * 0.8
             self._stop_requested.set()
@@ -430,12 +418,6 @@ class RedisStreamSource(QueueConsumer):
             events_decoded=entries.decoded, decode_errors=entries.errors, errors=self._errors,
             reconnects=self._reconnects, queue_frames=len(self._queue),
         )  # fmt: skip
-
-    def __enter__(self) -> RedisStreamSource:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         url = safe_url(self._url)
