@@ -141,6 +141,8 @@ class ConnectionStats:
         healthy: streaming, with a message read within the age threshold (see
             :meth:`MassiveWebSocketClient.stats`).
         health_reason: why not, when not healthy (else None).
+        rejected_status_fields: structured fields of server statuses ignored for a wrong type
+            (a relay's ``gap_start_ns``, ``dropped``, ``last_seen`` …; logged at DEBUG).
     """
 
     name: str
@@ -166,6 +168,7 @@ class ConnectionStats:
     last_error: str | None
     healthy: bool
     health_reason: str | None
+    rejected_status_fields: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint); it holds no secret."""
@@ -522,6 +525,7 @@ class MassiveWebSocketClient(ThreadedSource):
             state=state,
             connected_since=since,
             reconnects=max(0, self._sessions - 1),
+            rejected_status_fields=self._proto.rejected_status_fields,
             frames_received=self._frames,
             bytes_received=self._bytes,
             events_decoded=decode.events,

@@ -100,5 +100,6 @@ def test_a_server_status_with_malformed_fields_still_arrives(upstream: MockMassi
         status = take_until(client, lambda e: isinstance(e, mrt.StatusMessage) and e.from_server)[-1]
         assert isinstance(status, mrt.StatusMessage)
         assert (status.status, status.gap_start_ns, status.gap_end_ns, status.dropped) == ("gap", None, 7, 0)
+        assert client.stats().rejected_status_fields == 2  # gap_start_ns and dropped, counted
     finally:
         client.stop()
