@@ -19,6 +19,7 @@ import massive_rt as mrt
 from massive_rt.relay import MassiveRelay
 from massive_rt.testing import FaultProxy, MockMassiveServer
 from tests.chaos._ledger import CHAOS_SECONDS, Ledger, Publisher, run_phases
+from tests.conftest import wait_until
 from tests.support import FAST, KEY
 
 pytestmark = [
@@ -150,3 +151,33 @@ def test_clients_behind_a_relay_through_every_upstream_fault_lose_nothing_silent
     finally:
         adapter.stop()
         relay.stop()
+
+
+def test_a_throttled_client_s_lost_events_all_lie_in_their_symbol_s_window(
+    server: MockMassiveServer, proxy: FaultProxy, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    """Issue 18, point 2: a 64 KB/s link holds seconds of data in flight when it dies; every event
+    lost that way lies in its symbol's window (from its ``last_seen`` mark), which a receive-time
+    window (from the last event received) would miss."""
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=proxy.url("stocks"),
+                                        subscriptions=[f"T.{s}" for s in SYMBOLS], **CLIENT)  # fmt: skip
+    ledger = Ledger()
+    adapter = make_adapter(client)
+    adapter.on(mrt.EquityTrade, ledger)
+    adapter.on_status(ledger)
+    adapter.start()
+    adapter.wait_ready(10)
+    publisher = Publisher(server, SYMBOLS).start()
+    try:
+        proxy.set_faults("downstream", throttle=64 * 1024)
+        for cut in (1, 2):  # a throttled link builds up a backlog in flight; then the link dies with it
+            assert wait_until(lambda: publisher.last["AAA"] - ledger.last.get("AAA", 0) >= 300, 20)
+            proxy.reset()
+            with ledger.cond:
+                assert ledger.cond.wait_for(lambda n=cut: sum(s.status == "gap" for s in ledger.statuses) >= n, 30)
+        proxy.clear_faults()
+    finally:
+        published = publisher.stop()
+    assert ledger.wait_for(published, timeout=30)
+    report = ledger.verify(published)
+    assert report["missing_in_windows"] > 0
