@@ -426,7 +426,8 @@ class Backfill:
         end_ms = first.timestamp if first is not None and isinstance(first.timestamp, int) else None
         if end_ms is None:
             end_ms = target.start_ms + self._window_ms
-        start_ms = target.start_ms
+        # Without a sequence number the seam is strict in time: the mark's millisecond is not refetched.
+        start_ms = target.start_ms + (1 if target.marked and target.sequence is None else 0)
         if end_ms - start_ms > self._window_ms:
             start_ms, job.clipped = end_ms - self._window_ms, True
         job.window = (start_ms, end_ms)

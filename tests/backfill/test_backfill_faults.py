@@ -222,3 +222,40 @@ def test_a_backfill_serves_one_adapter(massive_rest: MockMassiveREST, make_adapt
 
 
 _ = (SYMBOLS, trade)
+
+
+@pytest.mark.timeout(60)
+def test_the_event_budget_is_reported_as_partial_with_what_was_skipped(
+    massive_server: MockMassiveServer, backfilled: Make, seen: Seen
+) -> None:
+    publisher = Publisher(massive_server, symbols=("AAPL",))
+    _, backfill = backfilled(["T.AAPL"], max_events_per_gap=2)
+    _drop_and_resume(massive_server, seen, publisher)
+    partial = seen.wait_status("backfill_partial")[0]
+    assert isinstance(partial, mrt.BackfillStatus)
+    assert partial.reason == "max_events"
+    refilled = [t for t in seen.of("AAPL") if t.origin == "rest"]
+    # The budget counts rows fetched: the window starts at the mark, whose own row is fetched and left out.
+    assert [t.sequence_number for t in refilled] == [5]
+    assert partial.skipped_from_ms == refilled[-1].timestamp
+    assert partial.skipped_to_ms is not None and partial.skipped_to_ms >= publisher.t0 + 9  # noqa: PT018
+    assert seen.wait_status("backfill_done")[0].partial == 1  # type: ignore[attr-defined]
+    assert backfill.stats().partial == 1
+    _assert_exactly_once(seen, publisher)
+
+
+@pytest.mark.timeout(60)
+def test_a_gap_longer_than_max_window_refills_its_most_recent_part(
+    massive_server: MockMassiveServer, massive_rest: MockMassiveREST, backfilled: Make, seen: Seen
+) -> None:
+    publisher = Publisher(massive_server, symbols=("AAPL",))
+    backfilled(["T.AAPL"], max_window=0.002)  # 2 ms of exchange time; the publisher's ticks are 1 ms apart
+    _drop_and_resume(massive_server, seen, publisher)
+    partial = seen.wait_status("backfill_partial")[0]
+    assert isinstance(partial, mrt.BackfillStatus)
+    assert partial.reason == "max_window"
+    assert partial.skipped_from_ms == publisher.t0 + 4  # the mark: the last trade delivered
+    refilled = [t for t in seen.of("AAPL") if t.origin == "rest"]
+    assert refilled
+    assert all(t.timestamp >= partial.skipped_to_ms for t in refilled)  # type: ignore[operator]
+    _assert_exactly_once(seen, publisher)
