@@ -89,7 +89,7 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
                         help="refill each reconnect's gap over REST (explicit tickers; MASSIVE_REST_URL or Massive's; "
                         "the demo serves REST from its local mock) — needs 'massive-rt[rest]'")  # fmt: skip
     stream.add_argument("--drop-every", type=positive(float), metavar="S",
-                        help="demo: the local server drops its connections every S seconds (see --backfill)")  # fmt: skip
+                        help="demo: the local server drops its connections every S s (see --backfill)")  # fmt: skip
 
 
 def _api_key(explicit: str | None) -> str | None:
