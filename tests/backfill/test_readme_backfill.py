@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 @pytest.mark.timeout(60)
 def test_readme_backfill_example_runs_as_written() -> None:
     text = README.read_text(encoding="utf-8")
-    section = text.split("### Gap backfill", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Gap backfill", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
     assert len(blocks) == 1
     assert "assert" in blocks[0]
