@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from .adapter import AdapterStats, RealTimeDataAdapter
+from .backfill import Backfill, BackfillStats, BackfillStatus
 from .barclock import BarClock, BarClockStats, BarSlot
 from .config import ClientConfig, LimitRetry, ReconnectPolicy
 from .connection import ConnectionStats, MassiveWebSocketClient
@@ -72,6 +73,9 @@ __all__ = [
     "AdapterState",
     "AdapterStats",
     "AuthenticationError",
+    "Backfill",
+    "BackfillStats",
+    "BackfillStatus",
     "BarClock",
     "BarClockStats",
     "BarSlot",

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 import attrs
 
@@ -36,6 +36,9 @@ from .enums import AdapterState
 from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
+
+if TYPE_CHECKING:
+    from .backfill import Backfill
 
 __all__ = ["AdapterStats", "EventSource", "RealTimeDataAdapter"]
 
@@ -175,6 +178,9 @@ class RealTimeDataAdapter:
             identities; an int: that many; a :class:`~massive_rt.DuplicateFilter` to share), whatever
             the source (a client, a pool, Redis, a synthetic source); see
             :class:`~massive_rt.MassiveWebSocketClient`. Counted in ``stats().duplicates_suppressed``.
+        backfill: a :class:`~massive_rt.Backfill`: after each ``gap`` status, refill what the
+            reconnect missed over REST, per symbol, before that symbol's live events (see
+            docs/complete-data.md). Its statuses reach ``on_status`` handlers in order with the data.
     """
 
     def __init__(
@@ -186,6 +192,7 @@ class RealTimeDataAdapter:
         latency_samples: int = 50_000,
         dispatch: str = "thread",
         dedupe: bool | int | DuplicateFilter = False,
+        backfill: Backfill | None = None,
     ) -> None:
         for method in ("start", "stop", "clients", "set_listener", "subscribe", "unsubscribe", "stats"):
             if not callable(getattr(source, method, None)):
@@ -199,6 +206,7 @@ class RealTimeDataAdapter:
         if dispatch not in ("thread", "inline"):
             raise ConfigurationError(f"dispatch={dispatch!r} must be 'thread' or 'inline'", field="dispatch")
         self._dispatch_mode = dispatch
+        self._backfill = backfill
         if isinstance(dedupe, DuplicateFilter):
             self._dedupe: DuplicateFilter | None = dedupe
         else:
@@ -234,6 +242,11 @@ class RealTimeDataAdapter:
         self._ended = threading.Event()  # stop(), a fatal failure or a dispatcher crash: run_forever returns
         if on_event is not None:
             self.on(_WILDCARD, on_event)
+        if backfill is not None:
+            bind = getattr(backfill, "bind", None)
+            if not callable(bind):
+                raise ConfigurationError(f"backfill={backfill!r} is not a massive_rt.Backfill", field="backfill")
+            bind(source, self._wake.set)
 
     # ------------------------------------------------------------------ registration
 
@@ -343,6 +356,8 @@ class RealTimeDataAdapter:
             self._source.set_listener(self._wake.set)
             self._thread = threading.Thread(target=self._run, name="massive-rt-dispatcher", daemon=True)
             self._thread.start()
+        if self._backfill is not None:
+            self._backfill.start()
         self._source.start()
         return self
 
@@ -462,6 +477,8 @@ class RealTimeDataAdapter:
             self._gate.open = False  # from now on readers queue; the dispatcher drains or discards
             thread = self._thread
         self._source.stop(max(0.1, timeout / 2))
+        if self._backfill is not None:
+            self._backfill.cancel()  # held live events are handed out (after a backfill_failed) like queued ones
         self._wake.set()
         self._ended.set()
         if thread is None or thread is threading.current_thread() or self._inline_thread == threading.get_ident():
@@ -470,6 +487,10 @@ class RealTimeDataAdapter:
             thread.join(max(0.0, deadline - time.monotonic()))
         except RuntimeError:  # called (from a signal handler) while start() was starting it
             return True
+        if self._backfill is not None and not self._backfill.join(max(0.0, deadline - time.monotonic())):
+            logger.warning("adapter stop: a backfill request was still in flight after %.1fs; its worker thread "
+                           "ends when it returns (its result is discarded)", timeout)  # fmt: skip
+            return False
         if thread.is_alive():
             self._discard = True
             logger.warning("adapter stop: still dispatching after %.1fs (a slow handler or a large backlog); "
@@ -591,7 +612,7 @@ class RealTimeDataAdapter:
                     armed = True
                     continue
                 exhausted = all(c.exhausted for c in clients)
-                if stopping and exhausted:
+                if stopping and exhausted and (self._backfill is None or self._backfill.exhausted):
                     return
                 if exhausted and clients and version is None:
                     # The source ended by itself (a client stopped directly): run_forever returns.
@@ -647,6 +668,20 @@ class RealTimeDataAdapter:
                 continue
             finally:
                 gate.lock.release()
+        backfill = self._backfill
+        if backfill is not None and backfill.pending:
+            if not gate.lock.acquire(blocking=False):
+                gate.wanted = True
+                gate.lock.acquire()
+                gate.wanted = False
+            try:  # what finished fetches release: delivered as it is (not admitted again)
+                if not (self._discard and self._stopping.is_set()):
+                    events = backfill.drain()
+                    if events:
+                        progressed = True
+                        self._deliver(events)
+            finally:
+                gate.lock.release()
         return progressed
 
     def _dispatch_inline(self, events: list[Event]) -> None:
@@ -670,6 +705,13 @@ class RealTimeDataAdapter:
             self._inline_thread = None
 
     def _dispatch(self, events: list[Event]) -> None:
+        if self._backfill is not None:
+            events = self._backfill.admit(events)
+            if not events:
+                return
+        self._deliver(events)
+
+    def _deliver(self, events: list[Event]) -> None:
         if self._dedupe is not None:
             events = self._dedupe.filter(events)
             if not events:

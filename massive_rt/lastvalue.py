@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import attrs
 
@@ -40,6 +40,7 @@ from .models import (
     FuturesTrade,
     MarketEvent,
 )
+from .rest.seed import SnapshotHistory, snapshot_seed
 
 __all__ = ["CacheKey", "CacheStats", "CachedValue", "LastValueCache", "LastValues"]
 
@@ -223,11 +224,14 @@ class LastValueCache(LastValues):
 
     Args:
         adapter: the adapter whose events fill the cache (started or not).
-        seed: ``seed(cache)``, called once on the constructing thread before the constructor
-            returns, to fill the cache from elsewhere (a REST snapshot) through :meth:`seed`. Live
-            events dispatched meanwhile win: a seeded value never replaces a cached one. An
-            exception from it is logged and counted (``stats().seed_errors``); the cache then
-            fills from live events alone.
+        seed: fill the cache at start, on the constructing thread, before the constructor returns:
+            ``True`` from Massive's REST snapshot of the source's subscribed tickers (of all tickers
+            for a wildcard) through a :class:`~massive_rt.rest.RestHistory` built from
+            ``MASSIVE_API_KEY``/``MASSIVE_REST_URL`` (the ``rest`` extra); a ``RestHistory`` (anything
+            with ``snapshot_all``): the same through it; a callable: ``seed(cache)``, which calls
+            :meth:`seed`. Live events dispatched meanwhile win: a seeded value never replaces a
+            cached one. An exception from seeding is logged and counted (``stats().seed_errors``);
+            the cache then fills from live events alone.
         market: default ``market`` of the reads (default: the source's market).
     """
 
@@ -235,14 +239,24 @@ class LastValueCache(LastValues):
         self,
         adapter: Any,
         *,
-        seed: Callable[[LastValueCache], object] | None = None,
+        seed: bool | SnapshotHistory | Callable[[LastValueCache], object] | None = None,
         market: Market | str | None = None,
     ) -> None:
         on = getattr(adapter, "on", None)
         if not callable(on) or not callable(getattr(adapter, "off", None)):
             raise ConfigurationError(f"adapter={adapter!r} is not a RealTimeDataAdapter", field="adapter")
+        owned = None
+        if seed is True:
+            from .rest import RestHistory
+
+            seed = owned = RestHistory()
+        if seed is False:
+            seed = None
+        if seed is not None and callable(getattr(seed, "snapshot_all", None)):
+            seed = snapshot_seed(cast(SnapshotHistory, seed))
         if seed is not None and not callable(seed):
-            raise ConfigurationError(f"seed={seed!r} must be None or a callable taking the cache", field="seed")
+            raise ConfigurationError(f"seed={seed!r} must be True, a RestHistory or a callable taking the cache",
+                                     field="seed")  # fmt: skip
         source = adapter.source
         resolved = default_market(source) if market is None else Market.coerce(market, "market").value
         self._store: dict[tuple[str, str, str], MarketEvent | CachedValue] = {}
@@ -265,6 +279,9 @@ class LastValueCache(LastValues):
             except Exception:
                 self._seed_errors += 1
                 logger.exception("last-value cache: the seed callable raised; the cache fills from live events")
+            finally:
+                if owned is not None:
+                    owned.close()
 
     # -------------------------------------------------------------- the write side (dispatcher)
 
@@ -355,6 +372,11 @@ class LastValueCache(LastValues):
     def snapshot(self) -> LastValues:
         """A consistent copy: the values after some prefix of the dispatched events (see the module)."""
         return LastValues(self._store.copy(), self._market)
+
+    @property
+    def source(self) -> Any:
+        """The adapter's source (what ``seed=True`` reads the subscriptions of)."""
+        return self._source
 
     @property
     def market(self) -> str:

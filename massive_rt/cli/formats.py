@@ -340,6 +340,8 @@ class Printer:
         if status.status == "gap" and status.gap_start_ns is not None and status.gap_end_ns is not None:
             seconds = (status.gap_end_ns - status.gap_start_ns) / 1e9
             return f"data resumed after a {seconds:.1f} s gap (backfill it over REST if it matters)"
+        if status.status.startswith("backfill_"):
+            return f"{status.status}: {status.message}"
         if status.status != "state" or self._verbose:  # -v logs every transition
             return None
         detail = f": {status.message}" if status.message else ""

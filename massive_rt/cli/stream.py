@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..adapter import RealTimeDataAdapter
+from ..backfill import Backfill
 from ..config import ClientConfig
 from ..connection import MassiveWebSocketClient
 from ..enums import ConnectionState, Market
@@ -47,6 +48,7 @@ from .demo import BARS, DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_c
 from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
 
 if TYPE_CHECKING:
+    from ..testing.rest import MockMassiveREST
     from ..testing.server import MockMassiveServer
 
 __all__ = ["register", "run"]
@@ -83,6 +85,11 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
                         help=f"demo: simulated clock speed-up (default {DEFAULT_SPEED:g}: a minute bar every "
                         f"{60 / DEFAULT_SPEED:g} s; 1 = real time)")  # fmt: skip
     stream.add_argument("--seed", type=int, help="demo: random seed (same seed, same market)")
+    stream.add_argument("--backfill", action="store_true",
+                        help="refill each reconnect's gap over REST (explicit tickers; MASSIVE_REST_URL or Massive's; "
+                        "the demo serves REST from its local mock) — needs 'massive-rt[rest]'")  # fmt: skip
+    stream.add_argument("--drop-every", type=positive(float), metavar="S",
+                        help="demo: the local server drops its connections every S s (see --backfill)")  # fmt: skip
 
 
 def _api_key(explicit: str | None) -> str | None:
@@ -174,12 +181,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     fmt: Format = TableFormat(market, channels) if args.format == "table" else (
         JsonlFormat() if args.format == "jsonl" else CsvFormat()
     )  # fmt: skip
+    if args.drop_every is not None and not demo:
+        raise UsageError("--drop-every drops the demo's local server's connections: use it with --demo")
     simulated = _demo_market(market, channels, args.speed, args.rate, args.seed, console) if demo else None
 
     stop = Stop()
     printer = Printer(sys.stdout, fmt, console, stop.set, limit=args.limit, fatal_on_failure=args.pool is None,
                       verbose=args.verbose > 0)  # fmt: skip
     server: MockMassiveServer | None = None
+    rest_mock: MockMassiveREST | None = None
     with stop.on_signals():
         try:
             if simulated is not None:
@@ -192,15 +202,55 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                 f"{server.url(market)}")  # fmt: skip
                 console.message(f"{PROG}: simulated clock {args.speed:g}x real time, {args.rate:g} events/s "
                                 f"generated (seed {simulated.seed})")  # fmt: skip
+            backfill = None
+            if args.backfill:
+                if server is not None:
+                    from ..testing.rest import MockMassiveREST
+
+                    rest_mock = MockMassiveREST(api_keys={DEMO_KEY}, ws=server, name="demo").start()
+                    console.message(f"{PROG}: --backfill: REST history from a local mock at {rest_mock.url}")
+                backfill = _backfill(key, None if rest_mock is None else rest_mock.url)
             source = _open_source(args, key, market, channels, server)
-            adapter = RealTimeDataAdapter(source, on_event=printer.on_event)
+            adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill)
             adapter.on_status(printer.on_status)
             printer.start(fmt.header())
-            return _run_stream(args, adapter, source, printer, console, stop)
+            drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
+            return _run_stream(args, adapter, source, printer, console, stop, drops)
         finally:
             if server is not None:
                 server.close()
+            if rest_mock is not None:
+                rest_mock.close()
             stop.close()
+
+
+def _backfill(key: str | None, rest_url: str | None) -> Backfill:
+    """A :class:`~massive_rt.Backfill` on a ``RestHistory`` (``rest_url``: None reads ``MASSIVE_REST_URL``)."""
+    try:
+        from ..rest import RestHistory
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--backfill needs the official 'massive' package ({exc.name} is missing): "
+                         "pip install 'massive-rt[rest]'") from None  # fmt: skip
+    return Backfill(RestHistory(key, rest_url=rest_url))
+
+
+@attrs.define
+class _Dropper:
+    """``--drop-every``: drops the demo server's connections on the main thread's ticks."""
+
+    server: MockMassiveServer
+    every: float
+    console: Console
+    due: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        self.due = time.monotonic() + self.every
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.due:
+            self.due = time.monotonic() + self.every
+            dropped = self.server.drop_all()
+            self.console.message(f"{PROG}: --drop-every: dropped {dropped} connection(s)")
 
 
 def _run_stream(
@@ -210,6 +260,7 @@ def _run_stream(
     printer: Printer,
     console: Console,
     stop: Stop,
+    drops: _Dropper | None = None,
 ) -> int:
     meter = _Meter()
 
@@ -225,7 +276,14 @@ def _run_stream(
     deadline = None if args.duration is None else started + args.duration
     adapter.start()
     try:
-        wait(stop, deadline, refresh if console.live else None)
+
+        def tick() -> None:
+            if drops is not None:
+                drops.tick()
+            if console.live:
+                refresh()
+
+        wait(stop, deadline, tick if console.live or drops is not None else None)
         elapsed = time.monotonic() - started
     finally:
         printer.close()
