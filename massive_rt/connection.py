@@ -230,7 +230,9 @@ class MassiveWebSocketClient(ThreadedSource):
             ``http_proxy_host``, ``http_proxy_port``, ``http_proxy_auth``, ``proxy_type`` ...).
         last_seen_limit: ``disconnected`` and ``gap`` statuses list, per symbol and event type,
             the last event delivered before the disconnect (``StatusMessage.last_seen``): at most
-            this many, the most recently received; the rest are counted and summarised.
+            this many, the most recently received; the rest are counted and summarised. Marks
+            are kept for the 100,000 most recently received symbols per event type (older ones
+            are forgotten); 0 keeps none (no per-event cost, statuses without ``last_seen``).
         config: a :class:`ClientConfig` (alternative to the arguments above).
     """
 

@@ -97,7 +97,7 @@ class QueueConsumer:
         #: inline gate is set (swapped, never wrapped, so the queue-only path has no extra call).
         self._sink: Callable[[Item, Callable[[], bool] | None], bool] = self._queue.put
         self._drop_log = RateLimitedLog(log, logging.WARNING)
-        if not raw and last_seen_limit is not None:
+        if not raw and last_seen_limit:  # 0 or None: no marks at all
             self._marks = DeliveryMarks(MARKET_EVENTS[market], last_seen_limit)
         self._decoder = Decoder(market, name, loads=fast_loads, marks=self._marks)
         self._consume_lock = threading.Lock()
@@ -136,6 +136,8 @@ class QueueConsumer:
                     ready.extend(self._decode_item(item))
                     for more in self._queue.get_many(_REFILL_FRAMES):  # decode what else is there, at once
                         ready.extend(self._decode_item(more))
+                    if self._marks is not None:
+                        self._marks.bound()
                 try:
                     return ready.popleft()
                 except IndexError:  # a fast-path get() on another thread took the last one
@@ -189,6 +191,8 @@ class QueueConsumer:
                     out += self._decoder.decode(item[1], item[2])
                 else:
                     out += decode(item)
+            if self._marks is not None:
+                self._marks.bound()
             return out
 
     def wait(self, timeout: float | None) -> bool:
@@ -258,6 +262,8 @@ class QueueConsumer:
                 return False
             try:
                 events = self._decode_item(item)
+                if self._marks is not None:
+                    self._marks.tick()
             finally:
                 self._consume_lock.release()
             if events:

@@ -14,6 +14,7 @@ they are what this consumer decoded, so ``raw=True`` has none.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -32,12 +33,24 @@ from .models import (
     SymbolMark,
 )
 
-__all__ = ["DEFAULT_LAST_SEEN_LIMIT", "GAP_STATUSES", "DeliveryMarks", "LastSeen", "mark_fields", "symbol_attribute"]
+__all__ = [
+    "DEFAULT_LAST_SEEN_LIMIT",
+    "DEFAULT_MARKS_CAPACITY",
+    "GAP_STATUSES",
+    "DeliveryMarks",
+    "LastSeen",
+    "mark_fields",
+    "symbol_attribute",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Marks a status lists at most, by default (the rest is summarised).
 DEFAULT_LAST_SEEN_LIMIT = 1_000
+
+#: Symbols per event type whose marks a connection keeps at most, by default (the most recently
+#: received; the oldest quarter is forgotten when a consumer finds the table over it).
+DEFAULT_MARKS_CAPACITY = 100_000
 
 #: The statuses that carry marks.
 GAP_STATUSES = frozenset({"disconnected", "gap"})
@@ -97,19 +110,49 @@ class DeliveryMarks:
     are created once and never replaced, because the builders hold them. Used by one consumer
     at a time (under its consume lock), like its decoder.
 
+    Memory is bounded: the consumer calls :meth:`bound` once per batch it decodes, which forgets
+    the oldest marks of an event type holding more than ``capacity`` symbols (a wildcard over
+    an options feed would otherwise keep an event for every contract ever seen).
+
     Args:
         evs: the event types of the market.
-        limit: marks a snapshot lists at most (the most recently received); >= 0.
+        limit: marks a snapshot lists at most (the most recently received); >= 1.
+        capacity: symbols per event type kept at most (the most recently received).
     """
 
-    def __init__(self, evs: Iterable[str], limit: int = DEFAULT_LAST_SEEN_LIMIT) -> None:
+    def __init__(self, evs: Iterable[str], limit: int = DEFAULT_LAST_SEEN_LIMIT,
+                 capacity: int = DEFAULT_MARKS_CAPACITY) -> None:  # fmt: skip
         self.by_ev: dict[str, dict[Any, Event]] = {ev: {} for ev in evs}
+        self._tables = tuple(self.by_ev.values())
         self.limit = limit
+        self.capacity = capacity
+        #: Marks forgotten by :meth:`bound` so far.
+        self.forgotten = 0
+        self._ticks = 64
         #: The snapshot taken at the last ``disconnected`` status, for the ``gap`` that follows.
         self.pending: LastSeen | None = None
 
     def __len__(self) -> int:
         return sum(len(events) for events in self.by_ev.values())
+
+    def tick(self) -> None:
+        """:meth:`bound` every 64th call (for a consumer decoding one frame at a time, inline)."""
+        self._ticks -= 1
+        if self._ticks <= 0:
+            self._ticks = 64
+            self.bound()
+
+    def bound(self) -> None:
+        """Forget the oldest quarter of any event type's marks that outgrew ``capacity`` (cheap
+        when none did: one ``len`` per event type)."""
+        capacity = self.capacity
+        for events in self._tables:
+            if len(events) > capacity:
+                keep = capacity - capacity // 4
+                stale = heapq.nsmallest(len(events) - keep, events.items(), key=lambda item: item[1].received_at_ns)
+                for symbol, _ in stale:
+                    del events[symbol]
+                self.forgotten += len(stale)
 
     def snapshot(self) -> LastSeen:
         """The marks now: the ``limit`` most recently received listed, the rest summarised."""
@@ -118,11 +161,11 @@ class DeliveryMarks:
             (event, ev) for ev, events in list(self.by_ev.items()) for event in list(events.values())
         ]
         if len(entries) <= self.limit:
-            kept, rest = entries, []
+            kept, rest = sorted(entries, key=lambda entry: entry[0].received_at_ns, reverse=True), []
         else:
-            entries.sort(key=lambda entry: entry[0].received_at_ns, reverse=True)
-            kept, rest = entries[: self.limit], entries[self.limit :]
-        kept.sort(key=lambda entry: entry[0].received_at_ns, reverse=True)
+            kept = heapq.nlargest(self.limit, entries, key=lambda entry: entry[0].received_at_ns)
+            listed = {id(event) for event, _ in kept}
+            rest = [entry for entry in entries if id(entry[0]) not in listed]
         marks = tuple(_mark(event, ev) for event, ev in kept)
         if not rest:
             return LastSeen(marks)

@@ -142,3 +142,35 @@ def test_raw_clients_carry_no_marks(
     assert isinstance(disconnected, mrt.StatusMessage)
     assert disconnected.last_seen == ()
     assert disconnected.last_seen_omitted == 0
+
+
+def test_marks_are_bounded_and_forget_the_oldest_symbols_first() -> None:
+    """A wildcard over a huge universe must not keep an event per symbol forever (pure logic)."""
+    from massive_rt.marks import DeliveryMarks
+
+    marks = DeliveryMarks(["T"], limit=10, capacity=100)
+    table = marks.by_ev["T"]
+    for n in range(101):
+        table[f"S{n}"] = mrt.EquityTrade(symbol=f"S{n}", timestamp=n, sequence_number=n, received_at_ns=n)
+    marks.bound()
+    assert len(table) == 75  # the oldest quarter forgotten
+    assert sorted(table, key=lambda s: int(s[1:]))[:1] == ["S26"]
+    assert "S100" in table
+    assert marks.forgotten == 26
+    snapshot = marks.snapshot()
+    assert [m.sequence for m in snapshot.marks] == list(range(100, 90, -1))
+    assert (snapshot.omitted, snapshot.omitted_oldest) == (65, 26)
+
+
+def test_last_seen_limit_zero_keeps_no_marks(server: MockMassiveServer, make_client: Any) -> None:
+    client = make_client(subscriptions=["T.AAPL"], last_seen_limit=0)
+    client.start().wait_ready(10)
+    server.publish([{"ev": "T", "sym": "AAPL", "p": 1.0, "s": 1, "t": 5, "q": 1}])
+    event = client.get(timeout=10)
+    while not isinstance(event, mrt.EquityTrade):  # state statuses first
+        event = client.get(timeout=10)
+    server.drop_all()
+    status = client.get(timeout=10)
+    while not (isinstance(status, mrt.StatusMessage) and status.status == "disconnected"):
+        status = client.get(timeout=10)
+    assert (status.last_seen, status.last_seen_omitted) == ((), 0)
