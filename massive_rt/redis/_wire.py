@@ -41,7 +41,7 @@ from .._util import RateLimitedLog
 from ..enums import ConnectionState, Market
 from ..errors import ConfigurationError, MassiveRTError
 from ..models import Event, MarketEvent, StatusMessage, UnknownEvent, to_wire
-from ..protocol import Decoder
+from ..protocol import Decoder, status_fields, status_from_fields
 
 __all__ = [
     "DEFAULT_STREAM",
@@ -279,22 +279,16 @@ class EntryEncoder:
 
 
 def _status_wire(status: StatusMessage) -> dict[str, Any]:
-    """A forwarded status as a JSON-able dict (``error`` becomes its text)."""
-    out: dict[str, Any] = {"ev": _STATUS_EV, "status": status.status}
-    if status.message:
-        out["message"] = status.message
+    """A forwarded status as a JSON-able dict (``error`` becomes its text); its numbers and marks
+    are the keys a relay forwards (:func:`~massive_rt.protocol.status_fields`)."""
+    out = status_fields(status.status, status.message, status)
+    out["ev"] = _STATUS_EV
+    if not status.message:
+        del out["message"]
     if status.state is not None:
         out["state"] = str(getattr(status.state, "value", status.state))
     if status.error is not None:
         out["error"] = f"{type(status.error).__name__}: {status.error}"
-    if status.channels:
-        out["channels"] = list(status.channels)
-    if status.dropped:
-        out["dropped"] = status.dropped
-    if status.gap_start_ns is not None:
-        out["gap_start_ns"] = status.gap_start_ns
-    if status.gap_end_ns is not None:
-        out["gap_end_ns"] = status.gap_end_ns
     if status.from_server:
         out["from_server"] = True
     return out
@@ -450,7 +444,8 @@ def _field_map(fields: Any) -> dict[bytes, Any]:
 
 
 def _status_from_wire(data: Mapping[str, Any], received_at_ns: int, connection: str) -> StatusMessage:
-    """Rebuild a forwarded status (the inverse of :func:`_status_wire`)."""
+    """Rebuild a forwarded status (the inverse of :func:`_status_wire`); numbers and marks of the
+    wrong type are left out, as from a relay."""
     state: Any = data.get("state")
     if isinstance(state, str):
         try:
@@ -458,17 +453,14 @@ def _status_from_wire(data: Mapping[str, Any], received_at_ns: int, connection: 
         except ValueError:
             pass
     error = data.get("error")
-    channels = data.get("channels")
+    fields, _rejected = status_from_fields(dict(data))
     return StatusMessage(
         status=str(data.get("status", "")),
         message=str(data.get("message", "")),
         state=state,
         error=MassiveRTError(str(error), connection=connection) if error else None,
-        channels=tuple(str(c) for c in channels) if isinstance(channels, list) else (),
-        dropped=int(data.get("dropped", 0) or 0),
-        gap_start_ns=data.get("gap_start_ns"),
-        gap_end_ns=data.get("gap_end_ns"),
         from_server=bool(data.get("from_server", False)),
         received_at_ns=received_at_ns,
         connection=connection,
+        **fields,
     )

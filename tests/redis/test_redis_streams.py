@@ -162,8 +162,8 @@ def test_statuses_and_unknown_events_cross_redis(
     make_sink(upstream, redis_server.url, managed)
     start_adapter(upstream, managed)
     client.wait_ready(WAIT)
-    source, received = make_consumer(redis_server.url, ["massive:stocks:ZZ", "massive:stocks:status"], managed,
-                                     start_id="0")  # fmt: skip
+    streams = ["massive:stocks:ZZ", "massive:stocks:T", "massive:stocks:status"]
+    source, received = make_consumer(redis_server.url, streams, managed, start_id="0")
     mock_server.publish_raw_frames(['[{"ev":"ZZ","sym":"AAPL","new_field":[1,2]}]'])  # a channel Massive adds one day
     assert received.wait_count(1)
     (unknown,) = received.events()
@@ -171,9 +171,15 @@ def test_statuses_and_unknown_events_cross_redis(
     assert unknown.data == {"ev": "ZZ", "sym": "AAPL", "new_field": [1, 2]}
     assert unknown.connection == "up-stocks"
 
+    mock_server.publish([{"ev": "T", "sym": "MSFT", "p": 1.0, "s": 1, "t": 77, "q": 5}])
+    assert received.wait_count(2)
     mock_server.drop_all()  # the upstream connection reports "disconnected", which is forwarded
     assert received.wait(lambda: any(s.status == "disconnected" and s.connection == "up-stocks"
                                      for s in received.statuses))  # fmt: skip
+    (disconnected,) = [s for s in received.statuses if s.status == "disconnected"]
+    # with its marks: where each symbol stopped upstream, for a backfill behind Redis
+    assert [(m.symbol, m.ev, m.timestamp, m.sequence) for m in disconnected.last_seen] == [("MSFT", "T", 77, 5)]
+    assert disconnected.gap_start_ns is not None
     own = [s for s in received.statuses if s.connection == source.name]
     assert [s.state for s in own if s.status == "state"][:2] == [mrt.ConnectionState.CONNECTING,
                                                                  mrt.ConnectionState.STREAMING]  # fmt: skip
