@@ -165,10 +165,13 @@ class _Connection:
         return True
 
     def pump_finished(self) -> None:
+        # One direction ending (a half-close passed on) leaves the other forwarding until its
+        # own end: only the last pump ends the connection.
         with self._lock:
             self._running -= 1
             last = self._running == 0
-            self.done.set()
+            if last:
+                self.done.set()
         if last:
             _abort(self.client, self._reset)
             _abort(self.upstream, self._reset)
@@ -545,9 +548,9 @@ class FaultProxy:
 
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
-        with self._lock:
+        with self._lock:  # started under the lock: close() never joins a thread not started yet
             self._threads.append(thread)
-        thread.start()
+            thread.start()
 
     def _accept_loop(self) -> None:
         listener = self._listener
@@ -596,10 +599,10 @@ class FaultProxy:
             self._conns[conn.ident] = conn
             self._conns = {k: c for k, c in self._conns.items() if not (c.done.is_set() and c.ident != conn.ident)}
             self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.extend(conn.threads)
+            if not conn.done.is_set():  # started under the lock: close() never joins one not started
+                self._threads.extend(conn.threads)
+                for thread in conn.threads:
+                    thread.start()
         if conn.done.is_set():
             _abort(client, reset=False)
             _abort(upstream, reset=False)
-            return
-        for thread in conn.threads:
-            thread.start()

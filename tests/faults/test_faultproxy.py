@@ -76,6 +76,13 @@ class TestForwarding:
 
         assert wait_until(lambda: counted() == (1, len(payload), len(payload))), counted()
 
+    def test_a_half_close_still_gets_the_answer_in_flight(self, proxy_to: FaultProxy) -> None:
+        proxy_to.set_faults(Direction.DOWNSTREAM, latency=0.3)  # the echo is still in the proxy at EOF
+        with connect(proxy_to) as sock:
+            sock.sendall(b"last words")
+            sock.shutdown(socket.SHUT_WR)  # done sending, still reading: TCP half-close
+            assert read_until_error(sock) == (b"last words", None)
+
     def test_one_byte_segments_deliver_the_same_bytes(self, proxy_to: FaultProxy) -> None:
         proxy_to.set_faults(Direction.BOTH, segment=1)
         with connect(proxy_to) as sock:
