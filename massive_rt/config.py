@@ -86,8 +86,12 @@ class ReconnectPolicy:
         max_attempts: consecutive failed attempts before the connection gives up (FAILED);
             ``None`` retries forever, ``0`` never reconnects.
         reset_after: seconds of stable streaming after which the counter resets.
-        reset_on_data: a session that delivered at least one data frame resets the counter too
-            (so the next wait is bounded by ``initial_delay``); False keeps ``reset_after`` only.
+        reset_on_data: a session that delivered at least one data frame, and streamed for
+            ``min_data_session`` seconds, resets the counter too (so the next wait is bounded by
+            ``initial_delay``); False keeps ``reset_after`` only.
+        min_data_session: seconds a session must have streamed for its data to reset the counter
+            (default 1): a server that sends a frame and drops the connection at once (a frame
+            too big, a slow-consumer kick) still gets the growing backoff and ``max_attempts``.
     """
 
     initial_delay: float = attrs.field(default=0.5, validator=_non_negative("initial_delay"))
@@ -97,6 +101,7 @@ class ReconnectPolicy:
     max_attempts: int | None = attrs.field(default=None)
     reset_after: float = attrs.field(default=30.0, validator=_non_negative("reset_after"))
     reset_on_data: bool = attrs.field(default=True)
+    min_data_session: float = attrs.field(default=1.0, validator=_non_negative("min_data_session"))
 
     @multiplier.validator
     def _check_multiplier(self, _attr: object, value: object) -> None:

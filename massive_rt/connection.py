@@ -750,8 +750,9 @@ class MassiveWebSocketClient(ThreadedSource):
                 self._fail(outcome.error or MassiveRTError(outcome.reason, connection=self._name))
                 return True
             streamed_since = self._proto.streaming_started
-            if (policy.reset_on_data and self._proto.delivered_data) or (
-                streamed_since is not None and time.monotonic() - streamed_since >= policy.reset_after
+            streamed = -1.0 if streamed_since is None else time.monotonic() - streamed_since
+            if streamed >= policy.reset_after or (
+                policy.reset_on_data and self._proto.delivered_data and streamed >= policy.min_data_session
             ):
                 failures = 0
             failures += 1

@@ -11,7 +11,7 @@ import massive_rt as mrt
 from massive_rt.testing import MockMassiveServer
 
 KEY = "test-key"
-SLOW_RESET = {"initial_delay": 0.01, "max_delay": 0.01, "reset_after": 3600}
+SLOW_RESET = {"initial_delay": 0.01, "max_delay": 0.01, "reset_after": 3600, "min_data_session": 0.0}
 
 
 def next_backoff_attempt(client: mrt.MassiveWebSocketClient) -> int:
@@ -55,6 +55,18 @@ def test_a_session_that_delivered_data_resets_the_attempt_counter(
         assert lose_sessions(massive_server, client, 3, with_data) == expected
 
 
+@pytest.mark.timeout(30)
+def test_sessions_shorter_than_min_data_session_do_not_reset_it(massive_server: MockMassiveServer) -> None:
+    """A server that sends a frame and drops at once gets the growing backoff, not a reconnect storm."""
+    policy = mrt.ReconnectPolicy(**{**SLOW_RESET, "min_data_session": 3600})  # type: ignore[arg-type]
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=massive_server.url("stocks"), subscriptions=["T.AAPL"],
+                                        reconnect=policy)  # fmt: skip
+    with client:
+        assert lose_sessions(massive_server, client, 3, with_data=True) == [1, 2, 3]
+
+
 def test_reset_on_data_is_validated() -> None:
     with pytest.raises(mrt.ConfigurationError, match="reset_on_data"):
         mrt.ReconnectPolicy(reset_on_data="yes")  # type: ignore[arg-type]
+    with pytest.raises(mrt.ConfigurationError, match="min_data_session"):
+        mrt.ReconnectPolicy(min_data_session=-1)
