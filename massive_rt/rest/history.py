@@ -35,6 +35,8 @@ from massive import RESTClient
 from massive.exceptions import BadResponse
 from urllib3.util.retry import Retry
 
+from .._transport import shown_url
+from .._validate import require_int, require_number
 from ..config import mask_secret
 from ..enums import Market
 from ..errors import ClientClosedError, ConfigurationError, RestDataError, RestError
@@ -81,7 +83,8 @@ class _StrictJSON:
 def _check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"rest_url={value!r} must be an http(s) URL", field="rest_url")
+        # shown_url: a malformed URL may still carry a key in its query or userinfo
+        raise ConfigurationError(f"rest_url={shown_url(value)!r} must be an http(s) URL", field="rest_url")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigurationError("rest_url must not carry credentials, a query or a fragment", field="rest_url")
     return value.rstrip("/")
@@ -93,18 +96,6 @@ def _check_window(start_ns: int, end_ns: int) -> None:
             raise ConfigurationError(f"{field}={value!r} must be an integer >= 0 (nanoseconds)", field=field)
     if end_ns < start_ns:
         raise ConfigurationError(f"end_ns={end_ns} is before start_ns={start_ns}", field="end_ns")
-
-
-def _positive_int(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{field}={value!r} must be an integer >= 1", field=field)
-    return value
-
-
-def _non_negative(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-        raise ConfigurationError(f"{field}={value!r} must be a finite number >= 0", field=field)
-    return float(value)
 
 
 class RestHistory:
@@ -148,21 +139,21 @@ class RestHistory:
             raise ConfigurationError("no API key: pass api_key= or set MASSIVE_API_KEY", field="api_key")
         url = rest_url if rest_url is not None else os.environ.get("MASSIVE_REST_URL") or DEFAULT_REST_URL
         self.rest_url = _check_url(url)
-        self.connect_timeout = _non_negative("connect_timeout", connect_timeout)
-        self.read_timeout = _non_negative("read_timeout", read_timeout)
+        self.connect_timeout = require_number("connect_timeout", connect_timeout)
+        self.read_timeout = require_number("read_timeout", read_timeout)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigurationError(f"retries={retries!r} must be an integer >= 0", field="retries")
-        self.page_size = _positive_int("page_size", page_size)
-        self.max_events = _positive_int("max_events", max_events)
+        self.page_size = require_int("page_size", page_size)
+        self.max_events = require_int("max_events", max_events)
         self.retries = retries
         #: The urllib3 policy every request uses (immutable).
         self.retry_policy = Retry(
             total=retries, connect=retries, read=retries, status=retries, other=0, redirect=0,
             status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}),
-            backoff_factor=_non_negative("backoff_factor", backoff_factor),
-            backoff_max=_non_negative("backoff_max", backoff_max),
+            backoff_factor=require_number("backoff_factor", backoff_factor),
+            backoff_max=require_number("backoff_max", backoff_max),
             respect_retry_after_header=True,
-            retry_after_max=int(_non_negative("retry_after_max", retry_after_max)),
+            retry_after_max=int(require_number("retry_after_max", retry_after_max)),
             raise_on_status=True,
         )  # fmt: skip
         self._key = key
@@ -170,7 +161,7 @@ class RestHistory:
         self._client = RESTClient(
             api_key=key, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout, retries=retries,
             base=self.rest_url, pagination=True, custom_json=_StrictJSON,
-            maxsize=_positive_int("max_connections", max_connections),
+            maxsize=require_int("max_connections", max_connections),
             connection_pool_kw={"retries": self.retry_policy},
         )  # fmt: skip
 
@@ -348,7 +339,7 @@ class RestHistory:
         convert: Callable[[Any], MarketEvent],
     ) -> FetchResult:
         _check_window(start_ns, end_ns)
-        budget = self.max_events if max_events is None else _positive_int("max_events", max_events)
+        budget = self.max_events if max_events is None else require_int("max_events", max_events)
         # One row past the budget tells "cut" from "exactly as many as allowed".
         limit = min(self.page_size, budget + 1)
 
@@ -359,7 +350,11 @@ class RestHistory:
                 self._check_open()
                 if len(events) == budget:
                     return FetchResult(events=tuple(events), complete=False)
-                events.append(convert(row))
+                try:
+                    events.append(convert(row))
+                except (AttributeError, TypeError, ValueError, KeyError) as exc:  # a row missing or mistyping fields
+                    raise RestDataError(f"a REST row from {path} could not be converted "
+                                        f"({type(exc).__name__}: {exc})") from None  # fmt: skip
             return FetchResult(events=tuple(events))
 
         result: FetchResult = self._guarded(path, collect)

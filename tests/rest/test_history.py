@@ -232,6 +232,13 @@ def test_bad_configuration_is_a_clear_error(
     assert KEY not in str(caught.value)
 
 
+def test_a_malformed_rest_url_carrying_a_key_does_not_show_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        RestHistory(KEY, rest_url="api.massive.com/v3?apiKey=SECRET-9f8e7d")  # no scheme, a key in the query
+    assert "SECRET-9f8e7d" not in str(caught.value)
+    assert caught.value.field == "rest_url"
+
+
 def test_environment_gives_key_and_url(monkeypatch: pytest.MonkeyPatch, mock: MockMassiveREST) -> None:
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
     monkeypatch.setenv("MASSIVE_REST_URL", mock.url)
