@@ -175,6 +175,7 @@ class MockMassiveREST:
         self._httpd: _Server | None = None
         self._request_ids = itertools.count(1)
         self._in_flight = 0
+        self._ws = ws
         if ws is not None:
             ws.add_publish_listener(self._history.record)
 
@@ -204,6 +205,8 @@ class MockMassiveREST:
     def close(self, timeout: float = 5.0) -> None:
         """Stop serving: cut slow answers, close every connection, join every thread. Idempotent."""
         self._closing.set()
+        if self._ws is not None:  # the WebSocket mock may outlive this one: stop recording its history
+            self._ws.remove_publish_listener(self._history.record)
         with self._lock:
             httpd, self._httpd = self._httpd, None
             sockets = list(self._sockets)

@@ -681,6 +681,11 @@ class MockMassiveServer(ProtocolServer):
         with self._lock:
             self._publish_listeners = (*self._publish_listeners, listener)
 
+    def remove_publish_listener(self, listener: Callable[[str, list[dict[str, Any]]], None]) -> None:
+        """Stop calling ``listener`` (added by :meth:`add_publish_listener`); unknown ones are ignored."""
+        with self._lock:
+            self._publish_listeners = tuple(known for known in self._publish_listeners if known != listener)
+
     # -- public API: inspection --------------------------------------------------------------------
 
     @property

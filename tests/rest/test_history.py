@@ -251,3 +251,18 @@ def test_reversed_window_is_refused(mock: MockMassiveREST) -> None:
     with history(mock) as rest, pytest.raises(ConfigurationError, match="before start_ns"):
         rest.trades("AAPL", 10, 5)
     assert mock.requests == []
+
+
+
+def test_a_publish_listener_can_be_removed(massive_server: MockMassiveServer) -> None:
+    """What MockMassiveREST.close() does, so a closed REST mock stops recording the WebSocket mock."""
+    calls: list[str] = []
+
+    def listener(market: str, _events: list[dict[str, object]]) -> None:
+        calls.append(market)
+
+    massive_server.add_publish_listener(listener)
+    massive_server.publish(trades(1, "IBM"))
+    massive_server.remove_publish_listener(listener)
+    massive_server.publish(trades(1, "IBM"))
+    assert calls == ["stocks"]
