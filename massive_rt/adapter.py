@@ -107,6 +107,8 @@ class AdapterStats:
         latency_us: receive→callback latency percentiles in microseconds (``p50``, ``p90``,
             ``p99``, ``p99_9``) over the most recent samples.
         source: the source's own ``stats()``.
+        recorders: the :class:`~massive_rt.RecorderStats` of the recorder taping the source (a
+            ``Recorder`` of this adapter or of its source), empty when none.
     """
 
     running: bool
@@ -123,10 +125,17 @@ class AdapterStats:
     errors_by_handler: dict[str, int]
     latency_us: dict[str, float]
     source: Any
+    recorders: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
         return snapshot_dict(self)
+
+
+def _tap_stats(source: Any) -> tuple[Any, ...]:
+    """The stats of the source's tap when it has any (a ``Recorder`` is its own tap)."""
+    stats = getattr(getattr(source, "tap", None), "stats", None)
+    return (stats(),) if callable(stats) else ()
 
 
 def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
@@ -583,6 +592,7 @@ class RealTimeDataAdapter:
             errors_by_handler=dict(self._errors_by_handler),
             latency_us={k: v / 1000 for k, v in percentiles(samples).items()},
             source=source,
+            recorders=_tap_stats(self._source),
         )
 
     # ------------------------------------------------------------------ dispatcher

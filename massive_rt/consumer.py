@@ -272,6 +272,11 @@ class QueueConsumer:
         finally:
             gate.lock.release()
 
+    @property
+    def tap(self) -> Callable[[QueueConsumer, Item], None] | None:
+        """The tap :meth:`set_tap` installed, or None."""
+        return self._tap
+
     def set_tap(self, tap: Callable[[QueueConsumer, Item], None] | None) -> None:
         """Call ``tap(self, item)`` with every item as it is taken to be decoded (None: stop).
 

@@ -647,6 +647,11 @@ class ConnectionPool:
         for client in clients:
             client.set_listener(listener)
 
+    @property
+    def tap(self) -> Callable[[Any, list[Any]], None] | None:
+        """The tap :meth:`set_tap` installed, or None."""
+        return self._tap
+
     def set_tap(self, tap: Callable[[Any, list[Any]], None] | None) -> None:
         """Install ``tap`` on every current, retired and future connection (see the client's ``set_tap``)."""
         with self._lock:

@@ -1,4 +1,5 @@
-"""The ``massive-rt`` command: ``stream``, ``serve``, ``bench`` and ``relay``. The only package that prints.
+"""The ``massive-rt`` command: ``stream``, ``serve``, ``bench``, ``relay``, ``record``, ``replay`` and
+``inspect``. The only package that prints.
 
 * ``massive-rt stream T.AAPL Q.AAPL AM.*`` prints live events from Massive when ``MASSIVE_API_KEY``
   (or ``--api-key``) is set; without a key (or with ``--demo``), from a synthetic market played by
@@ -6,6 +7,9 @@
 * ``massive-rt serve`` runs that mock server alone, for your own programs to connect to (:mod:`.serve`).
 * ``massive-rt bench`` is a quick loopback throughput check; the real harness is ``benchmarks/`` (:mod:`.bench`).
 * ``massive-rt relay`` shares Massive connections with many local clients (:mod:`.relay`).
+* ``massive-rt record`` writes channels to a recording, ``massive-rt replay`` prints or serves one,
+  ``massive-rt inspect`` summarizes one and checks its health (:mod:`.record`, :mod:`.replay`,
+  :mod:`.inspection`).
 
 Events go to stdout (:mod:`.formats`); everything else goes to stderr through a
 :class:`~.console.Console`, which also owns the live status line when stderr is a terminal.
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import ConfigurationError, MassiveRTError
-from . import bench, relay, serve, stream
+from . import bench, inspection, record, relay, replay, serve, stream
 from .console import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -49,7 +53,10 @@ logger = logging.getLogger(__name__)
 #: A command's run function: the parsed arguments and the console in, the exit code out.
 Command = Callable[[argparse.Namespace, Console], int]
 
-_COMMANDS: dict[str, Command] = {"stream": stream.run, "serve": serve.run, "bench": bench.run, "relay": relay.run}
+_COMMANDS: dict[str, Command] = {
+    "stream": stream.run, "serve": serve.run, "bench": bench.run, "relay": relay.run, "record": record.run,
+    "replay": replay.run, "inspect": inspection.run,
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands.add_parser, common)
     bench.register(commands.add_parser, common)
     relay.register(commands.add_parser, common)
+    record.register(commands.add_parser, common)
+    replay.register(commands.add_parser, common)
+    inspection.register(commands.add_parser, common)
     return parser
 
 

@@ -8,16 +8,27 @@ runs on a base install.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..enums import Market
-from ..synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS
-from .console import UsageError
+from ..synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS, SyntheticMarket
+from .console import PROG, Console, UsageError
 
 if TYPE_CHECKING:
     from ..testing.server import MockMassiveServer
 
-__all__ = ["BARS", "DEFAULT_SPEED", "DEMO_KEY", "SIMULATED", "TICKS", "load_server_class"]
+__all__ = [
+    "BARS",
+    "DEFAULT_SPEED",
+    "DEMO_KEY",
+    "SIMULATED",
+    "TICKS",
+    "api_key_from",
+    "demo_market",
+    "load_server_class",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -46,3 +57,30 @@ def load_server_class() -> type[MockMassiveServer]:
         raise UsageError(f"the local mock server needs the 'websockets' package ({exc.name} is missing): "
                          "pip install 'massive-rt[testing]'") from None  # fmt: skip
     return MockMassiveServer
+
+
+def api_key_from(explicit: str | None) -> str | None:
+    """``explicit`` or ``$MASSIVE_API_KEY``, stripped; None when neither is set (the demo then)."""
+    key = explicit if explicit is not None else os.environ.get("MASSIVE_API_KEY")
+    return key.strip() if key and key.strip() else None
+
+
+def demo_market(market: Market, channels: Sequence[str], speed: float, rate: float, seed: int | None,
+                 console: Console) -> SyntheticMarket:  # fmt: skip
+    """The synthetic market for ``channels``, its clock sped up ``speed`` times at ``rate`` events/s."""
+    if market not in SIMULATED:
+        raise UsageError(f"the synthetic market simulates stocks and crypto only, not {market.value!r}; "
+                         "pass an API key to stream it from Massive")  # fmt: skip
+    tickers = [c.partition(".")[2] for c in channels if not c.endswith(".*")]
+    symbols = tuple(dict.fromkeys(tickers)) or SIMULATED[market]
+    prefixes = {c.partition(".")[0] for c in channels}
+    silent = sorted(prefixes - {*TICKS[market], *BARS[market]})
+    if silent:
+        console.message(f"{PROG}: note: the synthetic market produces no {', '.join(silent)} events")
+    # Trades and quotes are always simulated (they drive the clock and build the bars); the
+    # server sends each connection only what it subscribed to.
+    produced = (*TICKS[market], *(p for p in BARS[market] if p in prefixes))
+    # SyntheticMarket's rate is trades + quotes per simulated second per symbol; at `rate` events/s
+    # of wall time this makes simulated time run `speed` times faster than the wall clock.
+    per_symbol = rate / (speed * len(symbols))
+    return SyntheticMarket(symbols, market=market, seed=seed, channels=produced, rate=per_symbol)

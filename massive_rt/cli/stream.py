@@ -16,7 +16,6 @@ import argparse
 import collections
 import logging
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +30,6 @@ from ..connection import MassiveWebSocketClient
 from ..enums import ConnectionState, Market
 from ..pool import ConnectionPool
 from ..protocol import parse_channels
-from ..synthetic import SyntheticMarket
 from .console import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -44,7 +42,7 @@ from .console import (
     silence_stdout,
     wait,
 )
-from .demo import BARS, DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_class
+from .demo import DEFAULT_SPEED, DEMO_KEY, api_key_from, demo_market, load_server_class
 from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
 
 if TYPE_CHECKING:
@@ -90,32 +88,6 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
                         "the demo serves REST from its local mock) — needs 'massive-rt[rest]'")  # fmt: skip
     stream.add_argument("--drop-every", type=positive(float), metavar="S",
                         help="demo: the local server drops its connections every S s (see --backfill)")  # fmt: skip
-
-
-def _api_key(explicit: str | None) -> str | None:
-    key = explicit if explicit is not None else os.environ.get("MASSIVE_API_KEY")
-    return key.strip() if key and key.strip() else None
-
-
-def _demo_market(market: Market, channels: Sequence[str], speed: float, rate: float, seed: int | None,
-                 console: Console) -> SyntheticMarket:  # fmt: skip
-    """The synthetic market for ``channels``, its clock sped up ``speed`` times at ``rate`` events/s."""
-    if market not in SIMULATED:
-        raise UsageError(f"the synthetic market simulates stocks and crypto only, not {market.value!r}; "
-                         "pass an API key to stream it from Massive")  # fmt: skip
-    tickers = [c.partition(".")[2] for c in channels if not c.endswith(".*")]
-    symbols = tuple(dict.fromkeys(tickers)) or SIMULATED[market]
-    prefixes = {c.partition(".")[0] for c in channels}
-    silent = sorted(prefixes - {*TICKS[market], *BARS[market]})
-    if silent:
-        console.message(f"{PROG}: note: the synthetic market produces no {', '.join(silent)} events")
-    # Trades and quotes are always simulated (they drive the clock and build the bars); the
-    # server sends each connection only what it subscribed to.
-    produced = (*TICKS[market], *(p for p in BARS[market] if p in prefixes))
-    # SyntheticMarket's rate is trades + quotes per simulated second per symbol; at `rate` events/s
-    # of wall time this makes simulated time run `speed` times faster than the wall clock.
-    per_symbol = rate / (speed * len(symbols))
-    return SyntheticMarket(symbols, market=market, seed=seed, channels=produced, rate=per_symbol)
 
 
 @attrs.define
@@ -173,7 +145,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     market = Market.coerce(args.market, "market")
     channels = parse_channels(args.channels, market)
     ClientConfig(market=market, feed=args.feed, url=args.url)
-    key = _api_key(args.api_key)
+    key = api_key_from(args.api_key)
     demo = args.demo or key is None
     if demo and args.url is not None:
         why = "--demo streams from its own local server" if args.demo else "no API key (--api-key or MASSIVE_API_KEY)"
@@ -183,7 +155,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     )  # fmt: skip
     if args.drop_every is not None and not demo:
         raise UsageError("--drop-every drops the demo's local server's connections: use it with --demo")
-    simulated = _demo_market(market, channels, args.speed, args.rate, args.seed, console) if demo else None
+    simulated = demo_market(market, channels, args.speed, args.rate, args.seed, console) if demo else None
 
     stop = Stop()
     printer = Printer(sys.stdout, fmt, console, stop.set, limit=args.limit, fatal_on_failure=args.pool is None,

@@ -4,6 +4,7 @@
   markers) into a compressed, append-only, crash-safe file, on a thread of its own.
 - :class:`ReplaySource` plays a recording back as an adapter source, paced or as fast as possible.
 - :class:`RecordingReader` / :class:`RecordingWriter` are the file format itself (no threads).
+- :func:`summarize` counts what a recording holds and checks its health (``massive-rt inspect``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from .fileformat import (
 from .recorder import Recorder, RecorderStats
 from .replay import ReplaySource, ReplayStats, recording_parts
 from .statuses import RecordedError, decode_status, encode_status
+from .summary import ConnectionSummary, FileHealth, RecordingSummary, summarize
 
 __all__ = [
+    "ConnectionSummary",
     "CorruptRecordingError",
+    "FileHealth",
     "RecordedError",
     "Record",
     "Recorder",
@@ -32,6 +36,7 @@ __all__ = [
     "RecordingError",
     "RecordingHeader",
     "RecordingReader",
+    "RecordingSummary",
     "RecordingWriter",
     "ReplaySource",
     "ReplayStats",
@@ -39,4 +44,5 @@ __all__ = [
     "default_codec",
     "encode_status",
     "recording_parts",
+    "summarize",
 ]

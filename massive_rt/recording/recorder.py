@@ -161,7 +161,7 @@ class Recorder:
             if self._thread is not None:
                 return self
             self._open_part()
-            self._source.set_tap(self._tap)
+            self._source.set_tap(self)
             self._thread = threading.Thread(target=self._run, name=f"massive-rt-recorder-{self._name}", daemon=True)
             self._thread.start()
         logger.info("recorder %s: recording to %s (%s)", self._name, self._path, self._codec)
@@ -208,7 +208,9 @@ class Recorder:
 
     # ------------------------------------------------------------------ tap (consumer threads)
 
-    def _tap(self, consumer: QueueConsumer, item: Item) -> None:
+    def __call__(self, consumer: QueueConsumer, item: Item) -> None:
+        """The tap itself (the source calls it with each item taken; an adapter over the source
+        finds the recorder's :meth:`stats` through the source's ``tap``): never blocks or raises."""
         buffer = self._buffer
         if len(buffer) >= self._capacity:
             self._lost += 1

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .faultproxy import Direction, FaultProxy, FaultProxyStats, Faults
     from .rest import MockMassiveREST, RestFault, RestRequest
-    from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, StreamHandle
+    from .server import ConnectionInfo, EventSource, MockMassiveServer, ReceivedMessage, ReplayHandle, StreamHandle
 
 __all__ = [
     "ConnectionInfo",
@@ -46,6 +46,7 @@ __all__ = [
     "MockMassiveServer",
     "PreparedFrames",
     "ReceivedMessage",
+    "ReplayHandle",
     "RestFault",
     "RestRequest",
     "StreamHandle",

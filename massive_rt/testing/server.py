@@ -14,8 +14,9 @@ Threads: one ``massive-rt-mock-serve-<name>`` accept loop, and per connection a
 ``massive-rt-mock-conn-<name>-<id>`` handler thread and a ``massive-rt-mock-recv-<name>-<id>``
 reader thread (both created by ``websockets``, renamed here), plus short-lived
 ``massive-rt-mock-close-<name>-<id>`` threads that bound a clean close, a
-``massive-rt-mock-shutdown-<name>`` thread while stopping, and the ``massive-rt-mock-stream``
-threads of :meth:`MockMassiveServer.stream`. All are daemons and :meth:`MockMassiveServer.close`
+``massive-rt-mock-shutdown-<name>`` thread while stopping, the ``massive-rt-mock-stream``
+threads of :meth:`MockMassiveServer.stream` and the ``massive-rt-mock-replay-<name>`` threads of
+:meth:`MockMassiveServer.replay`. All are daemons and :meth:`MockMassiveServer.close`
 joins every one of them.
 
 The protocol server itself (connection bookkeeping, auth, acks, routing, frame building, the
@@ -37,6 +38,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
@@ -52,6 +54,7 @@ from ..framing import OP_BINARY, OP_TEXT, encode_frame, join_frames
 from ..models import MarketEvent, to_wire
 from ..protocol import event_symbol, routes_to, status_frame
 from .channels import ChannelTable, channel_table
+from .replay import ReplayHandle, start_replay
 
 __all__ = [
     "ConnectionInfo",
@@ -59,6 +62,7 @@ __all__ = [
     "MockMassiveServer",
     "PreparedFrames",
     "ReceivedMessage",
+    "ReplayHandle",
     "StreamHandle",
 ]
 
@@ -274,6 +278,7 @@ class MockMassiveServer(ProtocolServer):
         self.acks_lost = 0
         self._received: list[ReceivedMessage] = []
         self._streams: list[StreamHandle] = []
+        self._replays: list[ReplayHandle] = []
         self._publish_listeners: tuple[Callable[[str, list[dict[str, Any]]], None], ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -297,6 +302,9 @@ class MockMassiveServer(ProtocolServer):
         self._delayed.stop()
         with self._lock:
             streams, self._streams = self._streams, []
+            replays, self._replays = self._replays, []
+        for replay in replays:  # signal and wake only (no wait): close joins their threads
+            replay.stop(timeout=0)
         for handle in streams:  # signal only: a stream blocked on a client that does not read is
             handle._stop.set()  # freed when its connection is dropped below, then joined with the rest
 
@@ -672,6 +680,53 @@ class MockMassiveServer(ProtocolServer):
             self._streams.append(handle)
             self._track(thread)
         thread.start()
+        return handle
+
+    def replay(
+        self, path: str | Path | Sequence[str | Path], speed: float | None = 1.0, *, wait_for_subscribers: int = 0
+    ) -> ReplayHandle:
+        """Serve a recording (:class:`massive_rt.Recorder`'s file) to the clients that subscribe.
+
+        Each recorded data frame goes out as one frame through :meth:`publish`'s routing: a
+        connection of the record's market gets the frame's events that match its subscriptions,
+        in recorded order, paced by the recorded receive times (``speed`` times faster; ``None``:
+        as fast as the clients read). Statuses the recording client made up (state changes,
+        ``gap``, ``dropped``) are not sent (counted in ``handle.statuses_skipped``); see
+        :mod:`massive_rt.testing.replay`. Runs on a daemon thread
+        (``massive-rt-mock-replay-<name>``) until the recording ends, ``handle.stop()`` or
+        :meth:`close`.
+
+        Args:
+            path: the recording (its rotated parts follow), or a sequence of files.
+            speed: 1.0 = recorded pace, N = N times faster, None = as fast as possible.
+            wait_for_subscribers: start once this many connections have subscribed (0: at once).
+
+        Raises:
+            RecordingError: ``path`` is not a readable recording.
+            ConfigurationError: a bad ``speed``.
+            ClientClosedError: the server is closed.
+        """
+        with self._lock:
+            if self._is_closed():
+                raise ClientClosedError(f"MockMassiveServer {self.name!r} is closed; create a new one")
+
+        def wake() -> None:
+            with self._cond:
+                self._cond.notify_all()
+
+        def subscribed() -> int:
+            return sum(1 for c in self._open_conns() if c.authenticated and c.subscriptions)
+
+        handle = start_replay(
+            self, path, speed, wait_for_subscribers=wait_for_subscribers, wake=wake, track=self._track,
+            thread_name=f"{THREAD_PREFIX}replay-{self.name}", subscribed=subscribed,
+        )  # fmt: skip
+        with self._lock:
+            closed = self._is_closed()  # closed meanwhile: _closing did not see this handle
+            self._replays = [h for h in self._replays if h.running]
+            self._replays.append(handle)
+        if closed:
+            handle.stop()
         return handle
 
     def add_publish_listener(self, listener: Callable[[str, list[dict[str, Any]]], None]) -> None:
