@@ -258,7 +258,12 @@ class Recorder:
             if consumer is None or isinstance(item, int):
                 self._write_lost(int(item))  # type: ignore[arg-type]
             else:
-                self._write_item(consumer, item)
+                try:
+                    self._write_item(consumer, item)
+                except (TypeError, ValueError, UnicodeError) as exc:  # one item that cannot be encoded
+                    self._unrecordable += 1
+                    self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
+                                   self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
 
     def _write_item(self, consumer: QueueConsumer, item: Item) -> None:
         kind, payload, received_at_ns = item[0], item[1], item[2]

@@ -192,8 +192,12 @@ class ReplaySource(ThreadedSource):
             self.error = exc
             logger.error("[%s] replay stopped: %s", self._name, exc)
             self._emit("failed", str(exc), error=exc)
-        except Exception:
+        except Exception as exc:  # a record the format accepted but whose content is not what it should be
+            error = fileformat.RecordingError(f"replay stopped: a record could not be replayed ({type(exc).__name__}: "
+                                              f"{exc})")  # fmt: skip
+            self.error = error
             logger.exception("[%s] replay crashed", self._name)
+            self._emit("failed", str(error), error=error)
         finally:
             self._state = ConnectionState.STOPPED
             self._queue.close()
@@ -209,7 +213,8 @@ class ReplaySource(ThreadedSource):
                 if start_ns is not None and at < start_ns:
                     continue
                 if end_ns is not None and at >= end_ns:
-                    break
+                    self.end = reader.end
+                    return  # later parts only hold later records
                 if record.connection not in self._decoders:
                     market = reader.markets.get(record.connection) or self._market.value
                     self._decoders[record.connection] = Decoder(market, record.connection, loads=fast_loads)

@@ -173,3 +173,24 @@ def test_drop_markers_and_statuses_keep_their_place(tmp_path: Path) -> None:
     writer.close()
 
     assert [r.kind for r in RecordingReader(path)] == [KIND_DATA, KIND_DROPPED, KIND_STATUS, KIND_DATA]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.allow_errors(r"replay crashed", logger="massive_rt.recording.replay")
+def test_a_record_whose_content_cannot_be_replayed_fails_the_replay_with_a_status(tmp_path: Path) -> None:
+    path = tmp_path / "r.mrt"
+    writer = RecordingWriter(path, RecordingHeader(codec="none"))
+    writer.append(1, "c", KIND_DATA, frame(1))
+    writer.append(2, "c", KIND_DROPPED, b"not json")  # whole and checksummed, but not a drop marker
+    writer.append(3, "c", KIND_DATA, frame(2))
+    writer.close()
+    with mrt.ReplaySource(path, speed=None) as source:
+        events = []
+        with pytest.raises(mrt.ClientClosedError):
+            while True:
+                events.append(source.get(timeout=10))
+    failed = [e for e in events if isinstance(e, mrt.StatusMessage) and e.status == "failed"]
+    assert len(failed) == 1
+    assert isinstance(failed[0].error, mrt.RecordingError)
+    assert "could not be replayed" in failed[0].message
+    assert source.stats().healthy is False
