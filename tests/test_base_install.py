@@ -105,3 +105,41 @@ def test_importing_a_module_that_needs_websockets_names_the_extra_to_install(
 
     assert result.returncode == 1
     assert result.stderr.rstrip().splitlines()[-1] == f"ModuleNotFoundError: {message}"
+
+
+def test_recording_without_zstandard_falls_back_to_gzip_and_replays(tmp_path: Path) -> None:
+    """``massive-rt[record]`` brings zstandard; without it a recording is gzip and replays the same."""
+    blocked = tmp_path / "no-zstd"
+    blocked.mkdir()
+    (blocked / "zstandard.py").write_text(
+        'raise ModuleNotFoundError("No module named \'zstandard\'", name="zstandard")\n', encoding="utf-8"
+    )
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocked), env.get("PYTHONPATH")) if p)
+    script = textwrap.dedent(f"""
+        import massive_rt as mrt
+        from massive_rt.recording import RecordingReader
+
+        path = {str(tmp_path / "s.mrt")!r}
+        source = mrt.SyntheticSource(["T.AAPL"], rate=None, seed=3)
+        recorder = mrt.Recorder(source, path).start()
+        live = []
+        with source:
+            while len(live) < 50:
+                live.extend(source.drain())
+        recorder.stop()
+        assert RecordingReader(path).header.codec == "gzip"
+        with mrt.ReplaySource(path, speed=None) as replay:
+            again = [replay.get(timeout=10) for _ in range(len(live))]
+        assert [e for e in again if e.event_type != "status"] == [e for e in live if e.event_type != "status"]
+        try:
+            mrt.Recorder(mrt.SyntheticSource(["T.AAPL"]), path + ".2", codec="zstd")
+        except mrt.ConfigurationError as exc:
+            print("zstd refused:", exc)
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=ROOT,
+                            timeout=TIMEOUT, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "codec='zstd' needs zstandard: pip install 'massive-rt[record]'" in result.stdout
+    assert result.stdout.rstrip().endswith("ok")
