@@ -10,10 +10,12 @@ import argparse
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import massive_rt as mrt
 from massive_rt._json import dumps
+from massive_rt.eventqueue import KIND_DATA
 from massive_rt.recording import RecordingHeader, RecordingWriter
 from massive_rt.recording.fileformat import KIND_OBJECTS
 
@@ -32,7 +34,27 @@ def codecs(events: int) -> None:
                 writer.append(i, "c", KIND_OBJECTS, frame)
             writer.close()
             took = time.perf_counter() - started
-            print(f"  {codec:5} {writer.bytes_written / events:6.1f} bytes/event  {raw / took / 1e6:6.1f} MB/s raw in")
+            print(f"  {codec:5} {writer.bytes_written / events:6.1f} bytes/event ({writer.bytes_written / raw:5.1%} of "
+                  f"the raw frames)  {raw / took / 1e6:6.1f} MB/s raw in")
+
+
+def burst(items: int, buffer_size: int, frame_bytes: int = 1_000) -> None:
+    """A burst far faster than the writer: the buffer holds ``buffer_size`` items, the rest are
+    counted as lost; peak memory stays near ``buffer_size * frame_bytes``."""
+    source = mrt.SyntheticSource(("T.*",), rate=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = mrt.Recorder(source, Path(tmp) / "burst.mrt", buffer_size=buffer_size).start()
+        frame = b"[" + b"x" * (frame_bytes - 2) + b"]"
+        tracemalloc.start()
+        for i in range(items):
+            recorder(source, [KIND_DATA, frame[:-1] + bytes([93 + i % 2]), i, 10])  # a new bytes object each
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        recorder.stop()
+        stats = recorder.stats()
+    print(f"burst of {items:,} x {frame_bytes} B frames into buffer_size={buffer_size:,}: peak {peak / 1e6:.1f} MB "
+          f"traced (bound ~{buffer_size * (frame_bytes + 120) / 1e6:.1f} MB), {stats.dropped:,} counted as lost, "
+          f"{stats.records:,} records written")
 
 
 def typed(seconds: float, record: bool, tmp: str) -> tuple[float, int]:
@@ -78,6 +100,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
     codecs(200_000)
+    burst(200_000, 10_000)
     with tempfile.TemporaryDirectory() as tmp:
         without, _ = typed(args.seconds, False, tmp)
         with_rec, _ = typed(args.seconds, True, tmp)
