@@ -184,11 +184,14 @@ def test_a_record_whose_content_cannot_be_replayed_fails_the_replay_with_a_statu
     writer.append(2, "c", KIND_DROPPED, b"not json")  # whole and checksummed, but not a drop marker
     writer.append(3, "c", KIND_DATA, frame(2))
     writer.close()
-    with mrt.ReplaySource(path, speed=None) as source:
-        events = []
-        with pytest.raises(mrt.ClientClosedError):
-            while True:
-                events.append(source.get(timeout=10))
+    events: list[mrt.Event] = []
+
+    def take_all(source: mrt.ReplaySource) -> None:
+        while True:
+            events.append(source.get(timeout=10))
+
+    with mrt.ReplaySource(path, speed=None) as source, pytest.raises(mrt.ClientClosedError):
+        take_all(source)
     failed = [e for e in events if isinstance(e, mrt.StatusMessage) and e.status == "failed"]
     assert len(failed) == 1
     assert isinstance(failed[0].error, mrt.RecordingError)
