@@ -6,6 +6,7 @@
 * ``massive-rt serve`` runs that mock server alone, for your own programs to connect to (:mod:`.serve`).
 * ``massive-rt bench`` is a quick loopback throughput check; the real harness is ``benchmarks/`` (:mod:`.bench`).
 * ``massive-rt relay`` shares Massive connections with many local clients (:mod:`.relay`).
+* ``massive-rt status`` serves the live status page of a stream; ``stream --status-port`` too (:mod:`.status`).
 
 Events go to stdout (:mod:`.formats`); everything else goes to stderr through a
 :class:`~.console.Console`, which also owns the live status line when stderr is a terminal.
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import ConfigurationError, MassiveRTError
-from . import bench, relay, serve, stream
+from . import bench, relay, serve, status, stream
 from .console import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -49,7 +50,13 @@ logger = logging.getLogger(__name__)
 #: A command's run function: the parsed arguments and the console in, the exit code out.
 Command = Callable[[argparse.Namespace, Console], int]
 
-_COMMANDS: dict[str, Command] = {"stream": stream.run, "serve": serve.run, "bench": bench.run, "relay": relay.run}
+_COMMANDS: dict[str, Command] = {
+    "stream": stream.run,
+    "serve": serve.run,
+    "bench": bench.run,
+    "relay": relay.run,
+    "status": status.run,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.register(commands.add_parser, common)
     bench.register(commands.add_parser, common)
     relay.register(commands.add_parser, common)
+    status.register(commands.add_parser, common)
     return parser
 
 

@@ -45,6 +45,7 @@ from .console import (
 )
 from .demo import BARS, DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_class
 from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
+from .status import page_for
 
 if TYPE_CHECKING:
     from ..testing.server import MockMassiveServer
@@ -83,6 +84,8 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
                         help=f"demo: simulated clock speed-up (default {DEFAULT_SPEED:g}: a minute bar every "
                         f"{60 / DEFAULT_SPEED:g} s; 1 = real time)")  # fmt: skip
     stream.add_argument("--seed", type=int, help="demo: random seed (same seed, same market)")
+    stream.add_argument("--status-port", type=int, metavar="PORT",
+                        help="serve the live status page on 127.0.0.1:PORT (0: any free port)")  # fmt: skip
 
 
 def _api_key(explicit: str | None) -> str | None:
@@ -195,8 +198,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             source = _open_source(args, key, market, channels, server)
             adapter = RealTimeDataAdapter(source, on_event=printer.on_event)
             adapter.on_status(printer.on_status)
-            printer.start(fmt.header())
-            return _run_stream(args, adapter, source, printer, console, stop)
+            with page_for(adapter, args.status_port, console):
+                printer.start(fmt.header())
+                return _run_stream(args, adapter, source, printer, console, stop)
         finally:
             if server is not None:
                 server.close()
