@@ -230,7 +230,10 @@ def test_without_prometheus_client_the_import_names_the_extra_and_the_package_do
     )
     env = clean_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocked), env.get("PYTHONPATH")) if p)
-    code = "import massive_rt, massive_rt.web, sys; assert 'prometheus_client' not in sys.modules; import massive_rt.metrics"
+    code = (
+        "import massive_rt, massive_rt.web, sys; assert 'prometheus_client' not in sys.modules; "
+        "import massive_rt.metrics"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT,
                             check=False)  # fmt: skip
     assert result.returncode == 1, result.stderr
