@@ -20,6 +20,7 @@ from massive_rt.web.snapshot import page_snapshot, sample
 from tests.conftest import wait_until
 from tests.operating.conftest import get
 from tests.support import KEY
+from tests.test_cli import ROOT
 
 
 def trade(sym: str, q: int) -> dict[str, object]:
@@ -177,3 +178,10 @@ def test_rates_are_the_differences_of_counts_over_time_and_a_restart_counts_no_n
     assert rows["a"]["events_per_second"] == 20.0
     assert rows["b"]["history"] == [20.0, 0.0]
     assert KEY not in json.dumps(page_snapshot(samples, []))  # only listed fields reach the page
+
+
+def test_the_readme_screenshot_of_the_status_page_is_in_the_repository() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    raw = r"https://raw\.githubusercontent\.com/massive-rt/massive-rt/main/"
+    (image,) = re.findall(r"!\[[^]]*\]\(" + raw + r"([^)]+)\)", readme)
+    assert (ROOT / image).stat().st_size > 10_000
