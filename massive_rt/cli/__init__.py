@@ -10,6 +10,7 @@
 * ``massive-rt record`` writes channels to a recording, ``massive-rt replay`` prints or serves one,
   ``massive-rt inspect`` summarizes one and checks its health (:mod:`.record`, :mod:`.replay`,
   :mod:`.inspection`).
+* ``massive-rt status`` serves the live status page of a stream; ``stream --status-port`` too (:mod:`.status`).
 
 Events go to stdout (:mod:`.formats`); everything else goes to stderr through a
 :class:`~.console.Console`, which also owns the live status line when stderr is a terminal.
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import ConfigurationError, MassiveRTError
-from . import bench, inspection, record, relay, replay, serve, stream
+from . import bench, inspection, record, relay, replay, serve, status, stream
 from .console import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
@@ -55,7 +56,7 @@ Command = Callable[[argparse.Namespace, Console], int]
 
 _COMMANDS: dict[str, Command] = {
     "stream": stream.run, "serve": serve.run, "bench": bench.run, "relay": relay.run, "record": record.run,
-    "replay": replay.run, "inspect": inspection.run,
+    "replay": replay.run, "inspect": inspection.run, "status": status.run,
 }  # fmt: skip
 
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.register(commands.add_parser, common)
     replay.register(commands.add_parser, common)
     inspection.register(commands.add_parser, common)
+    status.register(commands.add_parser, common)
     return parser
 
 

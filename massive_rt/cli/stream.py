@@ -44,6 +44,7 @@ from .console import (
 )
 from .demo import DEFAULT_SPEED, DEMO_KEY, api_key_from, demo_market, load_server_class
 from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
+from .status import page_for
 
 if TYPE_CHECKING:
     from ..testing.rest import MockMassiveREST
@@ -88,6 +89,8 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
                         "the demo serves REST from its local mock) — needs 'massive-rt[rest]'")  # fmt: skip
     stream.add_argument("--drop-every", type=positive(float), metavar="S",
                         help="demo: the local server drops its connections every S s (see --backfill)")  # fmt: skip
+    stream.add_argument("--status-port", type=int, metavar="PORT",
+                        help="serve the live status page on 127.0.0.1:PORT (0: any free port)")  # fmt: skip
 
 
 @attrs.define
@@ -185,9 +188,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             source = _open_source(args, key, market, channels, server)
             adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill)
             adapter.on_status(printer.on_status)
-            printer.start(fmt.header())
-            drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
-            return _run_stream(args, adapter, source, printer, console, stop, drops)
+            with page_for(adapter, args.status_port, console):
+                printer.start(fmt.header())
+                drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
+                return _run_stream(args, adapter, source, printer, console, stop, drops)
         finally:
             if server is not None:
                 server.close()
