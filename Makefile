@@ -24,7 +24,7 @@ MIN_TESTS := tests/unit/test_mock_server.py tests/unit/test_massive_client.py \
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install check test test-min cov lint typecheck bench soak chaos flake fuzz mutation run clean
+.PHONY: help install check test test-min test-browser cov lint typecheck bench soak chaos flake fuzz mutation run clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,6 +88,9 @@ bench: $(STAMP) ## Side-by-side benchmarks (massive_rt vs the official client vs
 
 soak: $(STAMP) ## 1,000,000 events through a pool with reconnects; invariants checked (not in make test)
 	$(PY) benchmarks/soak.py
+
+test-browser: $(STAMP) ## The browser tests alone (headless Chromium; .ci/run runs them after installing it)
+	$(PY) -m pytest -q -p no:randomly tests/operating/test_browser.py $(PYTEST_ARGS)
 
 chaos: $(STAMP) ## The chaos suite for minutes (MASSIVE_RT_CHAOS_SECONDS, default 180 per scenario): faults through FaultProxy, the accounting invariant checked
 	MASSIVE_RT_CHAOS_SECONDS=$${MASSIVE_RT_CHAOS_SECONDS:-180} $(PY) -m pytest -q -p no:randomly -s tests/chaos $(PYTEST_ARGS)

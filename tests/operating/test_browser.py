@@ -38,6 +38,8 @@ def trade(sym: str, q: int, price: float | None = None) -> dict[str, object]:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """A headless Chromium, quit after the test."""
+    if os.environ.get("MASSIVE_RT_BROWSER_TESTS_LATER") == "1":  # even if found: it may be half installed
+        pytest.skip(".ci/run installs Chromium meanwhile and runs these after the suite (make test-browser)")
     if BROWSER is None or DRIVER is None:
         reason = "Chromium and chromedriver are not installed (Debian: apt-get install chromium chromium-driver)"
         if os.environ.get("MASSIVE_RT_REQUIRE_BROWSER") == "1":
