@@ -54,6 +54,8 @@ def test_the_distributions_hold_the_docs_and_examples_and_the_wheel_no_tests(tmp
         names = set(archive.namelist())
     assert "massive_rt/py.typed" in names
     assert "massive_rt/testing/pytest_plugin.py" in names  # the fixture ships (massive_rt.testing is API)
+    for asset in ("index.html", "status.css", "status.js"):  # the status page works offline: its assets ship
+        assert f"massive_rt/web/static/{asset}" in names, asset
     assert not [n for n in names if n.startswith(("tests/", "examples/", "benchmarks/", "docs/"))]
     assert any(n.endswith((".dist-info/licenses/LICENSE", ".dist-info/LICENSE")) for n in names)
     metadata = next(archive_text(wheel, n) for n in names if n.endswith(".dist-info/METADATA"))
