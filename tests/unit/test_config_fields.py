@@ -112,3 +112,16 @@ def test_from_env_reads_every_variable() -> None:
     assert config.feed == "delayed"
     assert ClientConfig.from_env(environ, validate_channels="off").validate_channels == "off"
     assert ClientConfig.from_env({"MASSIVE_VALIDATE_CHANNELS": "  "}).validate_channels == "strict"
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "3", None])
+def test_last_seen_limit_must_be_an_int_of_zero_or_more(value: object) -> None:
+    with pytest.raises(mrt.ConfigurationError) as caught:
+        mrt.ClientConfig(api_key="k", last_seen_limit=value)  # type: ignore[arg-type]
+    assert str(caught.value) == f"last_seen_limit={value!r} must be an int >= 0"
+    assert caught.value.field == "last_seen_limit"
+
+
+@pytest.mark.parametrize("value", [0, 1, 5_000])
+def test_last_seen_limit_accepts_zero_and_up(value: int) -> None:
+    assert mrt.ClientConfig(api_key="k", last_seen_limit=value).last_seen_limit == value
