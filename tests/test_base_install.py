@@ -143,3 +143,20 @@ def test_recording_without_zstandard_falls_back_to_gzip_and_replays(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "codec='zstd' needs zstandard: pip install 'massive-rt[record]'" in result.stdout
     assert result.stdout.rstrip().endswith("ok")
+
+
+@pytest.mark.parametrize("blocked_module", ["urllib3", "massive"])
+def test_rest_without_its_extra_names_the_extra(tmp_path: Path, blocked_module: str) -> None:
+    """A base install has neither the official client nor urllib3 (which history.py imports first)."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    error = f'raise ModuleNotFoundError("No module named \'{blocked_module}\'", name="{blocked_module}")\n'
+    (blocked / f"{blocked_module}.py").write_text(error, encoding="utf-8")
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocked), env.get("PYTHONPATH")) if p)
+    result = subprocess.run([sys.executable, "-c", "from massive_rt.rest import RestHistory"], capture_output=True,
+                            text=True, env=env, cwd=ROOT, timeout=TIMEOUT, check=False)  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"ModuleNotFoundError: massive_rt.rest needs the official 'massive' package ({blocked_module} "
+                    "is missing): pip install 'massive-rt[rest]'")  # fmt: skip

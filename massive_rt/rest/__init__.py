@@ -36,9 +36,11 @@ def __getattr__(name: str) -> Any:
         try:
             from . import history
         except ModuleNotFoundError as exc:
-            if exc.name == "massive" or (exc.name or "").startswith("massive."):
+            missing = (exc.name or "").partition(".")[0]
+            if missing in ("massive", "urllib3"):  # the official client, or the HTTP library it brings
                 raise ModuleNotFoundError(
-                    "massive_rt.rest needs the official 'massive' package: pip install 'massive-rt[rest]'",
+                    f"massive_rt.rest needs the official 'massive' package ({missing} is missing): "
+                    "pip install 'massive-rt[rest]'",
                     name=exc.name,
                 ) from exc
             raise

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from .._validate import require_number
 from ..errors import ConfigurationError
@@ -169,6 +170,14 @@ class StatusApp:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request (WSGI)."""
         self.start()
+        if not environ.get("PATH_INFO") and environ.get("SCRIPT_NAME"):
+            # Mounted at /status and asked for /status: the page's relative addresses (static/…,
+            # events) need the trailing slash to resolve under the mount, not beside it.
+            location = quote(environ["SCRIPT_NAME"]) + "/"
+            if environ.get("QUERY_STRING"):
+                location += "?" + environ["QUERY_STRING"]
+            start_response("301 Moved Permanently", [("Location", location), ("Content-Length", "0")])
+            return [b""]
         path = environ.get("PATH_INFO", "") or "/"
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return self._reply(start_response, "405 Method Not Allowed", "text/plain; charset=utf-8", b"GET only\n")

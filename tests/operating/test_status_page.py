@@ -185,3 +185,23 @@ def test_the_readme_screenshot_of_the_status_page_is_in_the_repository() -> None
     raw = r"https://raw\.githubusercontent\.com/massive-rt/massive-rt/main/"
     (image,) = re.findall(r"!\[[^]]*\]\(" + raw + r"([^)]+)\)", readme)
     assert (ROOT / image).stat().st_size > 10_000
+
+
+def test_mounted_under_a_prefix_the_bare_prefix_redirects_to_its_slash() -> None:
+    """Mounted at /status (Flask's DispatcherMiddleware, as the README shows), a request for /status
+    must become /status/: the page's relative addresses (static/…, events) resolve under it."""
+    app = status_app(mrt.RealTimeDataAdapter(mrt.SyntheticSource(["T.AAPL"])))
+    replies: list[tuple[str, dict[str, str]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        replies.append((status, dict(headers)))
+
+    try:
+        app({"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/status", "PATH_INFO": "", "QUERY_STRING": "x=1"},
+            start_response)  # fmt: skip
+        body = b"".join(app({"REQUEST_METHOD": "GET", "SCRIPT_NAME": "/status", "PATH_INFO": "/"}, start_response))
+    finally:
+        app.stop()
+    assert replies[0] == ("301 Moved Permanently", {"Location": "/status/?x=1", "Content-Length": "0"})
+    assert replies[1][0] == "200 OK"
+    assert b'src="static/status.js"' in body  # relative: under the mount once the slash is there
