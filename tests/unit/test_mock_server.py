@@ -23,6 +23,7 @@ from massive_rt.protocol import channel_matches
 from massive_rt.protocol import routes_to as _routes
 from massive_rt.testing import ConnectionInfo, MockMassiveServer, ReceivedMessage
 from massive_rt.testing import pytest_plugin as plugin_module
+from tests.conftest import wait_until
 from tests.support import KEY
 
 
@@ -866,7 +867,8 @@ def test_closing_drops_replies_still_waiting_and_joins_their_thread(servers: Ser
     client = clients(server.url())
     client.send("subscribe", "T.AAPL")
     assert server.wait_for_subscribed(["T.AAPL"], timeout=5)
-    assert any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
+    # the reply is scheduled just after the subscription is recorded: wait for its thread
+    assert wait_until(lambda: any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate()))
     server.close()
     assert not any(t.name == "massive-rt-mock-acks-mock" for t in threading.enumerate())
 
