@@ -453,3 +453,33 @@ def test_half_open_is_detected_ping_timeout_after_the_first_ping_since_the_last_
             break
     assert detected == 15 + 20  # the first ping after the last byte (second 15) + ping_timeout
     assert 20 < detected - 11 <= 5 + 20
+
+
+def test_a_relay_s_structured_status_fields_become_typed_and_bad_ones_are_counted() -> None:
+    h = Harness()
+    h.authenticate()
+    one_extra = {**status("gap", "resumed"), "gap_end_ns": 7}  # four keys: the extra one is read
+    assert h.feed(frame(one_extra)) is None
+    bad = {**status("disconnected", "lost"), "gap_start_ns": "x", "dropped": -1, "gap_end_ns": 9}
+    assert h.feed(frame(bad)) is None
+    assert h.feed(frame({**status("dropped", "d"), "dropped": "many"})) is None
+    served = [e for e in h.events if e.from_server]
+    assert [(e.status, e.gap_end_ns, e.gap_start_ns, e.dropped) for e in served] == [
+        ("gap", 7, None, 0), ("disconnected", 9, None, 0), ("dropped", None, None, 0)]  # fmt: skip
+    assert h.session.rejected_status_fields == 3  # counted, summed over statuses
+    assert h.feed(frame(status("gap", "bare"))) is None
+    assert h.session.rejected_status_fields == 3
+
+
+def test_delivered_data_is_true_only_for_the_session_that_received_data() -> None:
+    h = Harness()
+    assert not h.session.delivered_data  # no session yet
+    h.authenticate()
+    assert not h.session.delivered_data  # open, nothing received
+    assert h.feed(frame({"ev": "T", "sym": "AAPL"})) is None
+    assert h.session.delivered_data
+    h.session.reset()  # the next attempt, before its transport opens
+    assert not h.session.delivered_data
+    h.now += 1.0
+    h.open()
+    assert not h.session.delivered_data  # the data was the previous session's
