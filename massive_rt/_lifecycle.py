@@ -57,6 +57,10 @@ class ThreadedSource(QueueConsumer):
             self._thread.start()
         return self
 
+    def clients(self: _Source) -> tuple[_Source, ...]:
+        """Event sources for the adapter: this source alone."""
+        return (self,)
+
     def _before_thread(self) -> None:
         """Called by :meth:`start` under the lifecycle lock, just before the thread starts."""
 

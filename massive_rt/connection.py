@@ -588,10 +588,6 @@ class MassiveWebSocketClient(ThreadedSource):
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
 
-    def clients(self) -> tuple[MassiveWebSocketClient, ...]:
-        """Event sources for the adapter: this connection alone."""
-        return (self,)
-
     def request_stop(self) -> threading.Thread | None:
         """Ask the reader thread to stop and return at once (``stop`` = this + join).
 

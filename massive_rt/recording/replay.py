@@ -124,10 +124,6 @@ class ReplaySource(ThreadedSource):
         """NEW, STREAMING or STOPPED."""
         return self._state
 
-    def clients(self) -> tuple[ReplaySource, ...]:
-        """Event sources for the adapter: this source alone."""
-        return (self,)
-
     def wait_ready(self, timeout: float | None = None) -> ReplaySource:
         """Return at once once started (a file needs no handshake)."""
         check_timeout(timeout)

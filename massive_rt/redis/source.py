@@ -314,10 +314,6 @@ class RedisStreamSource(ThreadedSource):
         """The streams read (the source has no channels of its own)."""
         return frozenset(self._streams)
 
-    def clients(self) -> tuple[RedisStreamSource, ...]:
-        """Event sources for the adapter: this source alone."""
-        return (self,)
-
     def wait_ready(self, timeout: float | None = None) -> RedisStreamSource:
         """Wait until connected with every group in place (after that, new entries are read).
 

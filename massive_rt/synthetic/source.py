@@ -124,10 +124,6 @@ class SyntheticSource(ThreadedSource):
         """The underlying :class:`SyntheticMarket` (owned by the source's thread once started)."""
         return self._generator
 
-    def clients(self) -> tuple[SyntheticSource, ...]:
-        """Event sources for the adapter: this source alone."""
-        return (self,)
-
     def wait_ready(self, timeout: float | None = None) -> SyntheticSource:
         """Return at once once started (the synthetic market needs no handshake)."""
         check_timeout(timeout)
