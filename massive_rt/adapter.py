@@ -106,6 +106,10 @@ class AdapterStats:
         errors_by_handler: ``{handler name: count}``.
         latency_us: receive→callback latency percentiles in microseconds (``p50``, ``p90``,
             ``p99``, ``p99_9``) over the most recent samples.
+        latency_samples_total: receive→callback samples taken since the start (one per batch of
+            events as dispatch starts, one more as it ends when the batch holds several).
+        latency_sum_us: the sum of those samples in microseconds (with ``latency_samples_total``,
+            the mean; the ``_count`` and ``_sum`` of the Prometheus summary).
         source: the source's own ``stats()``.
         recorders: the :class:`~massive_rt.RecorderStats` of the recorder taping the source (a
             ``Recorder`` of this adapter or of its source), empty when none.
@@ -124,6 +128,8 @@ class AdapterStats:
     handler_errors: int
     errors_by_handler: dict[str, int]
     latency_us: dict[str, float]
+    latency_samples_total: int = 0
+    latency_sum_us: float = 0.0
     source: Any
     recorders: tuple[Any, ...] = ()
 
@@ -245,6 +251,8 @@ class RealTimeDataAdapter:
         self._handler_errors = 0
         self._errors_by_handler: collections.Counter[str] = collections.Counter()
         self._latency: collections.deque[int] = collections.deque(maxlen=latency_samples)
+        self._latency_total = 0  # samples and their sum (ns) since the start: one more each per batch
+        self._latency_sum_ns = 0
         self._error_log = RateLimitedLog(logger, logging.ERROR)
         self._fatal: BaseException | None = None
         self._error: MassiveRTError | None = None  # every connection of the source failed for good
@@ -561,6 +569,7 @@ class RealTimeDataAdapter:
             max_message_age: passed to the source's ``stats`` (see the client's).
         """
         samples = list(self._latency)
+        latency_total, latency_sum_ns = self._latency_total, self._latency_sum_ns
         # A source whose stats() takes no threshold (Redis, third-party) is asked without one.
         source = cast(Any, self._source).stats(max_message_age) if self._stats_take_age else self._source.stats()
         state = self.state
@@ -591,6 +600,8 @@ class RealTimeDataAdapter:
             handler_errors=self._handler_errors,
             errors_by_handler=dict(self._errors_by_handler),
             latency_us={k: v / 1000 for k, v in percentiles(samples).items()},
+            latency_samples_total=latency_total,
+            latency_sum_us=latency_sum_ns / 1000,
             source=source,
             recorders=_tap_stats(self._source),
         )
@@ -728,7 +739,8 @@ class RealTimeDataAdapter:
                 return
         routes = self._routes
         # Latency samples: the first event of the batch as dispatch starts, the last as it ends.
-        self._latency.append(time.time_ns() - events[0].received_at_ns)
+        first = time.time_ns() - events[0].received_at_ns
+        self._latency.append(first)
         for event in events:
             handlers = routes.get((event.__class__, event.event_type))  # type: ignore[attr-defined]
             if handlers is None:
@@ -740,7 +752,13 @@ class RealTimeDataAdapter:
                 except Exception as exc:
                     self._handler_failed(exc, event, handler)
         if len(events) > 1:
-            self._latency.append(time.time_ns() - events[-1].received_at_ns)
+            last = time.time_ns() - events[-1].received_at_ns
+            self._latency.append(last)
+            self._latency_total += 2
+            self._latency_sum_ns += first + last
+        else:
+            self._latency_total += 1
+            self._latency_sum_ns += first
         self._dispatched += len(events)
 
     def _count_status(self, _event: Event) -> None:

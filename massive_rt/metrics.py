@@ -17,7 +17,8 @@ What is exported, each series labelled ``connection`` and ``market`` where it ap
   ``massive_rt_last_message_age_seconds``;
 * per adapter (labelled ``source``): ``massive_rt_dispatched_total``,
   ``massive_rt_handler_errors_total{handler}`` and ``massive_rt_dispatch_latency_seconds``, a
-  summary of the receive → callback quantiles over the adapter's recent samples;
+  summary of the receive → callback latency: quantiles over the adapter's recent samples,
+  ``_count`` and ``_sum`` over every sample since the start (one or two per batch of events);
 * per pool: ``massive_rt_pool_recycled_total``; per relay: ``massive_rt_relay_*``; per Redis
   sink or source: ``massive_rt_redis_sink_*`` / ``massive_rt_redis_source_*``; per recorder:
   ``massive_rt_recorder_*``.
@@ -132,14 +133,21 @@ class _Families:
         if value is not None:
             family.add_metric(list(labels.values()), float(value))
 
-    def summary(self, name: str, documentation: str, labels: Mapping[str, str], quantiles: Mapping[str, float]) -> None:
+    def summary(
+        self, name: str, documentation: str, labels: Mapping[str, str], quantiles_us: Mapping[str, float],
+        count: int, sum_us: float,
+    ) -> None:  # fmt: skip
+        """Quantiles (over recent samples) plus ``_count`` and ``_sum`` (since the start, monotonic)."""
         family = self._families.get(name)
         if family is None:
             family = Metric(PREFIX + name, documentation, "summary")
             self._families[name] = family
         for key, quantile in _QUANTILES.items():
-            if key in quantiles:
-                family.add_sample(PREFIX + name, {**labels, "quantile": quantile}, quantiles[key] / 1e6)
+            if key in quantiles_us:
+                family.add_sample(PREFIX + name, {**labels, "quantile": quantile}, quantiles_us[key] / 1e6)
+        floors = self._floors
+        family.add_sample(PREFIX + name + "_count", dict(labels), floors.monotonic(name + "_count", labels, count))
+        family.add_sample(PREFIX + name + "_sum", dict(labels), floors.monotonic(name + "_sum", labels, sum_us / 1e6))
 
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._families.values())
@@ -194,8 +202,10 @@ def _adapter(out: _Families, snapshot: Any, source: str) -> None:
     out.counter("dispatched", "Events handed to the adapter's handlers.", labels, snapshot.dispatched)
     for handler, count in sorted(snapshot.errors_by_handler.items()):
         out.counter("handler_errors", "Exceptions raised by a handler.", {**labels, "handler": handler}, count)
-    out.summary("dispatch_latency_seconds", "Receive to callback latency over the adapter's recent samples.",
-                labels, snapshot.latency_us)  # fmt: skip
+    out.summary("dispatch_latency_seconds",
+                "Receive to callback latency: quantiles over recent samples; count and sum since the start.",
+                labels, snapshot.latency_us, int(getattr(snapshot, "latency_samples_total", 0)),
+                float(getattr(snapshot, "latency_sum_us", 0.0)))  # fmt: skip
 
 
 def _counters(out: _Families, snapshot: Any, table: Iterable[tuple[str, str, str]], labels: Mapping[str, str]) -> None:

@@ -124,9 +124,19 @@ def test_a_scrape_over_http_exports_every_connection_of_a_pool_with_types_labels
     assert next(iter(stats.errors_by_handler.values())) == 20
     latency = second["massive_rt_dispatch_latency_seconds"]
     assert latency.type == "summary"
-    quantiles = {s.labels["quantile"]: s.value for s in latency.samples}
+    quantiles = {s.labels["quantile"]: s.value for s in latency.samples if s.name == latency.name}
     assert set(quantiles) == {"0.5", "0.9", "0.99", "0.999"}
     assert 0 < quantiles["0.5"] <= quantiles["0.99"] < 5
+    # A proper summary: _count and _sum since the start, never decreasing, equal to stats().
+    (count,) = values(latency, "_count").values()
+    (total,) = values(latency, "_sum").values()
+    first_latency = first["massive_rt_dispatch_latency_seconds"]
+    assert values(first_latency, "_count") and list(values(first_latency, "_count").values())[0] <= count
+    assert list(values(first_latency, "_sum").values())[0] <= total
+    assert count == stats.latency_samples_total > 0
+    assert total == pytest.approx(stats.latency_sum_us / 1e6)
+    assert 0 < total / count < 5  # a mean latency in seconds
+    assert stats.latency_samples_total <= 2 * stats.dispatched  # at most two samples per batch of events
     assert second["massive_rt_pool_recycled"].type == "counter"
     dispatched = values(second["massive_rt_dispatched"], "_total")
     assert list(dispatched.values()) == [float(stats.dispatched)]
