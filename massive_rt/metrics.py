@@ -67,6 +67,11 @@ _CONNECTION_COUNTERS = (
     ("events_dropped", "Events discarded by the queue's overflow policy.", "dropped_events"),
     ("decode_errors", "Frames or objects that could not be decoded.", "decode_errors"),
     ("reconnects", "Sessions started after the first.", "reconnects"),
+    (
+        "frames_received",
+        "Data and status frames read from the socket (a relay's upstream decodes no events).",
+        "frames_received",
+    ),
 )
 _CONNECTION_GAUGES = (
     ("queue_events", "Events waiting in the connection's queue.", "queue_events"),
@@ -236,8 +241,9 @@ def _walk(out: _Families, snapshot: Any) -> None:
         _counters(out, snapshot, _REDIS_SINK_COUNTERS, labels)
         out.gauge("redis_sink_buffered", "Events waiting to be written to Redis.", labels, snapshot.buffered)
     elif hasattr(snapshot, "records") and hasattr(snapshot, "bytes_written"):  # RecorderStats
-        _counters(out, snapshot, _RECORDER_COUNTERS, {})
-        out.gauge("recorder_buffered", "Records waiting to be written.", {}, snapshot.buffered)
+        labels = {"recorder": str(snapshot.files[0]) if snapshot.files else ""}  # its first file names it
+        _counters(out, snapshot, _RECORDER_COUNTERS, labels)
+        out.gauge("recorder_buffered", "Records waiting to be written.", labels, snapshot.buffered)
     elif hasattr(snapshot, "state") and hasattr(snapshot, "name"):  # one connection of any source
         _connection(out, snapshot)
     else:

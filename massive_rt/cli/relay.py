@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from ..enums import Feed, resolve_feed_host
 from ..errors import ConfigurationError
 from .console import AddParser, Console, UsageError, handling_signals, package_logging, write_stderr
+from .status import page_for
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main", "register", "run", "run_relay"]
 
@@ -75,6 +76,9 @@ def build_parser(prog: str = "massive-rt relay") -> argparse.ArgumentParser:
     parser.add_argument("--buffer", type=int, default=10_000, metavar="N",
                         help="events buffered per client before it is dropped as slow (default 10000)")  # fmt: skip
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    parser.add_argument("--status-port", type=int, metavar="PORT",
+                        help="serve the relay's live status page (and /metrics with the 'metrics' extra) on "
+                        "127.0.0.1:PORT (0: any free port)")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     return parser
 
@@ -90,13 +94,18 @@ def run_relay(
     keys: Iterable[str] | None = None,
     consumer_buffer: int = 10_000,
     duration: float | None = None,
+    status_port: int | None = None,
     stop: threading.Event | None = None,
     message: Callable[[str], None] = write_stderr,
     prog: str = "massive-rt relay",
 ) -> int:
     """Run a relay until ``stop`` is set, ``duration`` passes, or SIGINT/SIGTERM (main thread only).
 
-    Returns the exit code: 0 after a normal stop, 1 when the relay could not start.
+    With ``status_port``, the relay's status page (its upstream connections) and, with the
+    ``metrics`` extra, its Prometheus metrics (``/metrics``: upstream connections, consumers,
+    fan-out drops) are served on 127.0.0.1:``status_port`` while it runs.
+
+    Returns the exit code: 0 after a normal stop, 1 when the relay or its page could not start.
     """
     from ..relay import MassiveRelay  # needs websockets: imported when a relay starts
 
@@ -121,7 +130,13 @@ def run_relay(
                     f"{max_connections} connection(s) allowed)")  # fmt: skip
             message(f"{prog}: keys: {', '.join(keys) if keys else 'any'}; Ctrl-C to stop")
             started = time.monotonic()
-            stop.wait(duration)
+            try:
+                with page_for(relay, status_port, message):
+                    stop.wait(duration)
+            except OSError as exc:
+                message(f"{prog}: error: cannot serve the status page on 127.0.0.1:{status_port}: "
+                        f"{exc.strerror or exc}")  # fmt: skip
+                return 1
             relay.stop()  # first: the counters are final once every writer is joined
             stats = relay.stats()
             message(f"{prog}: forwarded {stats.events_in:,} upstream events, sent {stats.events_sent:,} to "
@@ -143,15 +158,18 @@ def main(argv: Sequence[str] | None = None, *, message: Callable[[str], None] | 
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2)
         return int(exc.code or 0)
-    if args.max_connections < 1 or args.buffer < 1 or not 0 <= args.port <= 65535:
-        (message or write_stderr)(f"{parser.prog}: error: --max-connections and --buffer must be >= 1, --port 0-65535")
+    if (args.max_connections < 1 or args.buffer < 1 or not 0 <= args.port <= 65535
+            or not 0 <= (args.status_port or 0) <= 65535):  # fmt: skip
+        (message or write_stderr)(f"{parser.prog}: error: --max-connections and --buffer must be >= 1, "
+                                  "--port and --status-port 0-65535")  # fmt: skip
         return 2
 
     def start() -> int:
         return run_relay(
             api_key=args.api_key if args.api_key is not None else os.environ.get("MASSIVE_API_KEY"),
             feed=args.feed, upstream_url=args.upstream_url, max_connections=args.max_connections, host=args.host,
-            port=args.port, keys=args.keys, consumer_buffer=args.buffer, duration=args.duration, stop=stop,
+            port=args.port, keys=args.keys, consumer_buffer=args.buffer, duration=args.duration,
+            status_port=args.status_port, stop=stop,
             message=message or write_stderr, prog=parser.prog,
         )  # fmt: skip
 

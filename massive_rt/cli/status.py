@@ -3,8 +3,10 @@
 ``massive-rt stream ... --status-port 8000`` prints events and serves the page of its connections
 on ``http://127.0.0.1:8000/``; ``massive-rt status --port 8000 CHANNEL...`` takes the same options
 as ``stream`` but prints no events: it connects, subscribes and serves the page until Ctrl-C,
-SIGTERM or ``--duration`` (the summary still goes to stderr). The page listens on 127.0.0.1 only
-(it has no authentication). See docs/operating.md.
+SIGTERM or ``--duration`` (the summary still goes to stderr); ``massive-rt relay --status-port
+8000`` serves the relay's page. With the ``metrics`` extra the same port serves the Prometheus
+metrics on ``/metrics``. The page listens on 127.0.0.1 only (it has no authentication). See
+docs/operating.md.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import argparse
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..web import StatusServer, serve_status
+from ..web import StatusServer, serve_status, status_app
+from ..web.app import WSGIApp
 from .console import PROG, AddParser, Console, UsageError
 
-__all__ = ["DEFAULT_PORT", "page_for", "register", "run"]
+__all__ = ["DEFAULT_PORT", "metrics_routes", "page_for", "register", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +58,37 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return stream.run(args, console)
 
 
+def metrics_routes(target: Any) -> dict[str, WSGIApp]:
+    """``{"/metrics": app}`` exporting ``target`` on a registry of its own, or ``{}`` without the
+    ``metrics`` extra (``prometheus_client``)."""
+    try:
+        from prometheus_client import CollectorRegistry, make_wsgi_app
+    except ModuleNotFoundError:
+        return {}
+    from ..metrics import instrument
+
+    registry = CollectorRegistry()
+    instrument(target, registry)
+    return {"/metrics": make_wsgi_app(registry)}
+
+
 @contextlib.contextmanager
-def page_for(adapter: Any, port: int | None, console: Console) -> Iterator[StatusServer | None]:
-    """Serve ``adapter``'s status page on 127.0.0.1:``port`` while in the block (nothing when None)."""
+def page_for(target: Any, port: int | None, message: Callable[[str], None]) -> Iterator[StatusServer | None]:
+    """Serve ``target``'s status page (and ``/metrics``, with the ``metrics`` extra) on
+    127.0.0.1:``port`` while in the block (nothing when ``port`` is None).
+
+    ``target`` is an adapter or a relay; ``message`` writes the page's address to the user.
+    """
     if port is None:
         yield None
         return
     if not 0 <= port <= 65535:
         raise UsageError(f"--status-port {port} is not a port (0-65535)")
-    page = serve_status(adapter, "127.0.0.1", port)
-    console.message(f"{PROG}: status page at {page.url}")
+    routes = metrics_routes(target)
+    page = serve_status(status_app(target, routes=routes), "127.0.0.1", port)
+    message(f"{PROG}: status page at {page.url}")
+    message(f"{PROG}: Prometheus metrics at {page.url}metrics" if routes
+            else f"{PROG}: no /metrics without prometheus_client: pip install 'massive-rt[metrics]'")  # fmt: skip
     try:
         yield page
     finally:

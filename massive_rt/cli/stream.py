@@ -188,7 +188,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             source = _open_source(args, key, market, channels, server)
             adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill)
             adapter.on_status(printer.on_status)
-            with page_for(adapter, args.status_port, console):
+            with page_for(adapter, args.status_port, console.message):
                 printer.start(fmt.header())
                 drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
                 return _run_stream(args, adapter, source, printer, console, stop, drops)

@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 from urllib.parse import quote
@@ -25,12 +25,13 @@ from .._validate import require_number
 from ..errors import ConfigurationError
 from .snapshot import Sample, page_snapshot, sample
 
-__all__ = ["StatusApp", "status_app"]
+__all__ = ["StatusApp", "WSGIApp", "status_app"]
 
 logger = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 _ASSETS = {"status.js": "text/javascript; charset=utf-8", "status.css": "text/css; charset=utf-8"}
 _SHOWN_STATUSES = frozenset({
@@ -39,6 +40,7 @@ _SHOWN_STATUSES = frozenset({
     "stream_reset", "missing",
 })  # fmt: skip
 _ENDED_STATES = ("stopped", "failed")
+_OWN_PATHS = frozenset({"/", "/status.json", "/events", *(f"/static/{name}" for name in _ASSETS)})
 
 
 def _asset(name: str) -> bytes:
@@ -51,11 +53,17 @@ class StatusApp:
     Mount it under any prefix (Flask: ``DispatcherMiddleware``; Django: a WSGI wrapper): the
     page's links are relative. Routes: ``/`` (the page), ``/static/status.js``,
     ``/static/status.css``, ``/status.json`` (one snapshot) and ``/events`` (snapshots as
-    Server-Sent Events).
+    Server-Sent Events), plus the exact paths of ``routes`` (e.g. ``/metrics``).
     """
 
     def __init__(
-        self, target: Any, *, interval: float = 1.0, history: int = 300, stream_seconds: float = 300.0
+        self,
+        target: Any,
+        *,
+        interval: float = 1.0,
+        history: int = 300,
+        stream_seconds: float = 300.0,
+        routes: Mapping[str, WSGIApp] | None = None,
     ) -> None:
         if not callable(getattr(target, "stats", None)):
             raise ConfigurationError(f"target={target!r} has no stats(); pass an adapter or a source", field="target")
@@ -63,6 +71,11 @@ class StatusApp:
         require_number("stream_seconds", stream_seconds, strict=True)
         if not isinstance(history, int) or history < 2:
             raise ConfigurationError(f"history={history!r} must be an int >= 2", field="history")
+        self._routes = dict(routes or {})
+        for path, route in self._routes.items():
+            if not path.startswith("/") or path in _OWN_PATHS or not callable(route):
+                raise ConfigurationError(f"routes[{path!r}] must map a path of its own (not one of the page's) "
+                                         "to a WSGI app", field="routes")  # fmt: skip
         self._target = target
         self._interval = interval
         self._stream_seconds = stream_seconds
@@ -179,6 +192,9 @@ class StatusApp:
             start_response("301 Moved Permanently", [("Location", location), ("Content-Length", "0")])
             return [b""]
         path = environ.get("PATH_INFO", "") or "/"
+        route = self._routes.get(path)
+        if route is not None:
+            return route(environ, start_response)
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             return self._reply(start_response, "405 Method Not Allowed", "text/plain; charset=utf-8", b"GET only\n")
         if path == "/":
@@ -202,7 +218,9 @@ class StatusApp:
         return [body]
 
 
-def status_app(target: Any, *, interval: float = 1.0, history: int = 300) -> StatusApp:
+def status_app(
+    target: Any, *, interval: float = 1.0, history: int = 300, routes: Mapping[str, WSGIApp] | None = None
+) -> StatusApp:
     """The live status page of ``target`` (an adapter, client, pool or relay) as a WSGI app.
 
     No framework needed: serve it with :func:`massive_rt.web.serve_status` (the standard
@@ -214,8 +232,11 @@ def status_app(target: Any, *, interval: float = 1.0, history: int = 300) -> Sta
         target: anything with ``stats()``.
         interval: seconds between samples (the page's update period).
         history: samples kept (events/s sparkline: ``history * interval`` seconds).
+        routes: more WSGI apps served beside the page, by exact path: ``{"/metrics":
+            prometheus_client.make_wsgi_app(registry)}`` serves the metrics on the same port.
 
     Raises:
-        ConfigurationError: ``target`` has no ``stats()``, or a bad ``interval``/``history``.
+        ConfigurationError: ``target`` has no ``stats()``, a bad ``interval``/``history``, or a
+            route on one of the page's own paths.
     """
-    return StatusApp(target, interval=interval, history=history)
+    return StatusApp(target, interval=interval, history=history, routes=routes)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Callable
 
+import pytest
+
+import massive_rt as mrt
+from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
 from tests.operating.conftest import get
+from tests.operating.scrapes import only_value, parse
+from tests.support import KEY
 from tests.test_cli import CLI, Running
 
 
@@ -38,3 +45,40 @@ def test_stream_with_a_status_port_prints_events_and_serves_the_page() -> None:
         proc.close()
     assert code == 0, err
     assert len(out.splitlines()) == 500
+
+
+@pytest.mark.timeout(90)
+def test_a_relay_with_a_status_port_serves_its_page_and_its_metrics_until_sigterm(
+    server: MockMassiveServer, make_client: Callable[..., mrt.MassiveWebSocketClient]
+) -> None:
+    upstream = f"ws://127.0.0.1:{server.port}/{{market}}"
+    proc = Running(*CLI, "relay", "--api-key", KEY, "--upstream-url", upstream, "--port", "0", "--status-port", "0",
+                   "--duration", "80")  # fmt: skip
+    try:
+        relay_url = proc.wait_for(r"listening on (ws://127\.0\.0\.1:\d+/)\{market\}").group(1)
+        page = proc.wait_for(r"status page at (http://127\.0\.0\.1:\d+/)$").group(1)
+        assert proc.wait_for(r"Prometheus metrics at (\S+)$").group(1) == page + "metrics"
+        client = make_client(url=relay_url + "stocks", subscriptions=["T.AAPL"]).start()
+        client.wait_ready(10)
+        assert server.wait_for_subscribed("T.AAPL", 10)
+        server.publish([{"ev": "T", "sym": "AAPL", "p": 1.0 + q, "s": 1, "t": 1, "q": q} for q in range(25)])
+        received: list[mrt.Event] = []
+        assert wait_until(lambda: bool(received.extend(client.drain())) or len(received) >= 25, 10)
+
+        def relay_sent() -> float:
+            return only_value(parse(get(page + "metrics")[2]), "relay_events_sent", "counter", {"relay": "relay"})
+
+        assert wait_until(lambda: relay_sent() == 25, 10)
+        families = parse(get(page + "metrics")[2])
+        assert only_value(families, "relay_consumers", "gauge", {"relay": "relay"}) == 1
+        assert only_value(families, "relay_events_dropped", "counter", {"relay": "relay"}) == 0
+        assert only_value(families, "relay_events_in", "counter", {"relay": "relay"}) == 25
+        # The page: the relay's upstream connection (once the sampler has seen it, within a second or so).
+        assert wait_until(lambda: [(r["market"], r["state"]) for r in rows(page)] == [("stocks", "streaming")], 10)
+        assert KEY not in get(page + "status.json")[2] + get(page + "metrics")[2]
+        proc.proc.send_signal(signal.SIGTERM)
+        code, _, err = proc.finish()
+    finally:
+        proc.close()
+    assert code == 0, err
+    assert "forwarded 25 upstream events, sent 25 to 1 client(s)" in err

@@ -205,3 +205,23 @@ def test_mounted_under_a_prefix_the_bare_prefix_redirects_to_its_slash() -> None
     assert replies[0] == ("301 Moved Permanently", {"Location": "/status/?x=1", "Content-Length": "0"})
     assert replies[1][0] == "200 OK"
     assert b'src="static/status.js"' in body  # relative: under the mount once the slash is there
+
+
+def test_extra_routes_are_served_beside_the_page_but_never_over_one_of_its_paths(
+    serve_wsgi: Callable[[Any], str],
+) -> None:
+    def hello(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello from " + environ["PATH_INFO"].encode()]
+
+    adapter = mrt.RealTimeDataAdapter(mrt.SyntheticSource(["T.AAPL"]))
+    for taken in ("/", "/events", "/status.json", "/static/status.js", "metrics"):
+        with pytest.raises(mrt.ConfigurationError, match=r"^routes\["):
+            status_app(adapter, routes={taken: hello})
+    app = status_app(adapter, routes={"/metrics": hello})
+    try:
+        url = serve_wsgi(app)
+        assert get(url + "/metrics") == (200, "text/plain", "hello from /metrics")
+        assert "massive_rt" in get(url + "/")[2]
+    finally:
+        app.stop()
