@@ -391,6 +391,10 @@ class ProtocolServer:
     def _on_closed(self, conn: ServerConn) -> None:
         """The connection ended; ``conn.subscriptions`` is final (handler thread, last hook)."""
 
+    def _on_forgotten(self, conn: ServerConn) -> None:
+        """A closed connection leaves :attr:`connections` (``keep_closed``); under the server lock:
+        no I/O, no wait. Subclasses keep what its counters had reached."""
+
     def _record(self, conn: ServerConn, action: str | None, params: tuple[str, ...], key: str | None, raw: str) -> None:
         """Called for every message a client sends (handler thread). The default keeps nothing."""
 
@@ -758,7 +762,9 @@ class ProtocolServer:
             if self._keep_closed is not None:
                 self._closed_ids.append(conn.id)
                 while len(self._closed_ids) > self._keep_closed:
-                    self._conns.pop(self._closed_ids.popleft(), None)
+                    forgotten = self._conns.pop(self._closed_ids.popleft(), None)
+                    if forgotten is not None:
+                        self._on_forgotten(forgotten)
             self._cond.notify_all()
 
     def _lookup(self, connection: str | ConnectionInfo) -> ServerConn:

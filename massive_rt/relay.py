@@ -156,7 +156,8 @@ class RelayStats:
         frames_in, events_in: upstream data frames and objects taken from the pool.
         events_unrouted: upstream objects no consumer was subscribed to (e.g. after an
             unsubscribe, before the upstream one took effect).
-        events_sent, events_dropped: totals over the consumers listed.
+        events_sent, events_dropped: totals since the start, over every consumer (those no longer
+            listed in ``consumers`` included).
         slow_consumers: consumers closed as slow since the start.
         consumers: open consumers, then the most recently closed ones.
         upstream: the pool's own stats.
@@ -396,6 +397,8 @@ class MassiveRelay(ProtocolServer):
         self._events_in = 0
         self._unrouted = 0
         self._slow_kicks = 0
+        self._forgotten_sent = 0  # what consumers no longer listed in stats() (keep_closed) had sent ...
+        self._forgotten_dropped = 0  # ... and dropped: the totals never go down
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -446,8 +449,9 @@ class MassiveRelay(ProtocolServer):
 
     def stats(self) -> RelayStats:
         """Counters of the relay, of every open (and recently closed) consumer, and of the pool."""
-        senders = self._senders()
-        with self._lock:
+        with self._lock:  # the list and the forgotten totals together: no consumer counted twice or never
+            senders = self._senders()
+            forgotten_sent, forgotten_dropped = self._forgotten_sent, self._forgotten_dropped
             downstream = self._open_count()
             running = self._is_running()
         senders.sort(key=lambda s: s.conn.closed)  # open ones first, each group in arrival order
@@ -457,8 +461,9 @@ class MassiveRelay(ProtocolServer):
         return RelayStats(
             name=self.name, url=self.url(""), running=running, downstream_connections=downstream,
             upstream_channels=channels, frames_in=self._frames_in, events_in=self._events_in,
-            events_unrouted=self._unrouted, events_sent=sum(c.sent_events for c in consumers),
-            events_dropped=sum(c.dropped_events for c in consumers), slow_consumers=self._slow_kicks,
+            events_unrouted=self._unrouted, events_sent=forgotten_sent + sum(c.sent_events for c in consumers),
+            events_dropped=forgotten_dropped + sum(c.dropped_events for c in consumers),
+            slow_consumers=self._slow_kicks,
             consumers=consumers, upstream=self._pool.stats(),
         )  # fmt: skip
 
@@ -506,6 +511,12 @@ class MassiveRelay(ProtocolServer):
         if isinstance(sender, _Sender):
             sender.end()
             self._release(conn, list(conn.subscriptions))
+
+    def _on_forgotten(self, conn: ServerConn) -> None:
+        sender = conn.attachment
+        if isinstance(sender, _Sender):
+            self._forgotten_sent += sender.sent_events
+            self._forgotten_dropped += sender.dropped
 
     def _closing(self) -> None:
         self._stopping = True  # downstream closes no longer unsubscribe upstream: the pool stops anyway

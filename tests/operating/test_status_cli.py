@@ -26,6 +26,9 @@ def test_status_serves_the_page_of_its_stream_prints_no_events_and_stops_on_sigt
     try:
         url = proc.wait_for(r"status page at (http://127\.0\.0\.1:\d+/)$").group(1)
         assert wait_until(lambda: any(r["state"] == "streaming" and r["events"] for r in rows(url)), 10)
+        received = parse(get(url + "metrics")[2])["massive_rt_events_received"]
+        assert received.type == "counter"
+        assert sum(s.value for s in received.samples if s.name.endswith("_total")) > 0
         proc.proc.send_signal(signal.SIGTERM)
         code, out, err = proc.finish()
     finally:
@@ -40,6 +43,9 @@ def test_stream_with_a_status_port_prints_events_and_serves_the_page() -> None:
     try:
         url = proc.wait_for(r"status page at (http://127\.0\.0\.1:\d+/)$").group(1)
         assert "massive_rt" in get(url)[2]
+        families = parse(get(url + "metrics")[2])  # the same port serves the stream's metrics
+        assert families["massive_rt_connection_state"].type == "gauge"
+        assert families["massive_rt_dispatch_latency_seconds"].type == "summary"
         code, out, err = proc.finish()
     finally:
         proc.close()

@@ -73,3 +73,32 @@ def test_a_relay_exports_its_fan_out_its_consumers_and_its_upstream_connection(
     assert state[tuple(sorted({**conn, "state": "streaming"}.items()))] == 1.0
     assert sum(state.values()) == 1.0
     assert len(state) == len(mrt.ConnectionState)
+
+
+def test_the_fan_out_totals_never_go_down_when_a_closed_consumer_is_forgotten(
+    upstream: MockMassiveServer, relays: Relays, clients: Clients
+) -> None:
+    """``keep_closed=0``: a consumer leaves ``stats().consumers`` as it closes; what it was sent stays
+    in ``events_sent`` (it was a sum over the consumers listed, so it fell, and the exported counter
+    jumped by the whole earlier total when it did)."""
+    relay = relays(keep_closed=0)
+    registry = CollectorRegistry()
+    instrument(relay, registry)
+    leaving, staying = clients(relay.url("stocks"), "T.*"), clients(relay.url("stocks"), "T.*")
+    leaving.wait_ready(10)
+    staying.wait_ready(10)
+    assert upstream.wait_for_subscribed("T.*", 10)
+    upstream.publish([event("T", "AAPL", i) for i in range(10)])
+    assert wait_until(lambda: relay.stats().events_sent == 20, 10)
+
+    def sent() -> float:
+        return only_value(scrape_registry(registry), "relay_events_sent", "counter", {"relay": relay.name})
+
+    assert sent() == 20
+    leaving.stop()
+    assert relay.wait_for(lambda: len(relay.active_connections()) == 1, 10)
+    assert len(relay.stats().consumers) == 1  # the closed one is forgotten
+    assert relay.stats().events_sent == 20
+    upstream.publish([event("T", "AAPL", i) for i in range(10, 15)])
+    assert wait_until(lambda: relay.stats().events_sent == 25, 10)
+    assert sent() == 25
