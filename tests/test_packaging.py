@@ -26,6 +26,8 @@ def project_urls() -> dict[str, str]:
     return {name.strip(): url.strip() for name, _, url in (line.partition("=") for line in lines)}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # two builds: about a minute on a loaded 2-core machine, past the 60 s default
 def test_the_distributions_hold_the_docs_and_examples_and_the_wheel_no_tests(tmp_path: Path) -> None:
     pytest.importorskip("build", reason="the 'build' package (dev extra) is not installed")
     # One test, one build: sdist first, then the wheel built from that sdist (python -m build's
