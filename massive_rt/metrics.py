@@ -12,6 +12,7 @@ What is exported, each series labelled ``connection`` and ``market`` where it ap
 * per connection (client, pool member, synthetic, Redis or replay source):
   ``massive_rt_events_received_total``, ``massive_rt_events_dropped_total``,
   ``massive_rt_decode_errors_total``, ``massive_rt_reconnects_total``,
+  ``massive_rt_frames_received_total`` (a relay's upstream connections forward frames undecoded),
   ``massive_rt_connection_state{state}`` (one series per state, 1 for the current one),
   ``massive_rt_queue_events``, ``massive_rt_queue_high_water``, ``massive_rt_subscriptions``,
   ``massive_rt_last_message_age_seconds``;
@@ -20,8 +21,8 @@ What is exported, each series labelled ``connection`` and ``market`` where it ap
   summary of the receive → callback latency: quantiles over the adapter's recent samples,
   ``_count`` and ``_sum`` over every sample since the start (one or two per batch of events);
 * per pool: ``massive_rt_pool_recycled_total``; per relay: ``massive_rt_relay_*``; per Redis
-  sink or source: ``massive_rt_redis_sink_*`` / ``massive_rt_redis_source_*``; per recorder:
-  ``massive_rt_recorder_*``.
+  sink or source: ``massive_rt_redis_sink_*`` / ``massive_rt_redis_source_*``; per recorder
+  (labelled by its first file): ``massive_rt_recorder_*``.
 
 Counters never go down: a pool recycles a dead connection under the same name and the new
 client counts from zero, so the collector keeps, per series, what the earlier clients had
