@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +18,7 @@ from tests.conftest import wait_until
 from tests.operating.conftest import get
 from tests.operating.scrapes import only_value, parse
 from tests.support import KEY
-from tests.test_cli import CLI, Running
+from tests.test_cli import CLI, ROOT, TIMEOUT, Running, clean_env
 
 
 def rows(url: str) -> list[dict[str, object]]:
@@ -88,3 +92,20 @@ def test_a_relay_with_a_status_port_serves_its_page_and_its_metrics_until_sigter
         proc.close()
     assert code == 0, err
     assert "forwarded 25 upstream events, sent 25 to 1 client(s)" in err
+
+
+def test_without_prometheus_client_the_page_is_served_and_says_how_to_get_metrics(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "prometheus_client.py").write_text(
+        'raise ModuleNotFoundError("No module named \'prometheus_client\'", name="prometheus_client")\n',
+        encoding="utf-8",
+    )
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(blocked), env.get("PYTHONPATH")) if p)
+    done = subprocess.run([*CLI, "stream", "--status-port", "0", "--format", "jsonl", "--limit", "50", "T.*"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=TIMEOUT, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 50
+    assert re.search(r"status page at http://127\.0\.0\.1:\d+/\n", done.stderr)
+    assert "no /metrics without prometheus_client: pip install 'massive-rt[metrics]'" in done.stderr
