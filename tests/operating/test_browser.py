@@ -85,9 +85,9 @@ def test_the_status_page_shows_rows_moving_counters_and_a_drop_going_to_backoff_
     browser: Any,
     tmp_path: Path,
 ) -> None:
-    # A backoff of at least 0.5 s (equal jitter: half the bound, plus up to as much again), so that
-    # the page, sampling every 0.1 s, sees it.
-    client = make_client(subscriptions=["T.AAPL"], reconnect=mrt.ReconnectPolicy(initial_delay=1.0, jitter="equal"))
+    # A backoff of 3 s, so that the page (sampled every 0.1 s, polled by the driver every 0.05 s) shows
+    # it even on a loaded machine, where one driver round trip took over 0.5 s (a 0.5 s backoff flaked).
+    client = make_client(subscriptions=["T.AAPL"], reconnect=mrt.ReconnectPolicy(initial_delay=3.0, jitter="none"))
     adapter = make_adapter(client).start()
     adapter.wait_ready(5)
     with serve_status(adapter, interval=0.1) as page:
