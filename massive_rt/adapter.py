@@ -233,6 +233,7 @@ class RealTimeDataAdapter:
         self._handlers: dict[object, list[Handler]] = {}
         self._status_handlers: list[Handler] = []
         self._error_handlers: list[ErrorHandler] = []
+        self._batch_handlers: tuple[Handler, ...] = ()
         self._routes: dict[tuple[type, object], tuple[Handler, ...]] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -321,6 +322,26 @@ class RealTimeDataAdapter:
         with self._registry_lock:
             self._error_handlers.append(handler)
         return handler
+
+    def on_batch(self, handler: H) -> H:
+        """Register ``handler(events)``, called with each delivered batch (a list of events, statuses
+        included) after every per-event handler has seen it: on the thread running the callbacks, in
+        order, one call per batch. For consumers that keep state per event (a last-value cache) and
+        want no per-event call. The list is the adapter's: read it, do not keep or change it.
+        A handler that raises is counted and logged like any handler (``stats().handler_errors``)."""
+        if not callable(handler):
+            raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
+        with self._registry_lock:
+            self._batch_handlers = (*self._batch_handlers, handler)
+        return handler
+
+    def off_batch(self, handler: Handler) -> bool:
+        """Unregister a batch handler; True if it was registered."""
+        with self._registry_lock:
+            if handler not in self._batch_handlers:
+                return False
+            self._batch_handlers = tuple(h for h in self._batch_handlers if h != handler)
+            return True
 
     def _resolve(self, cls: type, ev: object) -> tuple[Handler, ...]:
         with self._registry_lock:
@@ -742,6 +763,11 @@ class RealTimeDataAdapter:
         if len(events) > 1:
             self._latency.append(time.time_ns() - events[-1].received_at_ns)
         self._dispatched += len(events)
+        for batch_handler in self._batch_handlers:
+            try:
+                batch_handler(events)
+            except Exception as exc:
+                self._handler_failed(exc, events[-1], batch_handler)
 
     def _count_status(self, _event: Event) -> None:
         self._status_events += 1
