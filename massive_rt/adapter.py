@@ -38,7 +38,7 @@ from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
 
 if TYPE_CHECKING:
-    from .backfill import Backfill
+    from .backfill import Backfill, BackfillStats
 
 __all__ = ["AdapterStats", "EventSource", "RealTimeDataAdapter"]
 
@@ -109,6 +109,7 @@ class AdapterStats:
         source: the source's own ``stats()``.
         recorders: the :class:`~massive_rt.RecorderStats` of the recorder taping the source (a
             ``Recorder`` of this adapter or of its source), empty when none.
+        backfill: the :class:`~massive_rt.BackfillStats` of the adapter's ``backfill``, else None.
     """
 
     running: bool
@@ -126,6 +127,7 @@ class AdapterStats:
     latency_us: dict[str, float]
     source: Any
     recorders: tuple[Any, ...] = ()
+    backfill: BackfillStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
@@ -614,6 +616,7 @@ class RealTimeDataAdapter:
             latency_us={k: v / 1000 for k, v in percentiles(samples).items()},
             source=source,
             recorders=_tap_stats(self._source),
+            backfill=None if self._backfill is None else self._backfill.stats(),
         )
 
     # ------------------------------------------------------------------ dispatcher
