@@ -384,7 +384,7 @@ class LastValueCache(LastValues):
     # -------------------------------------------------------------- reads (any thread)
 
     def _lookup(self, key: tuple[str, str, str]) -> MarketEvent | CachedValue | None:
-        table = self._tables.get(key[:2])  # type: ignore[arg-type]
+        table = self._tables.get(key[:2])
         return None if table is None else table.get(key[2])
 
     def _flat(self) -> dict[tuple[str, str, str], MarketEvent | CachedValue]:

@@ -48,7 +48,8 @@ def test_adapter_stats_carry_the_backfill_counters_per_connection(
     assert rest, "the drop lost nothing: the test proves nothing"
     assert (stats.name, stats.gaps, stats.symbols, stats.in_flight, stats.events) == (
         "backfill", 1, len(SYMBOLS), 0, len(rest))  # fmt: skip
-    assert stats.last_duration_s is not None and stats.last_duration_s >= done.duration_s  # type: ignore[attr-defined]
+    assert stats.last_duration_s is not None
+    assert stats.last_duration_s >= done.duration_s
     connection = adapter.source.name
     assert stats.by_connection[connection]["events"] == len(rest)
     assert stats.by_connection[connection]["gaps"] == 1

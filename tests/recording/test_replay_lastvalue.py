@@ -43,7 +43,8 @@ def test_a_two_market_recording_replays_into_the_cache_under_each_connections_ma
     adapter.start()
     assert wait_until(lambda: source.exhausted and len(cache) == 2, WAIT)
     btc = cache.trade("BTC-USD", market="crypto")
-    assert btc is not None and btc.value.price == 60_000.0  # type: ignore[attr-defined]
+    assert btc is not None
+    assert btc.value.price == 60_000.0
     assert cache.trade("AAPL", market="stocks") is not None
     assert cache.trade("BTC-USD", market=cache.market if cache.market != "crypto" else "stocks") is None
     assert set(source.connection_markets().values()) == {mrt.Market.STOCKS, mrt.Market.CRYPTO}

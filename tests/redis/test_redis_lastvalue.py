@@ -54,7 +54,8 @@ def test_events_are_cached_under_their_upstream_connections_market(
 
     assert mixed_cache.trade("AAPL") is not None
     btc = mixed_cache.trade("BTC-USD", market="crypto")
-    assert btc is not None and btc.value.price == 60_002.0  # type: ignore[attr-defined]
+    assert btc is not None
+    assert btc.value.price == 60_002.0
     assert mixed_cache.trade("BTC-USD") is None  # not filed under stocks
     assert {(key.kind, key.market, key.symbol) for key, _ in mixed_cache.snapshot().items()} == {
         ("trade", "stocks", "AAPL"), ("trade", "crypto", "BTC-USD")}  # fmt: skip

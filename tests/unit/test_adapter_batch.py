@@ -66,7 +66,8 @@ def test_a_batch_handler_sees_every_delivered_event_once_in_order_after_the_even
     assert [q for batch in batches for q in batch] == list(range(1, 51)) == per_event
     for q in range(1, 51):  # every event's handlers ran before the batch handler saw it
         assert order.index(("event", q)) < order.index(("batch", q))
-    assert threads and "massive-rt-" in next(iter(threads))
+    assert threads
+    assert "massive-rt-" in next(iter(threads))
 
 
 @pytest.mark.allow_errors(r"handler .*broken.* raised", logger="massive_rt.adapter")

@@ -347,9 +347,13 @@ def test_bars_of_another_ev_and_unknown_events_are_not_cached_and_routes_stay_bo
     server.publish([*junk, *bars, trade("AAPL", 7)])
     assert wait_until(lambda: last_seq(cache, "AAPL") == 7, 5)
     minute, second = cache.bar("AAPL"), cache.bar("AAPL", interval="second")
-    assert minute is not None and minute.value.event_type == "AM"
-    assert second is not None and second.value.event_type == "A"
+    assert minute is not None
+    assert minute.value.event_type == "AM"
+    assert second is not None
+    assert second.value.event_type == "A"
     assert cache.stats().values == 3
-    assert all(len(routes) <= 256 for routes in cache._routes.values())  # noqa: SLF001 - the bound itself
-    assert ("minute", "stocks", "AAPL") in cache and ("trade", "crypto", "AAPL") not in cache
-    assert len(cache) == 3 and {key.kind for key, _ in cache.items()} == {"trade", "minute", "second"}
+    assert all(len(routes) <= 256 for routes in cache._routes.values())
+    assert ("minute", "stocks", "AAPL") in cache
+    assert ("trade", "crypto", "AAPL") not in cache
+    assert len(cache) == 3
+    assert {key.kind for key, _ in cache.items()} == {"trade", "minute", "second"}
