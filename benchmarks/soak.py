@@ -12,6 +12,17 @@ Run with ``make soak`` (or ``python benchmarks/soak.py``). It checks, and exits 
   reconnect cycle) and the end;
 * **threads**: no thread growth between warm-up and the end, and none left after shutdown.
 
+With ``--backfill`` the adapter has a :class:`~massive_rt.Backfill` on a ``MockMassiveREST`` that
+serves the same sequence-numbered trades (its history is what the server published), and before
+each forced drop ``--lost`` trades of the victim's symbols are put in the REST history only (as if
+published while the connection was down): the ledger becomes ``delivered + dropped + hold-dropped
+== published + lost``, every lost trade must arrive once as backfilled (``origin == "rest"``), in
+order with the live ones, and no backfill may fail or be partial. A backfill also refills what a
+queue dropped (``drop_oldest``) between a symbol's mark and its first live event after the
+reconnect: those events were counted in a ``dropped`` status and then arrive backfilled. So the
+ledger is kept apart: ``live + dropped + hold-dropped == published`` (the stream's),
+``backfilled lost == lost`` (each lost trade exactly once) and ``refilled <= dropped``.
+
 How the accounting stays exact: ``MockMassiveServer.publish`` returns how many events it actually
 wrote, summed over connections (a connection that is down or not subscribed receives nothing and
 is not counted). A connection is only dropped *between* publishes, after the adapter has consumed
@@ -38,7 +49,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: import the pac
 import massive_rt as mrt
 from massive_rt.adapter import RealTimeDataAdapter
 from massive_rt.pool import ConnectionPool
-from massive_rt.testing import MockMassiveServer
+from massive_rt.testing import MockMassiveREST, MockMassiveServer
 
 KEY = "soak-key"
 THREAD_PREFIX = "massive-rt-"
@@ -83,24 +94,43 @@ class Tracker:
         self.gate = threading.Event()
         self.blocked = threading.Event()
         self.gate_timeout = 30.0
+        self.backfilled = 0  # lost trades delivered by the backfill
+        self.refilled = 0  # backfilled trades that had been published on the stream (a queue dropped them)
+        self.lost_keys: set[tuple[str, int]] = set()
+        self.hold_dropped = 0  # live events a backfill discarded beyond its hold_limit
+        self.backfill_statuses: dict[str, int] = {}
 
     def on_trade(self, event: mrt.EquityTrade) -> None:
         if self.hold:  # a consumer that stalls (GC pause, slow database ...) while data keeps coming
             self.hold = False
             self.blocked.set()
             self.gate.wait(self.gate_timeout)
-        self.delivered += 1
         seq = event.sequence_number
+        if event.origin != "rest":
+            self.delivered += 1
+        elif (event.symbol, seq) in self.lost_keys:
+            self.backfilled += 1
+        else:
+            self.refilled += 1
         if seq <= self.last[event.symbol]:  # type: ignore[operator, index]
             self.out_of_order += 1
         self.last[event.symbol] = seq  # type: ignore[index, assignment]
-        if self.delivered + self.dropped >= self.target:
+        if self.accounted >= self.target:
             self.reached.set()
 
+    @property
+    def accounted(self) -> int:
+        """Live deliveries, drops and lost trades backfilled (refills of dropped ones left out)."""
+        return self.delivered + self.dropped + self.hold_dropped + self.backfilled
+
     def on_status(self, event: mrt.StatusMessage) -> None:
+        if event.status.startswith("backfill_"):
+            self.backfill_statuses[event.status] = self.backfill_statuses.get(event.status, 0) + 1
+            if event.status == "backfill_partial" and event.reason == "hold_limit":  # type: ignore[attr-defined]
+                self.hold_dropped += event.dropped
         if event.status == "dropped":
             self.dropped += event.dropped
-            if self.delivered + self.dropped >= self.target:
+            if self.accounted >= self.target:
                 self.reached.set()
         elif event.status in ("disconnected", "gap"):
             self.statuses.setdefault(event.connection, []).append(event.status)
@@ -109,9 +139,9 @@ class Tracker:
         """Wait until every published event was delivered or counted as dropped."""
         self.target = published
         deadline = time.monotonic() + timeout
-        while self.delivered + self.dropped < published:
+        while self.accounted < published:
             self.reached.clear()  # then look again: a wake-up can be early (an older target), never lost
-            if self.delivered + self.dropped >= published:
+            if self.accounted >= published:
                 break
             if not self.reached.wait(max(0.0, deadline - time.monotonic())):
                 raise TimeoutError(
@@ -156,10 +186,20 @@ def run(args: argparse.Namespace) -> int:
             "queue_size": args.queue_size,
         },
     )  # fmt: skip
-    adapter = RealTimeDataAdapter(pool)
+    rest: MockMassiveREST | None = None
+    backfill: mrt.Backfill | None = None
+    if args.backfill:
+        from massive_rt.rest import RestHistory
+
+        # History per symbol: enough for a cycle's lost trades and the seam around them, bounded so
+        # that the RSS check after warm-up still holds.
+        rest = MockMassiveREST(api_keys={KEY}, ws=server, history_size=max(1_000, 4 * args.lost)).start()
+        backfill = mrt.Backfill(RestHistory(KEY, rest_url=rest.url), hold_limit=args.hold_limit)
+    adapter = RealTimeDataAdapter(pool, backfill=backfill)
     adapter.on(mrt.EquityTrade, tracker.on_trade)
     adapter.on_status(tracker.on_status)
     generated = published = 0  # events made / events the server actually wrote to a socket
+    lost = 0  # events put in the REST history only, as if published while a connection was down
     kicks: list[str] = []
     gone: set[str] = set()
     bursts = overflowing = 0
@@ -195,16 +235,22 @@ def run(args: argparse.Namespace) -> int:
                 next_kick += args.every
                 if generated >= args.events:
                     break
-                tracker.wait_consumed(published, args.timeout)
+                tracker.wait_consumed(published + lost, args.timeout)
                 if not rss_start:  # warm-up done: the first cycle ran every code path once
                     gc.collect()
                     rss_start = rss_bytes()
                     threads_start = library_threads()
                 victim = sorted(owners)[rotation % len(owners)]
                 rotation += 1
+                if rest is not None and args.lost:
+                    victims = [channel.partition(".")[2] for channel in owners[victim]]
+                    missed = build_chunk(victims, next_seq, args.lost)
+                    tracker.lost_keys.update((str(t["sym"]), int(t["q"])) for t in missed)
+                    rest.add_events(missed)
+                    lost += args.lost
                 kick(server, pool, victim, owners[victim], gone, args.timeout)
                 kicks.append(victim)
-        tracker.wait_consumed(published, args.timeout)
+        tracker.wait_consumed(published + lost, args.timeout)
         elapsed = time.perf_counter() - started
         gc.collect()
         rss_end = rss_bytes()
@@ -212,9 +258,12 @@ def run(args: argparse.Namespace) -> int:
         stats = pool.stats()
         server_connections = len(server.connections)
         statuses = {name: list(seen) for name, seen in tracker.statuses.items()}  # before stop() adds its own
+        backfill_stats = None if backfill is None else backfill.stats()
     finally:
         adapter.stop(timeout=10)
         server.close()
+        if rest is not None:
+            rest.close()
     if not rss_start:  # too few events for a reconnect cycle: measure from the start of streaming
         rss_start = rss_end
         threads_start = threads_end
@@ -224,10 +273,20 @@ def run(args: argparse.Namespace) -> int:
     growth_mb = (rss_end - rss_start) / 2**20
     if published != generated:
         failures.append(f"the server wrote {published} of {generated} events (a connection was down?)")
-    if tracker.delivered + tracker.dropped != published:
+    if tracker.delivered + tracker.dropped + tracker.hold_dropped != published:
         failures.append(
-            f"accounting: delivered {tracker.delivered} + dropped {tracker.dropped} != published {published}"
+            f"accounting: delivered {tracker.delivered} + dropped {tracker.dropped} + hold-dropped "
+            f"{tracker.hold_dropped} != published {published}"
         )
+    if backfill_stats is not None:
+        if tracker.backfilled != lost or backfill_stats.events != tracker.backfilled + tracker.refilled:
+            failures.append(f"{lost} trades lost in flight, {tracker.backfilled} of them delivered backfilled, "
+                            f"{tracker.refilled} refilled (backfill counted {backfill_stats.events})")  # fmt: skip
+        if tracker.refilled > tracker.dropped:
+            failures.append(f"{tracker.refilled} refilled, more than the {tracker.dropped} dropped")
+        if backfill_stats.failed or backfill_stats.partial or backfill_stats.in_flight:
+            failures.append(f"backfill: {backfill_stats.failed} failed, {backfill_stats.partial} partial, "
+                            f"{backfill_stats.in_flight} in flight at the end")  # fmt: skip
     if tracker.dropped != dropped_by_client:
         failures.append(f"dropped status events add up to {tracker.dropped}, connections counted {dropped_by_client}")
     if tracker.out_of_order:
@@ -256,9 +315,23 @@ def run(args: argparse.Namespace) -> int:
         ("events", f"{published:,}"),
         ("seconds", f"{elapsed:.1f}"),
         ("events/s", f"{published / elapsed:,.0f}"),
-        ("delivered", f"{tracker.delivered:,}"),
+        ("delivered", f"{tracker.delivered:,}" + ("" if backfill is None else " (live)")),
         ("dropped", f"{tracker.dropped:,} (in {bursts} bursts into a stalled handler)"),
         ("reconnects", f"{reconnects} ({len(kicks)} forced)"),
+        *(
+            []
+            if backfill_stats is None
+            else [
+                ("lost in flight", f"{lost:,} (in the REST history only)"),
+                (
+                    "backfilled",
+                    f"{tracker.backfilled:,} lost + {tracker.refilled:,} refilled drops in "
+                    f"{backfill_stats.gaps} gaps (last {backfill_stats.last_duration_s or 0:.3f} s)",
+                ),
+                ("hold-dropped", f"{tracker.hold_dropped:,} (held live events beyond hold_limit)"),
+                ("seam duplicates", f"{backfill_stats.duplicates:,} (left out)"),
+            ]
+        ),
         ("RSS start/end", f"{rss_start / 2**20:.1f} / {rss_end / 2**20:.1f} MB ({growth_mb:+.1f} MB)"),
         ("threads start/end", f"{len(threads_start)} / {len(threads_end)}"),
     ]
@@ -368,6 +441,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="once per cycle, stall the handler and publish this many queues' worth of events\n"
         "per connection (drops guaranteed when > 1); 0 disables",
     )
+    parser.add_argument(
+        "--backfill",
+        action="store_true",
+        help="give the adapter a Backfill on a MockMassiveREST serving the same trades",
+    )
+    parser.add_argument(
+        "--lost",
+        type=int,
+        default=300,
+        help="with --backfill: trades of the victim's symbols lost in flight before each drop",
+    )
+    parser.add_argument("--hold-limit", type=int, default=100_000, help="with --backfill: the Backfill's hold_limit")
     parser.add_argument("--max-rss-growth-mb", type=float, default=10.0, help="RSS growth limit after warm-up")
     parser.add_argument("--timeout", type=float, default=30.0, help="bound of each wait, seconds")
     args = parser.parse_args(argv)

@@ -38,7 +38,7 @@ from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
 
 if TYPE_CHECKING:
-    from .backfill import Backfill
+    from .backfill import Backfill, BackfillStats
 
 __all__ = ["AdapterStats", "EventSource", "RealTimeDataAdapter"]
 
@@ -113,6 +113,7 @@ class AdapterStats:
         source: the source's own ``stats()``.
         recorders: the :class:`~massive_rt.RecorderStats` of the recorder taping the source (a
             ``Recorder`` of this adapter or of its source), empty when none.
+        backfill: the :class:`~massive_rt.BackfillStats` of the adapter's ``backfill``, else None.
     """
 
     running: bool
@@ -132,6 +133,7 @@ class AdapterStats:
     latency_sum_us: float = 0.0
     source: Any
     recorders: tuple[Any, ...] = ()
+    backfill: BackfillStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
@@ -239,6 +241,7 @@ class RealTimeDataAdapter:
         self._handlers: dict[object, list[Handler]] = {}
         self._status_handlers: list[Handler] = []
         self._error_handlers: list[ErrorHandler] = []
+        self._batch_handlers: tuple[Handler, ...] = ()
         self._routes: dict[tuple[type, object], tuple[Handler, ...]] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -329,6 +332,26 @@ class RealTimeDataAdapter:
         with self._registry_lock:
             self._error_handlers.append(handler)
         return handler
+
+    def on_batch(self, handler: H) -> H:
+        """Register ``handler(events)``, called with each delivered batch (a list of events, statuses
+        included) after every per-event handler has seen it: on the thread running the callbacks, in
+        order, one call per batch. For consumers that keep state per event (a last-value cache) and
+        want no per-event call. The list is the adapter's: read it, do not keep or change it.
+        A handler that raises is counted and logged like any handler (``stats().handler_errors``)."""
+        if not callable(handler):
+            raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
+        with self._registry_lock:
+            self._batch_handlers = (*self._batch_handlers, handler)
+        return handler
+
+    def off_batch(self, handler: Handler) -> bool:
+        """Unregister a batch handler; True if it was registered."""
+        with self._registry_lock:
+            if handler not in self._batch_handlers:
+                return False
+            self._batch_handlers = tuple(h for h in self._batch_handlers if h != handler)
+            return True
 
     def _resolve(self, cls: type, ev: object) -> tuple[Handler, ...]:
         with self._registry_lock:
@@ -604,6 +627,7 @@ class RealTimeDataAdapter:
             latency_sum_us=latency_sum_ns / 1000,
             source=source,
             recorders=_tap_stats(self._source),
+            backfill=None if self._backfill is None else self._backfill.stats(),
         )
 
     # ------------------------------------------------------------------ dispatcher
@@ -760,6 +784,11 @@ class RealTimeDataAdapter:
             self._latency_total += 1
             self._latency_sum_ns += first
         self._dispatched += len(events)
+        for batch_handler in self._batch_handlers:
+            try:
+                batch_handler(events)
+            except Exception as exc:
+                self._handler_failed(exc, events[-1], batch_handler)
 
     def _count_status(self, _event: Event) -> None:
         self._status_events += 1

@@ -1,18 +1,22 @@
-"""LastValueCache: the latest trade, quote and minute/second bar per (market, symbol), kept by an
-adapter's handlers and readable from any thread.
+"""LastValueCache: the latest trade, quote and minute/second bar per (market, symbol), kept from an
+adapter's delivered batches and readable from any thread.
 
-The write side is one dict store per event, on whichever thread runs the adapter's callbacks (the
-dispatcher, or a reader with ``dispatch="inline"``); nothing else is done there (no lock, no
-record built: the event itself is stored). Readers never take a lock either: a read is one
-``dict.get`` and wraps the event in a :class:`CachedValue` on the reader's own thread.
+The write side runs once per delivered batch (:meth:`~massive_rt.RealTimeDataAdapter.on_batch`), on
+whichever thread runs the adapter's callbacks (the dispatcher, or a reader with
+``dispatch="inline"``), after the batch's handlers: per event, three dict lookups (its class, its
+connection, its ``ev``) find the table of its (kind, market) and one store keyed by its symbol
+keeps the event itself (no lock, no record built, no per-event call). Readers never take a lock
+either: a read is two ``dict.get`` and wraps the event in a :class:`CachedValue` on the reader's
+own thread.
 
 Consistency, precisely: all stores happen on the one thread at a time that runs the adapter's
-callbacks, in dispatch order. ``cache.snapshot()`` is one ``dict.copy()``; the copy runs in C and
-calls no Python code (the keys are tuples of ``str``), so under the GIL no store interleaves with
-it (on a free-threaded build the dict's own lock gives the same): a snapshot holds exactly the
-values after some prefix of the dispatched events — never one symbol's newer value beside
-another's older one that was already replaced before it. Two separate reads (``trade(A)`` then
-``trade(B)``) have no such joint guarantee; take a snapshot for that.
+callbacks, in dispatch order. ``cache.snapshot()`` copies every table in one C call
+(``list(map(dict.copy, tables))``) that runs no Python code (keys are ``str``), so under the GIL no
+store interleaves with it: a snapshot holds exactly the values after some prefix of the
+dispatched events — never one symbol's newer value beside another's older one that was already
+replaced before it. (On a free-threaded build each table's copy is consistent on its own.) Two
+separate reads (``trade(A)`` then ``trade(B)``) have no such joint guarantee; take a snapshot for
+that.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ TRADE, QUOTE, MINUTE, SECOND = "trade", "quote", "minute", "second"
 _BAR_KINDS = {"AM": MINUTE, "A": SECOND, "CA": MINUTE, "CAS": SECOND, "XA": MINUTE, "XAS": SECOND}
 _INTERVALS = {MINUTE: MINUTE, SECOND: SECOND}
 _MARKETS = frozenset(m.value for m in Market)
+_MAX_ROUTES = 256  # ev codes remembered per connection
+
+#: (event class, its table or None when not cached, True: keyed by ``pair`` / False: ``symbol`` /
+#: None: not a cached class).
+_Route = tuple[type, "dict[str, MarketEvent | CachedValue] | None", "bool | None"]
 
 #: event class -> (kind, the attribute holding its symbol); a bar's kind comes from its ``ev``.
 _CACHED: dict[type[MarketEvent], tuple[str, str]] = {
@@ -132,22 +141,25 @@ class LastValues:
             return str(market.value if isinstance(market, Market) else market)
         return Market.coerce(market, "market").value
 
+    def _lookup(self, key: tuple[str, str, str]) -> MarketEvent | CachedValue | None:
+        return self._values.get(key)
+
     def trade(self, symbol: str, market: Market | str | None = None) -> CachedValue | None:
         """The latest trade of ``symbol``, or None."""
-        return _wrap(self._values.get((TRADE, self._market_of(market), _symbol(symbol))))
+        return _wrap(self._lookup((TRADE, self._market_of(market), _symbol(symbol))))
 
     def quote(self, symbol: str, market: Market | str | None = None) -> CachedValue | None:
         """The latest quote of ``symbol``, or None."""
-        return _wrap(self._values.get((QUOTE, self._market_of(market), _symbol(symbol))))
+        return _wrap(self._lookup((QUOTE, self._market_of(market), _symbol(symbol))))
 
     def bar(self, symbol: str, market: Market | str | None = None, interval: str = MINUTE) -> CachedValue | None:
         """The latest bar of ``symbol``: per-minute (``AM``/``CA``/``XA``, the default) or, with
         ``interval="second"``, per-second (``A``/``CAS``/``XAS``); or None."""
-        return _wrap(self._values.get((_interval(interval), self._market_of(market), _symbol(symbol))))
+        return _wrap(self._lookup((_interval(interval), self._market_of(market), _symbol(symbol))))
 
     def get(self, key: tuple[str, str, str]) -> CachedValue | None:
         """The value under ``(kind, market, symbol)``, or None."""
-        return _wrap(self._values.get(key))
+        return _wrap(self._lookup(key))
 
     def items(self) -> Iterator[tuple[CacheKey, CachedValue]]:
         """Every ``(CacheKey, CachedValue)`` (iterate a snapshot, not the live cache)."""
@@ -211,12 +223,14 @@ class LastValueCache(LastValues):
         if last is not None and last.age < 5:
             price = last.value.price
 
-    Fed by handlers registered with ``adapter.on(<event class>, ...)`` — alongside yours, taking
-    no handler slot of yours — on the thread that runs the adapter's callbacks (``dispatch="thread"``
-    or ``"inline"``); each event costs one dict store there. Reads (``trade``, ``quote``, ``bar``,
-    ``snapshot``, ``stats``) are safe from any thread and never block the dispatcher; see the module
-    docstring for what a snapshot guarantees. Works with any source of the adapter: a client, a
-    pool (the market of an event is its connection's), a synthetic source.
+    Fed by one batch handler (:meth:`~massive_rt.RealTimeDataAdapter.on_batch`), on the thread
+    that runs the adapter's callbacks (``dispatch="thread"`` or ``"inline"``), after the handlers
+    of each delivered batch: a handler reading the cache sees the values up to the previous batch
+    at least. Reads (``trade``, ``quote``, ``bar``, ``snapshot``, ``stats``) are safe from any
+    thread and never block the dispatcher; see the module docstring for what a snapshot
+    guarantees. Works with any source of the adapter: a client, a pool (the market of an event is
+    its connection's), a synthetic source, a Redis or replay source (the market each upstream
+    connection's entries or records name).
 
     What is cached: trades (``EquityTrade``, ``CryptoTrade``, ``FuturesTrade``), quotes
     (``EquityQuote``, ``CryptoQuote``, ``ForexQuote``, ``FuturesQuote``) and bars (``EquityAgg``,
@@ -242,8 +256,7 @@ class LastValueCache(LastValues):
         seed: bool | SnapshotHistory | Callable[[LastValueCache], object] | None = None,
         market: Market | str | None = None,
     ) -> None:
-        on = getattr(adapter, "on", None)
-        if not callable(on) or not callable(getattr(adapter, "off", None)):
+        if not callable(getattr(adapter, "on_batch", None)) or not callable(getattr(adapter, "off_batch", None)):
             raise ConfigurationError(f"adapter={adapter!r} is not a RealTimeDataAdapter", field="adapter")
         owned = None
         if seed is True:
@@ -259,20 +272,20 @@ class LastValueCache(LastValues):
                                      field="seed")  # fmt: skip
         source = adapter.source
         resolved = default_market(source) if market is None else Market.coerce(market, "market").value
-        self._store: dict[tuple[str, str, str], MarketEvent | CachedValue] = {}
-        super().__init__(self._store, resolved)
+        # {(kind, market): {symbol: value}}: tables are only ever added (setdefault), never removed.
+        self._tables: dict[tuple[str, str], dict[str, MarketEvent | CachedValue]] = {}
+        super().__init__({}, resolved)
         self._adapter = adapter
         self._source = source
         self._markets = _Markets(source, resolved)
+        # The write side's routes, owned by the callback thread: {connection: {ev: route}}.
+        self._routes: dict[str, dict[str | None, _Route]] = {}
         self._unkeyed = 0
         self._seed_calls = 0
         self._seed_stored = 0
         self._seed_errors = 0
-        self._registered: list[tuple[type[MarketEvent], Callable[[Any], None]]] = []
-        for cls, (kind, attr) in _CACHED.items():
-            handler = self._bar_handler(attr) if kind == "bar" else self._handler(kind, attr)
-            on(cls, handler)
-            self._registered.append((cls, handler))
+        self._registered = True
+        adapter.on_batch(self._store_batch)
         if seed is not None:
             try:
                 seed(self)
@@ -283,51 +296,51 @@ class LastValueCache(LastValues):
                 if owned is not None:
                     owned.close()
 
-    # -------------------------------------------------------------- the write side (dispatcher)
+    # -------------------------------------------------------------- the write side (callback thread)
 
-    def _handler(self, kind: str, attr: str) -> Callable[[Any], None]:
-        # The hot path: plain attribute reads (an attrgetter call costs more than the store) and one
-        # subscript for the market (a connection not met yet is looked up once, by _Markets).
-        store = self._store
-        markets = self._markets
+    def _store_batch(self, events: list[Any]) -> None:
+        # The hot path, per event: one dict lookup (its ev, in its connection's routes: the
+        # connection is the same str object along a batch, so its routes are found once per run)
+        # and one store keyed by its symbol. No call, no tuple built, no lock.
+        by_connection = self._routes
+        last: str | None = None
+        routes: dict[str | None, _Route] = {}
+        unkeyed = 0
+        for event in events:
+            connection = event.connection
+            if connection is not last:
+                routes = by_connection.get(connection) or by_connection.setdefault(connection, {})
+                last = connection
+            route = routes.get(event.event_type)
+            if route is None or event.__class__ is not route[0]:
+                route = self._route(event, routes)
+            table = route[1]
+            if table is None:
+                unkeyed += route[2] is not None  # a cached class whose ev is not a bar channel
+                continue
+            key = event.pair if route[2] else event.symbol
+            if key is None:
+                unkeyed += 1
+            else:
+                table[key] = event
+        if unkeyed:
+            self._unkeyed += unkeyed
 
-        def unkeyed() -> None:
-            self._unkeyed += 1
-
-        if attr == "symbol":
-
-            def store_latest(event: Any) -> None:
-                if event.symbol is None:
-                    unkeyed()
-                else:
-                    store[(kind, markets[event.connection], event.symbol)] = event
-
+    def _route(self, event: Any, routes: dict[str | None, _Route]) -> _Route:
+        """Where events of this class and ``ev`` on this connection go (kept for the next ones)."""
+        cls = event.__class__
+        cached = _CACHED.get(cls)
+        if cached is None:
+            route: _Route = (cls, None, None)
         else:
-
-            def store_latest(event: Any) -> None:
-                if event.pair is None:
-                    unkeyed()
-                else:
-                    store[(kind, markets[event.connection], event.pair)] = event
-
-        store_latest.__qualname__ = f"LastValueCache.store_{kind}"
-        return store_latest
-
-    def _bar_handler(self, attr: str) -> Callable[[Any], None]:
-        store = self._store
-        markets = self._markets
-        kinds = _BAR_KINDS
-
-        def store_latest_bar(event: Any) -> None:
-            symbol = getattr(event, attr)
-            kind = kinds.get(event.event_type)
-            if symbol is None or kind is None:
-                self._unkeyed += 1
-                return
-            store[(kind, markets[event.connection], symbol)] = event
-
-        store_latest_bar.__qualname__ = "LastValueCache.store_bar"
-        return store_latest_bar
+            kind, attr = cached
+            if kind == "bar":
+                kind = _BAR_KINDS.get(event.event_type or "", "")
+            table = self._tables.setdefault((kind, self._markets[event.connection]), {}) if kind else None
+            route = (cls, table, attr == "pair")
+        if len(routes) < _MAX_ROUTES and event.event_type not in routes:
+            routes[event.event_type] = route  # bounded: an unknown ev on the wire adds one at most
+        return route
 
     # -------------------------------------------------------------- seeding (any thread)
 
@@ -361,7 +374,8 @@ class LastValueCache(LastValues):
         stored = 0
         for key, event in keyed:
             value = CachedValue(value=event, received_at_ns=event.received_at_ns or now, seeded=True)
-            if self._store.setdefault(key, value) is value:
+            kind, market_value, symbol = key
+            if self._tables.setdefault((kind, market_value), {}).setdefault(symbol, value) is value:
                 stored += 1
         self._seed_calls += len(keyed)
         self._seed_stored += stored
@@ -369,9 +383,32 @@ class LastValueCache(LastValues):
 
     # -------------------------------------------------------------- reads (any thread)
 
+    def _lookup(self, key: tuple[str, str, str]) -> MarketEvent | CachedValue | None:
+        table = self._tables.get(key[:2])
+        return None if table is None else table.get(key[2])
+
+    def _flat(self) -> dict[tuple[str, str, str], MarketEvent | CachedValue]:
+        keys = list(self._tables)  # tables are only added: the copies below are a prefix of these
+        copies = list(map(dict.copy, self._tables.values()))  # one C call: no store interleaves
+        return {(kind, market, symbol): value for (kind, market), table in zip(keys, copies, strict=False)
+                for symbol, value in table.items()}  # fmt: skip
+
     def snapshot(self) -> LastValues:
         """A consistent copy: the values after some prefix of the dispatched events (see the module)."""
-        return LastValues(self._store.copy(), self._market)
+        return LastValues(self._flat(), self._market)
+
+    def items(self) -> Iterator[tuple[CacheKey, CachedValue]]:
+        """Every ``(CacheKey, CachedValue)``, from a snapshot."""
+        return self.snapshot().items()
+
+    def __len__(self) -> int:
+        return sum(map(len, list(self._tables.values())))
+
+    def __contains__(self, key: object) -> bool:
+        if not (isinstance(key, tuple) and len(key) == 3):
+            return False
+        table = self._tables.get(key[:2])
+        return table is not None and key[2] in table
 
     @property
     def source(self) -> Any:
@@ -385,7 +422,7 @@ class LastValueCache(LastValues):
 
     def stats(self) -> CacheStats:
         """Counters (cheap; any thread)."""
-        values = list(self._store.values())
+        values = [value for table in list(self._tables.values()) for value in list(table.values())]
         return CacheStats(
             values=len(values),
             seeded=sum(1 for v in values if isinstance(v, CachedValue) and v.seeded),
@@ -396,10 +433,10 @@ class LastValueCache(LastValues):
         )
 
     def close(self) -> None:
-        """Unregister the cache's handlers from the adapter; what is cached stays readable. Idempotent."""
-        registered, self._registered = self._registered, []
-        for cls, handler in registered:
-            self._adapter.off(cls, handler)
+        """Unregister the cache from the adapter; what is cached stays readable. Idempotent."""
+        if self._registered:
+            self._registered = False
+            self._adapter.off_batch(self._store_batch)
 
     def __enter__(self) -> LastValueCache:
         return self
@@ -408,4 +445,4 @@ class LastValueCache(LastValues):
         self.close()
 
     def __repr__(self) -> str:
-        return f"LastValueCache(values={len(self._store)}, market={self._market!r})"
+        return f"LastValueCache(values={len(self)}, market={self._market!r})"

@@ -20,6 +20,13 @@ What is exported, each series labelled ``connection`` and ``market`` where it ap
   ``massive_rt_handler_errors_total{handler}`` and ``massive_rt_dispatch_latency_seconds``, a
   summary of the receive → callback latency: quantiles over the adapter's recent samples,
   ``_count`` and ``_sum`` over every sample since the start (one or two per batch of events);
+* per adapter with a ``backfill`` (labelled ``source``, and ``connection`` for the gapped
+  connection's counters): ``massive_rt_backfill_gaps_total``, ``massive_rt_backfill_requests_total``
+  (symbol windows fetched), ``massive_rt_backfill_events_total``,
+  ``massive_rt_backfill_duplicates_total``, ``massive_rt_backfill_failed_total``,
+  ``massive_rt_backfill_partial_total``, ``massive_rt_backfill_not_backfillable_total``,
+  ``massive_rt_backfill_held_events_total``, ``massive_rt_backfill_hold_overflow_total``;
+  gauges ``massive_rt_backfill_in_flight`` and ``massive_rt_backfill_last_duration_seconds``;
 * per pool: ``massive_rt_pool_recycled_total``; per relay: ``massive_rt_relay_*``; per Redis
   sink or source: ``massive_rt_redis_sink_*`` / ``massive_rt_redis_source_*``; per recorder
   (labelled by its first file): ``massive_rt_recorder_*``.
@@ -109,6 +116,20 @@ _RECORDER_COUNTERS = (
     ("recorder_dropped", "Records the recorder dropped.", "dropped"),
     ("recorder_unrecordable", "Items the recorder could not record.", "unrecordable"),
 )
+
+# (metric suffix, help, key of BackfillStats.by_connection), each labelled source and connection.
+_BACKFILL_COUNTERS = (
+    ("backfill_gaps", "Gaps a backfill planned (with at least one symbol to refill).", "gaps"),
+    ("backfill_requests", "Symbol windows the backfill fetched over REST (one per symbol per gap).", "symbols"),
+    ("backfill_events", "Backfilled events delivered.", "events"),
+    ("backfill_duplicates", "Events left out at the backfill's seams.", "duplicates"),
+    ("backfill_failed", "Symbol fetches that failed or were stopped.", "failed"),
+    ("backfill_partial", "Symbols with part of their gap not refilled (a budget, a hold overflow).", "partial"),
+    ("backfill_not_backfillable", "Channels of gapped connections not backfillable (wildcards, no REST history).",
+     "not_backfillable"),
+    ("backfill_held_events", "Live events held while their symbol's backfill ran.", "held"),
+    ("backfill_hold_overflow", "Held live events discarded beyond hold_limit.", "held_dropped"),
+)  # fmt: skip
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -214,6 +235,17 @@ def _adapter(out: _Families, snapshot: Any, source: str) -> None:
                 float(getattr(snapshot, "latency_sum_us", 0.0)))  # fmt: skip
 
 
+def _backfill(out: _Families, snapshot: Any, source: str) -> None:
+    """The ``massive_rt_backfill_*`` series of an adapter's ``BackfillStats``."""
+    labels = {"source": source}
+    for connection, counts in sorted(snapshot.by_connection.items()):
+        for suffix, documentation, key in _BACKFILL_COUNTERS:
+            out.counter(suffix, documentation, {**labels, "connection": connection}, counts.get(key, 0))
+    out.gauge("backfill_in_flight", "Symbol fetches planned and not delivered yet.", labels, snapshot.in_flight)
+    out.gauge("backfill_last_duration_seconds", "Seconds from the last finished gap to its backfill_done.",
+              labels, snapshot.last_duration_s)  # fmt: skip
+
+
 def _counters(out: _Families, snapshot: Any, table: Iterable[tuple[str, str, str]], labels: Mapping[str, str]) -> None:
     for suffix, documentation, attribute in table:
         value = _value(snapshot, attribute)
@@ -225,6 +257,8 @@ def _walk(out: _Families, snapshot: Any) -> None:
     """Turn one snapshot (and the snapshots it holds) into samples, by the fields it has."""
     if hasattr(snapshot, "dispatched") and hasattr(snapshot, "latency_us"):  # AdapterStats
         _adapter(out, snapshot, str(getattr(snapshot.source, "name", "")))
+        if getattr(snapshot, "backfill", None) is not None:
+            _backfill(out, snapshot.backfill, str(getattr(snapshot.source, "name", "")))
         _walk(out, snapshot.source)
     elif hasattr(snapshot, "per_connection"):  # PoolStats
         labels = {"pool": str(snapshot.name)}

@@ -46,6 +46,9 @@ __all__ = ["Backfill", "BackfillStats", "HistoryProvider"]
 logger = logging.getLogger(__name__)
 
 _STOPPED = "stopped"
+#: The :class:`BackfillStats` counters also kept per gapped connection (``by_connection``).
+_PER_CONNECTION = ("gaps", "symbols", "events", "duplicates", "failed", "partial", "not_backfillable", "held",
+                   "held_dropped")  # fmt: skip
 
 
 class _FetchResult(Protocol):
@@ -89,6 +92,12 @@ class BackfillStats:
         not_backfillable: channels of gapped connections skipped (wildcards, no REST history).
         held: live events held while their symbol's backfill ran; ``held_dropped``: of which
             discarded beyond ``hold_limit``.
+        name: the backfill's ``name``.
+        last_duration_s: seconds from the last finished gap's ``gap`` status to its ``backfill_done``
+            (None before the first).
+        by_connection: ``{connection: {counter: value}}`` per gapped connection, for ``gaps``,
+            ``symbols``, ``events``, ``duplicates``, ``failed``, ``partial``, ``not_backfillable``,
+            ``held`` and ``held_dropped``.
     """
 
     gaps: int
@@ -101,6 +110,9 @@ class BackfillStats:
     not_backfillable: int
     held: int
     held_dropped: int
+    name: str = "backfill"
+    last_duration_s: float | None = None
+    by_connection: dict[str, dict[str, int]] = attrs.field(factory=dict)
 
 
 @attrs.define(eq=False)
@@ -222,6 +234,8 @@ class Backfill:
         self._active = False
         self._symbol_attrs: dict[type, str | None] = {}
         self._counts: collections.Counter[str] = collections.Counter()
+        self._by_connection: dict[str, collections.Counter[str]] = {}
+        self._last_duration: float | None = None
 
     def __repr__(self) -> str:
         return f"Backfill(history={self.history!r}, max_concurrent={self.max_concurrent})"
@@ -300,7 +314,7 @@ class Backfill:
             watermark = watermarks.get(key)
             if watermark is not None:
                 if watermark.covers(event):  # type: ignore[arg-type]
-                    self._counts["duplicates"] += 1
+                    self._count("duplicates", event.connection)
                     continue
                 del watermarks[key]
             out.append(event)
@@ -334,13 +348,28 @@ class Backfill:
 
     def stats(self) -> BackfillStats:
         """Counters (cheap; any thread)."""
-        counts = self._counts.copy()
+        counts = collections.Counter(dict(self._counts))  # dict(): one C copy, no write interleaves
+        by_connection: dict[str, dict[str, int]] = {}
+        for connection, per in list(self._by_connection.items()):
+            copied = dict(per)
+            by_connection[connection] = {key: copied.get(key, 0) for key in _PER_CONNECTION}
         return BackfillStats(
-            gaps=counts["gaps"], symbols=counts["symbols"], in_flight=counts["symbols"] - counts["emitted"],
-            events=counts["events"], duplicates=counts["duplicates"], failed=counts["failed"],
-            partial=counts["partial"], not_backfillable=counts["not_backfillable"], held=counts["held"],
-            held_dropped=counts["held_dropped"],
+            name=self.name, gaps=counts["gaps"], symbols=counts["symbols"],
+            in_flight=counts["symbols"] - counts["emitted"], events=counts["events"],
+            duplicates=counts["duplicates"], failed=counts["failed"], partial=counts["partial"],
+            not_backfillable=counts["not_backfillable"], held=counts["held"], held_dropped=counts["held_dropped"],
+            last_duration_s=self._last_duration, by_connection=by_connection,
         )  # fmt: skip
+
+    def _count(self, name: str, connection: str, n: int = 1) -> None:
+        """On the callback thread: ``name`` += ``n``, in total and for ``connection``."""
+        if not n:
+            return
+        self._counts[name] += n
+        per = self._by_connection.get(connection)
+        if per is None:
+            per = self._by_connection.setdefault(connection, collections.Counter())
+        per[name] += n
 
     # ------------------------------------------------------------------ planning (callback thread)
 
@@ -372,8 +401,8 @@ class Backfill:
             job = _Job(target=target, gap=record, budget=budget, mark=mark)
             self._chains.setdefault(key, collections.deque()).append(job)
             jobs.append(job)
-        self._counts["gaps"] += 1
-        self._counts["symbols"] += len(jobs)
+        self._count("gaps", gap.connection)
+        self._count("symbols", gap.connection, len(jobs))
         self._active = True
         logger.info("backfill %s: gap on %s: refilling %d symbol(s) over REST", self.name, gap.connection, len(jobs))
         out.append(self._status(record, BACKFILL_STARTED, f"backfilling {len(jobs)} symbol(s) over REST",
@@ -392,7 +421,7 @@ class Backfill:
     def _skipped_status(self, gap: StatusMessage, plan: GapPlan) -> BackfillStatus:
         channels = tuple(channel for channel, _ in plan.skipped)
         reasons = sorted({reason for _, reason in plan.skipped})
-        self._counts["not_backfillable"] += len(channels)
+        self._count("not_backfillable", gap.connection, len(channels))
         why = "wildcard channels are not backfillable (REST needs a ticker)" if reasons == ["wildcard"] else (
             "not backfillable: wildcards need a ticker, and REST has no history for the others")  # fmt: skip
         self._warn("backfill %s: gap on %s: %s: %s", self.name, gap.connection, why, ", ".join(channels))
@@ -407,10 +436,10 @@ class Backfill:
             job.first_live = position(event)
         if len(job.held) < self.hold_limit:
             job.held.append(event)
-            self._counts["held"] += 1
+            self._count("held", job.gap.connection)
             return
         job.held_dropped += 1
-        self._counts["held_dropped"] += 1
+        self._count("held_dropped", job.gap.connection)
         if job.held_dropped == 1:
             self._warn("backfill %s: %s: more than hold_limit=%d live events while its backfill runs; "
                        "discarding (counted, reported)", self.name, job.target.channel, self.hold_limit)  # fmt: skip
@@ -489,13 +518,13 @@ class Backfill:
         if job.emitted:
             return
         job.emitted = True
-        gap, target, counts = job.gap, job.target, self._counts
-        counts["emitted"] += 1
+        gap, target = job.gap, job.target
+        self._count("emitted", gap.connection)
         partial = False
         kept: list[MarketEvent] = []
         if job.error is not None:
             gap.failed += 1
-            counts["failed"] += 1
+            self._count("failed", gap.connection)
             if job.error != _STOPPED:
                 self._warn("backfill %s: %s failed: %s", self.name, target.channel, job.error)
             out.append(self._status(gap, BACKFILL_FAILED, f"{target.channel}: backfill failed: {job.error}",
@@ -506,8 +535,8 @@ class Backfill:
             out.extend(kept)
             gap.events += len(kept)
             gap.duplicates += duplicates
-            counts["events"] += len(kept)
-            counts["duplicates"] += duplicates
+            self._count("events", gap.connection, len(kept))
+            self._count("duplicates", gap.connection, duplicates)
             start_ms, end_ms = job.window
             if job.clipped:
                 partial = True
@@ -524,7 +553,7 @@ class Backfill:
         live = [e for e in job.held if after(position(e), job.mark)]
         repeated = len(job.held) - len(live)
         gap.duplicates += repeated
-        counts["duplicates"] += repeated
+        self._count("duplicates", gap.connection, repeated)
         gap.held += len(job.held)
         if job.held_dropped:
             partial = True
@@ -535,13 +564,14 @@ class Backfill:
                                     dropped=job.held_dropped))  # fmt: skip
         if partial:
             gap.partial += 1
-            counts["partial"] += 1
+            self._count("partial", gap.connection)
         if last and not job.held and kept and not self._stopping.is_set():
             self._watermarks[(target.ev, target.symbol)] = Watermark.of(kept)
         out.extend(live)
         gap.remaining -= 1
         if gap.remaining == 0:
             duration = time.monotonic() - gap.started
+            self._last_duration = duration
             logger.info("backfill %s: gap on %s done: %d event(s), %d failed, %d partial, %.3fs", self.name,
                         gap.connection, gap.events, gap.failed, gap.partial, duration)  # fmt: skip
             out.append(self._status(

@@ -26,6 +26,7 @@ from .._json import dumps_str
 from ..enums import ConnectionState, Market
 from ..errors import AuthenticationError, MassiveRTError
 from ..models import (
+    LIVE,
     CryptoQuote,
     CryptoTrade,
     CurrencyAgg,
@@ -178,7 +179,8 @@ def _columns(event: Event) -> tuple[str, str, str]:
 
 
 class TableFormat:
-    """Aligned, human-readable lines: time (UTC, from the event), symbol, type, price, size, details."""
+    """Aligned, human-readable lines: time (UTC, from the event), symbol, type, price, size, details
+    (led by ``[rest]`` for a backfilled event)."""
 
     def __init__(self, market: Market, channels: Sequence[str]) -> None:
         longest = max((len(c.partition(".")[2]) for c in channels if not c.endswith(".*")), default=0)
@@ -198,6 +200,8 @@ class TableFormat:
         ms = _event_ms(event)
         when = self._clock(ms if ms is not None else event.received_at_ns // 1_000_000)
         price, size, details = _columns(event)
+        if event.origin != LIVE:  # backfilled (--backfill): say so where a reader looks
+            details = f"[{event.origin}]  {details}" if details else f"[{event.origin}]"
         return self._row(when, _symbol(event), event_label(event), price, size, details)
 
 
@@ -205,9 +209,10 @@ _BASE_FIELDS = ("received_at_ns", "connection")
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
-    """The event's own attributes (official names) first, then ``received_at_ns`` and ``connection``."""
+    """The event's own attributes (official names) first, then ``received_at_ns``, ``connection``
+    and ``origin`` (``"live"``, or ``"rest"`` for a backfilled event)."""
     names = tuple(f.name for f in attrs.fields(cls))
-    return tuple(n for n in names if n not in _BASE_FIELDS) + _BASE_FIELDS
+    return (*(n for n in names if n not in _BASE_FIELDS), *_BASE_FIELDS, "origin")
 
 
 class JsonlFormat:
@@ -231,7 +236,7 @@ class JsonlFormat:
 CSV_COLUMNS = (
     "event_type", "symbol", "timestamp", "price", "size", "bid_price", "bid_size", "ask_price", "ask_size",
     "open", "high", "low", "close", "volume", "vwap", "start_timestamp", "end_timestamp", "exchange",
-    "received_at_ns", "connection",
+    "received_at_ns", "connection", "origin",
 )  # fmt: skip
 
 
@@ -279,7 +284,8 @@ class Printer:
 
     Each line is flushed as it is written (line-buffered), so a pipe sees events live. A closed
     pipe (``| head``) ends the stream quietly. After ``limit`` market events it prints nothing
-    more and calls ``done()``.
+    more and calls ``done()``. With ``backfill`` (an adapter with a Backfill: ``--backfill``) a gap is
+    announced as being backfilled rather than as something to backfill.
     """
 
     def __init__(
@@ -292,6 +298,7 @@ class Printer:
         limit: int | None = None,
         fatal_on_failure: bool = True,
         verbose: bool = False,
+        backfill: bool = False,
     ) -> None:
         self._out = out
         self._format = fmt.format
@@ -300,6 +307,7 @@ class Printer:
         self._limit = limit
         self._fatal_on_failure = fatal_on_failure
         self._verbose = verbose
+        self._backfill = backfill
         self._write = console.stdout_line if console.shared_terminal else self._write_line
         self.counts: collections.Counter[str] = collections.Counter()
         self.printed = 0
@@ -339,7 +347,9 @@ class Printer:
         (server statuses, drops, refused channels, recycling: WARNING and up)."""
         if status.status == "gap" and status.gap_start_ns is not None and status.gap_end_ns is not None:
             seconds = (status.gap_end_ns - status.gap_start_ns) / 1e9
-            return f"data resumed after a {seconds:.1f} s gap (backfill it over REST if it matters)"
+            if self._backfill:  # the adapter's Backfill is on it: its statuses follow
+                return f"data resumed after a {seconds:.1f} s gap; backfilling it over REST"
+            return f"data resumed after a {seconds:.1f} s gap (backfill it over REST if it matters: --backfill)"
         if status.status.startswith("backfill_"):
             return f"{status.status}: {status.message}"
         if status.status != "state" or self._verbose:  # -v logs every transition

@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     stop = Stop()
     printer = Printer(sys.stdout, fmt, console, stop.set, limit=args.limit, fatal_on_failure=args.pool is None,
-                      verbose=args.verbose > 0)  # fmt: skip
+                      verbose=args.verbose > 0, backfill=args.backfill)  # fmt: skip
     server: MockMassiveServer | None = None
     rest_mock: MockMassiveREST | None = None
     with stop.on_signals():

@@ -114,6 +114,11 @@ class ReplaySource(ThreadedSource):
         """The market of the recording's first connection."""
         return self._market
 
+    def connection_markets(self) -> dict[str, Market]:
+        """The market of each recorded connection met so far (as its file declares it; known before
+        any of its events is queued). Any thread."""
+        return {connection: decoder.market for connection, decoder in list(self._decoders.items())}
+
     @property
     def header(self) -> fileformat.RecordingHeader:
         """The first file's header."""

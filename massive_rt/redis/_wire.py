@@ -312,6 +312,7 @@ class EntryDecoder:
     Attributes:
         decoded: market events decoded so far.
         errors: entries that could not be decoded so far.
+        markets: ``{upstream connection: market}`` of the market events decoded so far (bounded).
     """
 
     def __init__(self, name: str, error_log: RateLimitedLog) -> None:
@@ -322,6 +323,7 @@ class EntryDecoder:
         self._decoders: dict[Market, Decoder] = {}
         self._market_names: dict[bytes, Market | None] = {}
         self._connections: dict[bytes, str] = {}
+        self.markets: dict[str, Market] = {}
 
     def decode(
         self,
@@ -348,6 +350,8 @@ class EntryDecoder:
                 if decoder is None:
                     decoder = self._decoders[market] = Decoder(market, connection, loads=loads)
                 decoder.connection = connection
+                if connection not in self.markets and len(self.markets) < 10_000:
+                    self.markets[connection] = market
                 out.extend(decoder.decode_objects(run, received_at_ns))  # one event per object, in order
                 self.decoded += len(run)
                 run.clear()

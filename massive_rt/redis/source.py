@@ -295,6 +295,17 @@ class RedisStreamSource(ThreadedSource):
         return self._streams
 
     @property
+    def stream_markets(self) -> dict[str, Market | None]:
+        """``{stream: market}``: each stream's market as configured or read from its name (None:
+        from each entry's own ``market`` field)."""
+        return dict(self._stream_markets)
+
+    def connection_markets(self) -> dict[str, Market]:
+        """The market of each upstream connection whose events were decoded so far (an entry's
+        ``market`` field, else its stream's); known before those events are handed out. Any thread."""
+        return dict(self._entry_decoder.markets)
+
+    @property
     def group(self) -> str:
         """The consumer group."""
         return self._group

@@ -3,7 +3,7 @@ Server-Sent Events stream of snapshots.
 
 A sampler thread (``massive-rt-status-sampler``) calls the target's ``stats()`` every
 ``interval`` seconds and keeps the last ``history`` samples (events/s per connection are the
-differences). Statuses worth showing (state changes, gaps, drops, refusals, recycling) are kept
+differences). Statuses worth showing (state changes, gaps and backfills, drops, refusals, recycling) are kept
 from an ``on_status`` handler added to an adapter (it runs on the dispatcher thread and only
 appends to a bounded deque). Every stream ends on :meth:`StatusApp.stop`, when the target adapter
 stops, or after ``stream_seconds`` (the browser's ``EventSource`` then reconnects by itself).
@@ -36,7 +36,8 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 _ASSETS = {"status.js": "text/javascript; charset=utf-8", "status.css": "text/css; charset=utf-8"}
 _SHOWN_STATUSES = frozenset({
     "state", "disconnected", "gap", "dropped", "decode_error", "subscription_error", "failed", "limit_refused",
-    "evicted", "limit_cooldown", "recycled", "adapter_failed", "backfill", "backfilled", "backfill_failed",
+    "evicted", "limit_cooldown", "recycled", "adapter_failed", "backfill_started", "backfill_partial",
+    "backfill_failed", "backfill_done",
     "stream_reset", "missing",
 })  # fmt: skip
 _ENDED_STATES = ("stopped", "failed")

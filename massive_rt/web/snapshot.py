@@ -1,6 +1,7 @@
 """What the status page shows, computed from ``stats()`` snapshots: pure functions, no I/O.
 
-A page snapshot is a JSON-ready dict: the adapter's counters (when the target is an adapter),
+A page snapshot is a JSON-ready dict: the adapter's counters (when the target is an adapter; its
+backfill's too when it has one),
 one row per connection (state, subscriptions, events/s with its recent history, drops,
 reconnects, last message age) and the latest noteworthy statuses. Only fields listed here reach
 the page: a snapshot's ``url`` or ``last_error`` never does, so no key can leak through them.
@@ -57,6 +58,7 @@ def _adapter(snapshot: Any) -> dict[str, Any] | None:
     if not (hasattr(snapshot, "dispatched") and hasattr(snapshot, "latency_us")):
         return None
     latency: Mapping[str, float] = snapshot.latency_us
+    backfill = getattr(snapshot, "backfill", None)
     return {
         "state": _state(snapshot.state),
         "healthy": bool(snapshot.healthy),
@@ -65,6 +67,22 @@ def _adapter(snapshot: Any) -> dict[str, Any] | None:
         "handler_errors": int(snapshot.handler_errors),
         "latency_p50_us": latency.get("p50"),
         "latency_p99_us": latency.get("p99"),
+        "backfill": None if backfill is None else _backfill(backfill),
+    }
+
+
+def _backfill(stats: Any) -> dict[str, Any]:
+    duration = stats.last_duration_s
+    return {
+        "gaps": int(stats.gaps),
+        "events": int(stats.events),
+        "in_flight": int(stats.in_flight),
+        "failed": int(stats.failed),
+        "partial": int(stats.partial),
+        "not_backfillable": int(stats.not_backfillable),
+        "held": int(stats.held),
+        "hold_overflow": int(stats.held_dropped),
+        "last_duration_s": None if duration is None else round(float(duration), 3),
     }
 
 

@@ -21,10 +21,16 @@ def test_stream_demo_backfill_refills_forced_drops() -> None:
     assert "--backfill: REST history from a local mock at http://127.0.0.1:" in result.stderr
     done = re.findall(r"backfill_done: backfilled (\d+) event\(s\) for 2 symbol\(s\)", result.stderr)
     assert done, result.stderr
+    assert "backfilling it over REST" in result.stderr
+    assert "if it matters" not in result.stderr  # no advice to backfill while the backfill runs
     by_symbol: dict[str, list[int]] = defaultdict(list)
+    origins: set[str] = set()
     for line in result.stdout.splitlines():
         event = json.loads(line)
         by_symbol[event["symbol"]].append(event["sequence_number"])
+        origins.add(event["origin"])
+    if any(int(n) for n in done):
+        assert origins == {"live", "rest"}
     assert set(by_symbol) == {"AAPL", "MSFT"}
     for symbol, sequences in by_symbol.items():
         assert sequences == sorted(set(sequences)), f"{symbol}: a trade twice or out of order"

@@ -52,3 +52,19 @@ def test_a_failed_invariant_exits_non_zero() -> None:
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL: RSS grew" in result.stdout
     assert "OK: every invariant held" not in result.stdout
+
+
+@pytest.mark.slow
+def test_small_soak_with_backfill_keeps_the_ledger_and_refills_every_lost_trade() -> None:
+    result = run_soak("--events", "30000", "--every", "10000", "--backfill", "--lost", "200")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "OK: every invariant held" in out
+    published, delivered = number(row(out, "events")), number(row(out, "delivered"))
+    dropped, held = number(row(out, "dropped")), number(row(out, "hold-dropped"))
+    assert published == 30_000
+    assert delivered + dropped + held == published
+    assert number(row(out, "lost in flight")) == 400
+    backfilled = row(out, "backfilled")
+    assert backfilled.startswith("400 lost + ")
+    assert " in 2 gaps" in backfilled

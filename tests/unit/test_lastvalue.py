@@ -331,3 +331,29 @@ def test_close_unregisters_the_cache_and_keeps_what_it_holds(server: MockMassive
     assert wait_until(lambda: len(seen) == 2, 5)  # the user's handler still runs
     assert last_seq(cache, "AAPL") == 1
     cache.close()  # idempotent
+
+
+# ----------------------------------------------------------------------------- routing of the write side
+
+
+def test_bars_of_another_ev_and_unknown_events_are_not_cached_and_routes_stay_bounded(
+    server: MockMassiveServer, streaming
+) -> None:
+    adapter = streaming("T.*", "AM.*", "A.*")
+    cache = mrt.LastValueCache(adapter)
+    junk = [{"ev": f"Z{i}", "sym": "AAPL"} for i in range(400)]  # unknown ev codes: UnknownEvent
+    bars = [{"ev": ev, "sym": "AAPL", "o": 1.0, "c": 2.0, "h": 2.0, "l": 1.0, "v": 10, "s": s, "e": s + 1}
+            for ev, s in (("AM", 60_000), ("A", 61_000))]  # fmt: skip
+    server.publish([*junk, *bars, trade("AAPL", 7)])
+    assert wait_until(lambda: last_seq(cache, "AAPL") == 7, 5)
+    minute, second = cache.bar("AAPL"), cache.bar("AAPL", interval="second")
+    assert minute is not None
+    assert minute.value.event_type == "AM"
+    assert second is not None
+    assert second.value.event_type == "A"
+    assert cache.stats().values == 3
+    assert all(len(routes) <= 256 for routes in cache._routes.values())
+    assert ("minute", "stocks", "AAPL") in cache
+    assert ("trade", "crypto", "AAPL") not in cache
+    assert len(cache) == 3
+    assert {key.kind for key, _ in cache.items()} == {"trade", "minute", "second"}

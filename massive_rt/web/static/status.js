@@ -56,6 +56,12 @@ function renderAdapter(adapter) {
   const items = [["adapter", adapter.state], ["dispatched", adapter.dispatched],
     ["handler errors", adapter.handler_errors], ["recv→callback p50", us(adapter.latency_p50_us)],
     ["p99", us(adapter.latency_p99_us)]];
+  const b = adapter.backfill;
+  if (b) {
+    const last = b.last_duration_s === null ? "–" : `${b.last_duration_s.toFixed(3)} s`;
+    items.push(["backfill gaps", b.gaps], ["backfilled events", b.events], ["backfills in flight", b.in_flight],
+      ["backfills failed", b.failed], ["hold overflow", b.hold_overflow], ["last backfill", last]);
+  }
   dl.replaceChildren(...items.flatMap(([k, v]) => {
     const dt = document.createElement("dt"); dt.textContent = k;
     const dd = document.createElement("dd"); dd.textContent = text(v); dd.dataset.field = k;
