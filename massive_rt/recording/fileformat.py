@@ -173,7 +173,7 @@ class _Compressor:
         if codec == "zstd":
             if zstandard is None:
                 raise RecordingError("codec 'zstd' needs zstandard: pip install 'massive-rt[record]'")
-            self._zstd = zstandard.ZstdCompressor(level=3 if level is None else level)
+            self._zstd = zstandard.ZstdCompressor(level=1 if level is None else level)
 
     def compress(self, raw: bytes) -> bytes:
         if self._zstd is not None:
@@ -205,7 +205,7 @@ class RecordingWriter:
         target: a path (created; an existing file is refused) or a binary file object.
         header: what the file says about itself.
         block_bytes: raw bytes per block before it is written.
-        level: the codec's compression level (None: zstd 3, gzip 1).
+        level: the codec's compression level (None: zstd 1, gzip 1).
     """
 
     def __init__(
@@ -234,8 +234,10 @@ class RecordingWriter:
         preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, CODECS[header.codec], 0, len(head))
         self._write(preamble + head + _U32.pack(zlib.crc32(head)))
 
-    def append(self, received_at_ns: int, connection: str, kind: int, payload: bytes, market: str = "") -> None:
-        """Buffer one record (``connection`` declared in the file the first time it appears)."""
+    def append(self, received_at_ns: int, connection: str, kind: int, payload: bytes, market: str = "") -> bool:
+        """Buffer one record (``connection`` declared in the file the first time it appears).
+
+        Returns True when the append wrote a block (the buffer reached ``block_bytes``)."""
         conn_id = self._connections.get(connection)
         if conn_id is None:
             conn_id = self._connections[connection] = len(self._connections)
@@ -249,6 +251,8 @@ class RecordingWriter:
         self.records += 1
         if len(self._buffer) >= self._block_bytes:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> None:
         """Write the records buffered so far as one block, and flush the file."""
