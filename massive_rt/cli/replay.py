@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..adapter import RealTimeDataAdapter
 from ..recording import ReplaySource
-from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, port, silence_stdout
+from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, exit_code, port, silence_stdout
 from .demo import load_server_class
 from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
 
@@ -66,7 +66,7 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``massive-rt replay``; returns the exit code."""
+    """Run ``massive-rt replay``; returns the exit code (130 after Ctrl-C)."""
     path = Path(args.file)
     if args.serve is not None:
         return _serve(path, args, console)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if source.error is not None or printer.error is not None:
         console.message(f"{PROG}: error: {source.error or printer.error}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return exit_code(EXIT_OK, stop.signum)
 
 
 def _serve(path: Path, args: argparse.Namespace, console: Console) -> int:
@@ -127,4 +127,4 @@ def _serve(path: Path, args: argparse.Namespace, console: Console) -> int:
     if handle.error is not None:
         console.message(f"{PROG}: error: {handle.error}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return exit_code(EXIT_OK, stop.signum)
