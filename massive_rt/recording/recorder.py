@@ -149,6 +149,7 @@ class Recorder:
         self._max_bytes = max_bytes
         self._capacity = buffer_size
         self._max_bytes_buffered = max_buffer_bytes
+        self._wake_bytes = max_buffer_bytes >> 1
         self._flush_interval = flush_interval
         # (consumer, item, counted bytes), or (None, items lost, 0) for a loss marker.
         self._buffer: deque[tuple[QueueConsumer, Item, int] | tuple[None, int, int]] = deque()
@@ -248,22 +249,21 @@ class Recorder:
             size = item[3] * OBJECT_EVENT_BYTES + ITEM_OVERHEAD
         else:
             size = STATUS_BYTES + ITEM_OVERHEAD
-        buffer = self._buffer
         # Taps run one at a time (on the consuming thread: the adapter's dispatcher, or a reader under its gate);
         # the counters below are each written by one side only (taps: _bytes_in, _lost; writer: _bytes_out).
         held = self._bytes_in - self._bytes_out + size
+        buffer = self._buffer
         if held > self._max_bytes_buffered or len(buffer) >= self._capacity:
             self._lost += 1
             self._dropped += 1
-            if not self._wake.is_set():
-                self._wake.set()
+            self._wake.set()
             return
         if self._lost:
             buffer.append((None, self._lost, 0))
             self._lost = 0
         buffer.append((consumer, item, size))
         self._bytes_in += size
-        if (held > self._max_bytes_buffered >> 1 or len(buffer) == self._capacity >> 1) and not self._wake.is_set():
+        if held > self._wake_bytes and not self._wake.is_set():  # half full: the writer need not wait its tick
             self._wake.set()
 
     # ------------------------------------------------------------------ writer thread
