@@ -256,7 +256,8 @@ class Recorder:
         if held > self._max_bytes_buffered or len(buffer) >= self._capacity:
             self._lost += 1
             self._dropped += 1
-            self._wake.set()
+            if not self._wake.is_set():  # set() takes a lock: not once per item of a burst
+                self._wake.set()
             return
         if self._lost:
             buffer.append((None, self._lost, 0))
