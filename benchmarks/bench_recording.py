@@ -7,6 +7,7 @@ Numbers, not a test: ``python benchmarks/bench_recording.py``.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import threading
 import time
@@ -34,16 +35,19 @@ def codecs(events: int) -> None:
                 writer.append(i, "c", KIND_OBJECTS, frame)
             writer.close()
             took = time.perf_counter() - started
-            print(f"  {codec:5} {writer.bytes_written / events:6.1f} bytes/event ({writer.bytes_written / raw:5.1%} of "
-                  f"the raw frames)  {raw / took / 1e6:6.1f} MB/s raw in")
+            print(
+                f"  {codec:5} {writer.bytes_written / events:6.1f} bytes/event ({writer.bytes_written / raw:5.1%} of "
+                f"the raw frames)  {raw / took / 1e6:6.1f} MB/s raw in"
+            )
 
 
-def burst(items: int, buffer_size: int, frame_bytes: int = 1_000) -> None:
-    """A burst far faster than the writer: the buffer holds ``buffer_size`` items, the rest are
-    counted as lost; peak memory stays near ``buffer_size * frame_bytes``."""
+def burst(items: int, max_buffer_bytes: int, frame_bytes: int = 1_000) -> None:
+    """A burst far faster than the writer: the buffer holds ``max_buffer_bytes``, the rest are
+    counted as lost; traced peak memory stays near the bound."""
     source = mrt.SyntheticSource(("T.*",), rate=None)
     with tempfile.TemporaryDirectory() as tmp:
-        recorder = mrt.Recorder(source, Path(tmp) / "burst.mrt", buffer_size=buffer_size).start()
+        recorder = mrt.Recorder(source, Path(tmp) / "burst.mrt", max_buffer_bytes=max_buffer_bytes,
+                                buffer_size=items).start()  # fmt: skip
         frame = b"[" + b"x" * (frame_bytes - 2) + b"]"
         tracemalloc.start()
         for i in range(items):
@@ -52,12 +56,15 @@ def burst(items: int, buffer_size: int, frame_bytes: int = 1_000) -> None:
         tracemalloc.stop()
         recorder.stop()
         stats = recorder.stats()
-    print(f"burst of {items:,} x {frame_bytes} B frames into buffer_size={buffer_size:,}: peak {peak / 1e6:.1f} MB "
-          f"traced (bound ~{buffer_size * (frame_bytes + 120) / 1e6:.1f} MB), {stats.dropped:,} counted as lost, "
-          f"{stats.records:,} records written")
+    print(
+        f"burst of {items:,} x {frame_bytes} B frames into max_buffer_bytes={max_buffer_bytes:,}: peak "
+        f"{peak / 1e6:.1f} MB traced, {stats.dropped:,} counted as lost, {stats.records:,} records written"
+    )
 
 
-def typed(seconds: float, record: bool, tmp: str) -> tuple[float, int]:
+def typed(seconds: float, record: bool, tmp: str) -> tuple[float, float]:
+    """Events/s into a counting callback, and the process's CPU µs per event (less noisy than
+    the rate on a shared machine: it counts what the recorder adds, not what the neighbours take)."""
     source = mrt.SyntheticSource(("T.*", "Q.*"), rate=None, seed=2, batch=20)
     adapter = mrt.RealTimeDataAdapter(source)
     count = [0]
@@ -69,17 +76,16 @@ def typed(seconds: float, record: bool, tmp: str) -> tuple[float, int]:
     recorder = mrt.Recorder(source, Path(tmp) / f"t{time.monotonic_ns()}.mrt") if record else None
     if recorder is not None:
         recorder.start()
+    cpu = time.process_time()
     adapter.start()
     threading.Event().wait(seconds)
     adapter.stop(drain=False)
     done = count[0]
     if recorder is not None:
         recorder.stop()
-        print(
-            f"  recorder: {recorder.stats().records} records, ratio {recorder.stats().compression_ratio:.1f}, "
-            f"dropped {recorder.stats().dropped}"
-        )
-    return done / seconds, done
+        stats = recorder.stats()
+        print(f"  recorder: {stats.records} records, ratio {stats.compression_ratio:.1f}, dropped {stats.dropped}")
+    return done / seconds, (time.process_time() - cpu) * 1e6 / max(done, 1)
 
 
 def replay(path: Path) -> float:
@@ -95,21 +101,44 @@ def replay(path: Path) -> float:
     return count[0] / (time.perf_counter() - started)
 
 
+def alternating(seconds: float, rounds: int, tmp: str) -> tuple[list[float], list[float]]:
+    """Typed throughput without and with a recorder, alternating in the same run (the machine's
+    load drifts: alternating spreads it over both sides); each round's ratio is printed."""
+    without: list[float] = []
+    with_rec: list[float] = []
+    for i in range(rounds):
+        off, off_cpu = typed(seconds, False, tmp)
+        on, on_cpu = typed(seconds, True, tmp)
+        without.append(off)
+        with_rec.append(on)
+        print(
+            f"  round {i + 1}: {off:,.0f} ev/s without, {on:,.0f} ev/s with ({on / off:.1%}); CPU "
+            f"{off_cpu:.2f} vs {on_cpu:.2f} µs/event"
+        )
+    return without, with_rec
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--typed-only", action="store_true", help="only the with/without recorder comparison")
     args = parser.parse_args()
-    codecs(200_000)
-    burst(200_000, 10_000)
+    if not args.typed_only:
+        codecs(200_000)
+        burst(200_000, 8 << 20)
     with tempfile.TemporaryDirectory() as tmp:
-        without, _ = typed(args.seconds, False, tmp)
-        with_rec, _ = typed(args.seconds, True, tmp)
+        without, with_rec = alternating(args.seconds, args.rounds, tmp)
+        ratios = sorted(on / off for off, on in zip(without, with_rec, strict=True))
         print(
-            f"typed throughput: {without:,.0f} ev/s without, {with_rec:,.0f} ev/s with a recorder "
-            f"({with_rec / without:.0%})"
+            f"typed throughput over {args.rounds} alternating rounds: median {statistics.median(without):,.0f} ev/s "
+            f"without, {statistics.median(with_rec):,.0f} ev/s with a recorder; ratio median "
+            f"{statistics.median(ratios):.1%} (min {ratios[0]:.1%}, max {ratios[-1]:.1%}); sum-ratio "
+            f"{sum(with_rec) / sum(without):.1%}"
         )
-        path = next(Path(tmp).glob("t*.mrt"))
-        print(f"replay (speed=None): {replay(path):,.0f} ev/s vs live {with_rec:,.0f} ev/s")
+        if not args.typed_only:
+            path = next(Path(tmp).glob("t*.mrt"))
+            print(f"replay (speed=None): {replay(path):,.0f} ev/s vs live {statistics.median(with_rec):,.0f} ev/s")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import websocket
 from . import resolver
 from ._session import Outcome
 from .config import ClientConfig
+from .enums import Market
 from .errors import ConfigurationError, HandshakeError
 
 __all__ = ["StopRequested", "Transport", "describe", "refused_upgrade", "shown_url"]
@@ -273,7 +274,7 @@ def refused_upgrade(exc: websocket.WebSocketBadStatusException, shown: str, name
     if isinstance(code, int) and (code == 429 or code >= 500):
         return Outcome(f"{what}: the server is not accepting connections now{detail}")
     if code == 404:
-        why = "not a Massive WebSocket endpoint (check url=, feed= and market=)"
+        why = f"not a Massive WebSocket endpoint ({_market_hint(shown)})"
     elif code in (401, 403):
         why = "refused before authentication (a proxy or firewall? Massive refuses bad keys after connecting)"
     elif isinstance(code, int) and 300 <= code < 400:
@@ -285,6 +286,18 @@ def refused_upgrade(exc: websocket.WebSocketBadStatusException, shown: str, name
         why = "the server refused the WebSocket upgrade"
     error = HandshakeError(f"{what}: {why}{detail}", status_code=code, connection=name)
     return Outcome(error.message, error=error, fatal=True)
+
+
+def _market_hint(shown: str) -> str:
+    """What to check after a 404: when the URL's path names no market, the URL that would."""
+    parts = urlsplit(shown)
+    path = parts.path.strip("/")
+    markets = [m.value for m in Market]
+    if path in markets or any(segment in markets for segment in path.split("/")):
+        return "check url=, feed= and market="
+    base = parts._replace(path="", query="", fragment="").geturl()
+    known = ", ".join(m for m in markets if "/" not in m)
+    return f"the URL has no market path: did you mean {base}/stocks? The path names the market: {known}"
 
 
 def handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:

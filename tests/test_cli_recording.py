@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import pty
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 import massive_rt as mrt
+from massive_rt.cli import CSV_COLUMNS
 from massive_rt.recording import CorruptRecordingError, RecordingHeader, RecordingReader, RecordingWriter, encode_status
 from massive_rt.recording.fileformat import KIND_DATA, KIND_DROPPED, KIND_STATUS
 from tests.test_cli import CLI, ROOT, TIMEOUT, Running, clean_env, run
@@ -84,6 +87,7 @@ def test_inspect_reports_range_events_connections_gaps_drops_and_a_whole_file(tm
     assert "time range   2025-06-15 15:06:40.000 UTC .. 2025-06-15 15:06:43.900 UTC  (3.9 s)" in text
     assert re.search(r"gaps +1 +\(c1 1\.5 s\)", text)
     assert f"{path}: whole, 43 records" in text
+    assert "health       ok\n" in text
 
 
 def test_inspect_reports_where_a_cut_file_stops_and_where_a_corrupt_one_breaks(tmp_path: Path) -> None:
@@ -97,10 +101,18 @@ def test_inspect_reports_where_a_cut_file_stops_and_where_a_corrupt_one_breaks(t
     assert reader.end is not None
 
     result = run("inspect", str(cut), "--json")
-    assert result.returncode == 0, result.stderr
-    (health,) = json.loads(result.stdout)["files"]
+    assert result.returncode == 3, result.stderr
+    inspected = json.loads(result.stdout)
+    (health,) = inspected["files"]
     assert (health["state"], health["offset"], health["records"]) == ("cut", reader.end.offset, whole)
-    assert f"cut at byte {reader.end.offset} of {len(data) * 2 // 3}" in run("inspect", str(cut)).stdout
+    assert (inspected["health"], inspected["healthy"], inspected["complete"]) == ("cut", True, False)
+    text = run("inspect", str(cut))
+    assert text.returncode == 3
+    assert f"cut at byte {reader.end.offset} of {len(data) * 2 // 3}" in text.stdout
+    health_line = f"health       cut: {cut} at byte {reader.end.offset} of {len(data) * 2 // 3} (no end marker"
+    assert health_line in text.stdout
+    assert "health       ok" not in text.stdout
+    assert f"warning: {cut} was cut at byte {reader.end.offset}" in text.stderr
 
     corrupt = tmp_path / "corrupt.mrt"
     flipped = bytearray(data)
@@ -111,7 +123,7 @@ def test_inspect_reports_where_a_cut_file_stops_and_where_a_corrupt_one_breaks(t
     result = run("inspect", str(corrupt))
     assert result.returncode == 1
     assert f"corrupt at byte {caught.value.offset}" in result.stdout
-    assert "health       CORRUPT" in result.stdout
+    assert f"health       CORRUPT: {corrupt} at byte {caught.value.offset}" in result.stdout
     assert "Traceback" not in result.stderr
     assert f"error: {corrupt} is corrupt at byte {caught.value.offset}" in result.stderr
 
@@ -206,3 +218,36 @@ def test_replay_draws_its_progress_on_a_terminal(tmp_path: Path) -> None:
     assert code == 0, terminal
     assert re.search(r"\r\x1b\[Kreplaying: [\d,]+ records  [\d,]+ events", terminal)
     assert "replayed 20 events" in terminal
+
+
+def quote(sym: str, seq: int) -> dict[str, Any]:
+    return {"ev": "Q", "sym": sym, "bp": 99.5 + seq, "bs": 3, "ap": 100.5 + seq, "as": 4, "t": 1_750_000_000_000 + seq,
+            "q": seq, "bx": 11, "ax": 12}  # fmt: skip
+
+
+def test_replay_csv_is_one_header_then_one_row_per_trade_and_quote_loadable_as_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "tq.mrt"
+    writer = RecordingWriter(path, RecordingHeader(codec="gzip", markets=("stocks",)))
+    for i in range(5):
+        writer.append(T0 + i, "c1", KIND_DATA, json.dumps([trade("A", i), quote("A", i)]).encode(), "stocks")
+    writer.append(T0 + 9, "c1", KIND_STATUS, status("gap", T0 + 9, gap_start_ns=T0, gap_end_ns=T0 + 9), "stocks")
+    writer.close()
+
+    result = run("replay", str(path), "--speed", "max", "--format", "csv")
+
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 1 + 10  # statuses are not rows
+    assert all(len(row) == len(CSV_COLUMNS) for row in rows)
+    records = [dict(zip(CSV_COLUMNS, row, strict=True)) for row in rows[1:]]
+    assert [(r["event_type"], r["symbol"]) for r in records] == [("T", "A"), ("Q", "A")] * 5
+    trades, quotes = records[0::2], records[1::2]
+    assert [float(r["price"]) for r in trades] == [100.0 + i for i in range(5)]
+    assert [int(r["size"]) for r in trades] == [i + 1 for i in range(5)]
+    assert [(float(r["bid_price"]), float(r["ask_price"]), int(r["bid_size"])) for r in quotes] == [
+        (99.5 + i, 100.5 + i, 3) for i in range(5)
+    ]
+    assert all(r["bid_price"] == "" for r in trades)  # a column a class lacks is empty, not shifted
+    assert [int(r["received_at_ns"]) for r in records] == [T0 + i // 2 for i in range(10)]
+    assert {r["connection"] for r in records} == {"c1"}

@@ -15,8 +15,9 @@
 Events go to stdout (:mod:`.formats`); everything else goes to stderr through a
 :class:`~.console.Console`, which also owns the live status line when stderr is a terminal.
 
-Exit codes: 0 done (including Ctrl-C, SIGTERM and a closed pipe), 1 runtime failure (refused key,
-port in use ...), 2 bad arguments.
+Exit codes (docs/cli.md): 0 done (including SIGTERM and a closed pipe), 1 runtime failure (refused
+key, port in use, a corrupt recording ...), 2 bad arguments, 3 ``inspect`` found a cut recording,
+130 stopped by Ctrl-C (SIGINT; after the same clean stop and summary as SIGTERM).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .console import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     PROG,
+    AuthFailureEcho,
     Console,
     ConsoleHandler,
     UsageError,
@@ -90,7 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(sys.stderr, sys.stdout)
     command = _COMMANDS[args.command]
-    with package_logging(ConsoleHandler(console), args.verbose, PROG):
+    handler = ConsoleHandler(console)
+    if not args.verbose:  # the command's own error line says it, with what to check
+        handler.addFilter(AuthFailureEcho())
+    with package_logging(handler, args.verbose, PROG):
         try:
             return command(args, console)
         except (ConfigurationError, UsageError) as exc:

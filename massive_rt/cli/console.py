@@ -6,9 +6,14 @@
 * :class:`Stop` is the main thread's wake-up, set by SIGINT/SIGTERM (:meth:`Stop.on_signals`) or by
   another thread; :func:`wait` blocks on it. :func:`handling_signals` installs SIGINT and SIGTERM
   handlers on the main thread and restores the previous ones.
-* Exit codes: :data:`EXIT_OK` 0 done (including Ctrl-C, SIGTERM and a closed pipe),
+* Exit codes (docs/cli.md): :data:`EXIT_OK` 0 done (including SIGTERM and a closed pipe),
   :data:`EXIT_FAILURE` 1 runtime failure (refused key, port in use ...), :data:`EXIT_USAGE` 2 bad
-  arguments (argparse's own errors, :class:`UsageError`, :class:`~massive_rt.ConfigurationError`).
+  arguments (argparse's own errors, :class:`UsageError`, :class:`~massive_rt.ConfigurationError`),
+  :data:`EXIT_INTERRUPTED` 130 stopped by Ctrl-C (SIGINT), after the same clean stop as SIGTERM
+  (:func:`exit_code`).
+* :func:`failure_line` is the one line a command prints for a connection's final failure (a
+  refused key names the options to check, never the key); :class:`AuthFailureEcho` keeps the
+  library's own log lines about that refusal off stderr unless ``-v``.
 * :func:`positive` and :func:`port` are the argument types the commands share.
 """
 
@@ -29,6 +34,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TextIO
 
+from ..errors import AuthenticationError
+
 __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
@@ -36,10 +43,13 @@ __all__ = [
     "EXIT_USAGE",
     "PROG",
     "AddParser",
+    "AuthFailureEcho",
     "Console",
     "ConsoleHandler",
     "Stop",
     "UsageError",
+    "exit_code",
+    "failure_line",
     "handling_signals",
     "log_level",
     "one_line",
@@ -55,8 +65,8 @@ logger = logging.getLogger(__name__)
 
 PROG = "massive-rt"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-#: Ctrl-C before the command installed its own signal handlers.
-EXIT_INTERRUPTED = 130
+#: Ctrl-C (SIGINT): 128 + the signal's number, the shell's convention.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 #: ``add_parser`` of the ``massive-rt`` subcommands: each command module registers its subparser with it.
 AddParser = Callable[..., argparse.ArgumentParser]
@@ -71,6 +81,15 @@ class UsageError(Exception):
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line."""
     return " ".join(str(exc).split())
+
+
+def failure_line(error: BaseException) -> str:
+    """The one line (without the ``massive-rt: error:`` prefix) that reports a connection's final
+    failure: for a refused key, what to check (never the key itself)."""
+    if isinstance(error, AuthenticationError):
+        return ("authentication failed: the server refused the API key; check --api-key or MASSIVE_API_KEY "
+                "(-v shows the server's reply)")  # fmt: skip
+    return one_line(error)
 
 
 # ----------------------------------------------------------------------------------------- stderr
@@ -132,6 +151,29 @@ class Console:
         except (OSError, ValueError):  # stderr closed (e.g. `2>&1 | head`): nothing left to tell
             self.live = False
             self._status = ""
+
+
+class AuthFailureEcho(logging.Filter):
+    """Drops the library's log lines about a refused key (the server's ``auth_failed`` status and
+    the connection's ``failed:`` line after it): the command prints :func:`failure_line` instead.
+    Installed only without ``-v``; every other record passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._refused: set[str] = set()  # connections whose auth_failed was seen
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        connection = getattr(record, "connection", None)
+        if not isinstance(connection, str) or not record.name.startswith("massive_rt."):
+            return True
+        args = record.args
+        if isinstance(args, tuple) and args and args[0] == "auth_failed" and "server status" in str(record.msg):
+            self._refused.add(connection)
+            return False
+        if record.levelno >= logging.ERROR and connection in self._refused and "failed: " in str(record.msg):
+            self._refused.discard(connection)
+            return False
+        return True
 
 
 class ConsoleHandler(logging.Handler):
@@ -236,6 +278,8 @@ class Stop:
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._flag = False
         self.signals = 0
+        #: The first signal received (None: none), which decides the exit code (:func:`exit_code`).
+        self.signum: int | None = None
         self._first_signal = 0.0
 
     def is_set(self) -> bool:
@@ -266,6 +310,7 @@ class Stop:
                 os._exit(128 + signum)
             if not self.signals:
                 self._first_signal = now
+                self.signum = signum
             self.signals += 1
             self._flag = True  # the wakeup fd has already woken the selector
 
@@ -283,6 +328,12 @@ class Stop:
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def exit_code(code: int, signum: int | None) -> int:
+    """``code``, unless the command ended normally because of SIGINT: then :data:`EXIT_INTERRUPTED`
+    (130). SIGTERM (a service manager's stop) keeps 0."""
+    return EXIT_INTERRUPTED if code == EXIT_OK and signum == signal.SIGINT else code
 
 
 def wait(stop: Stop, deadline: float | None, tick: Callable[[], None] | None) -> None:

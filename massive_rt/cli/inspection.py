@@ -2,8 +2,11 @@
 
 Prints the time range, events per ``ev`` code and per symbol, the connections, gaps and drops, and
 each file's health: ``whole``, ``cut at byte N of M`` (a crash mid-write: everything before N
-replays) or ``corrupt at byte N``. ``--json`` prints the same as one JSON object. Exit code 0 when
-every file is whole or cut, 1 when one is corrupt.
+replays) or ``corrupt at byte N``, and one ``health`` line: ``ok``, ``cut: FILE at byte N of M``
+or ``CORRUPT: FILE at byte N``. ``--json`` prints the same as one JSON object.
+
+Exit codes (docs/cli.md): 0 every file whole, 1 a file corrupt (or not a recording), 3 a file cut
+(readable up to the offset reported, but it did not end cleanly: a crash, or still being written).
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from .._json import dumps_str
 from ..recording.summary import RecordingSummary, summarize
 from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console
 
-__all__ = ["register", "report", "run"]
+__all__ = ["EXIT_CUT", "register", "report", "run"]
+
+#: ``inspect``'s exit code for a recording that reads up to a cut (no end marker) but is not corrupt.
+EXIT_CUT = 3
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +78,23 @@ def report(summary: RecordingSummary, symbols: int = _TOP_SYMBOLS) -> str:
     for f in summary.files:
         detail = f"  ({f.detail})" if f.detail else ""
         lines.append(f"  {f.path}: {f.describe()}, {f.records:,} records, {f.size:,} bytes{detail}")
-    lines.append(f"health       {'ok' if summary.healthy else 'CORRUPT'}")
+    lines.append(f"health       {_health(summary)}")
     return "\n".join(lines) + "\n"
 
 
+def _health(summary: RecordingSummary) -> str:
+    if summary.health == "ok":
+        return "ok"
+    if summary.health == "corrupt":
+        bad = next(f for f in summary.files if f.state == "corrupt")
+        return f"CORRUPT: {bad.path} at byte {bad.offset} ({bad.detail})"
+    cut = [f for f in summary.files if f.state == "cut"]
+    where = "; ".join(f"{f.path} at byte {f.offset} of {f.size}" for f in cut)
+    return f"cut: {where} (no end marker: everything before the offset replays)"
+
+
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``massive-rt inspect``; returns the exit code (1 when a file is corrupt)."""
+    """Run ``massive-rt inspect``; returns the exit code (0 whole, 1 corrupt, :data:`EXIT_CUT` cut)."""
 
     def progress(records: int, at_ns: int) -> None:
         console.status(f"inspecting: {records:,} records  at {_utc(at_ns)}")
@@ -90,4 +107,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         corrupt = next(f for f in summary.files if f.state == "corrupt")
         console.message(f"{PROG}: error: {corrupt.path} is corrupt at byte {corrupt.offset}: {corrupt.detail}")
         return EXIT_FAILURE
+    if not summary.complete:
+        cut = next(f for f in summary.files if f.state == "cut")
+        console.message(f"{PROG}: warning: {cut.path} was cut at byte {cut.offset} of {cut.size}: {cut.detail}")
+        return EXIT_CUT
     return EXIT_OK

@@ -25,7 +25,19 @@ from ..models import Event, StatusMessage
 from ..protocol import parse_channels
 from ..recording import Recorder
 from ..recording.fileformat import CODECS
-from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, UsageError, positive, wait
+from .console import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PROG,
+    AddParser,
+    Console,
+    Stop,
+    UsageError,
+    exit_code,
+    failure_line,
+    positive,
+    wait,
+)
 from .demo import DEFAULT_SPEED, DEMO_KEY, api_key_from, demo_market, load_server_class
 
 if TYPE_CHECKING:
@@ -65,7 +77,8 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``massive-rt record`` until Ctrl-C, SIGTERM or ``--duration``; returns the exit code."""
+    """Run ``massive-rt record`` until Ctrl-C, SIGTERM or ``--duration``; returns the exit code (130 after
+    Ctrl-C, once the recording is closed)."""
     market = Market.coerce(args.market, "market")
     channels = parse_channels(args.channels, market)
     ClientConfig(market=market, feed=args.feed, url=args.url)
@@ -92,7 +105,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                                 f"synthetic market from a local mock server at {url}")  # fmt: skip
             client = MassiveWebSocketClient(key, market=market, feed=args.feed, url=url, subscriptions=channels)
             recorder = Recorder(client, path, codec=args.codec, rotate=args.rotate, max_bytes=args.max_bytes)
-            return _record(args, client, recorder, console, stop)
+            return exit_code(_record(args, client, recorder, console, stop), stop.signum)
         finally:
             if server is not None:
                 server.close()
@@ -142,6 +155,6 @@ def _record(args: argparse.Namespace, client: MassiveWebSocketClient, recorder: 
         console.message(f"{PROG}: error: writing stopped: {stats.error}")
         return EXIT_FAILURE
     if failure:
-        console.message(f"{PROG}: error: {failure[0]}")
+        console.message(f"{PROG}: error: {failure_line(failure[0])}")
         return EXIT_FAILURE
     return EXIT_OK

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ..enums import Feed, resolve_feed_host
 from ..errors import ConfigurationError
-from .console import AddParser, Console, UsageError, handling_signals, package_logging, write_stderr
+from .console import AddParser, Console, UsageError, exit_code, handling_signals, package_logging, write_stderr
 from .status import page_for
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main", "register", "run", "run_relay"]
@@ -105,7 +105,8 @@ def run_relay(
     ``metrics`` extra, its Prometheus metrics (``/metrics``: upstream connections, consumers,
     fan-out drops) are served on 127.0.0.1:``status_port`` while it runs.
 
-    Returns the exit code: 0 after a normal stop, 1 when the relay or its page could not start.
+    Returns the exit code: 0 after a normal stop (SIGTERM included), 130 after SIGINT (Ctrl-C),
+    1 when the relay or its page could not start.
     """
     from ..relay import MassiveRelay  # needs websockets: imported when a relay starts
 
@@ -118,7 +119,13 @@ def run_relay(
     except ConfigurationError as exc:
         message(f"{prog}: error: {exc.message}")
         return 2
-    with handling_signals(lambda *_: stop.set()):
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        signals.append(signum)
+        stop.set()
+
+    with handling_signals(on_signal):
         try:
             try:
                 relay.start()
@@ -142,7 +149,7 @@ def run_relay(
             message(f"{prog}: forwarded {stats.events_in:,} upstream events, sent {stats.events_sent:,} to "
                     f"{len(stats.consumers)} client(s) in {time.monotonic() - started:.1f} s "
                     f"({stats.events_dropped:,} dropped, {stats.slow_consumers} slow consumer(s))")  # fmt: skip
-            return 0
+            return exit_code(0, signals[0] if signals else None)
         finally:
             relay.stop()
 

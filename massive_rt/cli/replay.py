@@ -1,7 +1,10 @@
 """``massive-rt replay``: print a recording's events (a :class:`~massive_rt.ReplaySource`), or serve it.
 
 ``massive-rt replay today.mrt`` prints the recorded events at their recorded pace (``--speed N``:
-N times faster; ``--speed max``: as fast as possible) in the ``stream`` command's formats.
+N times faster; ``--speed max``: as fast as possible) in the ``stream`` command's formats: ``table``,
+``jsonl``, or ``csv`` (one header row, then one row per event in the one column set of
+:data:`~massive_rt.cli.formats.CSV_COLUMNS` for every event class — trades and quotes side by side,
+empty where a class has no such field — so ``pandas.read_csv`` loads it as it is).
 ``--serve PORT`` instead serves the recording on ``ws://127.0.0.1:PORT/<market>`` with
 :meth:`MockMassiveServer.replay <massive_rt.testing.MockMassiveServer.replay>` (any API key
 authenticates); it starts when the first client subscribes and ends with the recording.
@@ -21,9 +24,9 @@ from pathlib import Path
 
 from ..adapter import RealTimeDataAdapter
 from ..recording import ReplaySource
-from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, port, silence_stdout
+from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, exit_code, port, silence_stdout
 from .demo import load_server_class
-from .formats import Format, JsonlFormat, Printer, TableFormat
+from .formats import CsvFormat, Format, JsonlFormat, Printer, TableFormat
 
 __all__ = ["register", "run"]
 
@@ -56,18 +59,21 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
     replay.add_argument("file", metavar="FILE", help="the recording (rotated parts follow)")
     replay.add_argument("--speed", type=speed, default=1.0, metavar="N",
                         help="N times the recorded pace (default 1), or 'max' for as fast as possible")  # fmt: skip
-    replay.add_argument("--format", choices=("table", "jsonl"), default="table", help="output format")
+    replay.add_argument("--format", choices=("table", "jsonl", "csv"), default="table",
+                        help="output format (csv: one header row, the same columns for every event)")  # fmt: skip
     replay.add_argument("--serve", type=port, metavar="PORT",
                         help="serve it on ws://127.0.0.1:PORT/<market> instead (0 picks a free port)")  # fmt: skip
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``massive-rt replay``; returns the exit code."""
+    """Run ``massive-rt replay``; returns the exit code (130 after Ctrl-C)."""
     path = Path(args.file)
     if args.serve is not None:
         return _serve(path, args, console)
     source = ReplaySource(path, speed=args.speed)
-    fmt: Format = TableFormat(source.market, ()) if args.format == "table" else JsonlFormat()
+    fmt: Format = TableFormat(source.market, ()) if args.format == "table" else (
+        JsonlFormat() if args.format == "jsonl" else CsvFormat()
+    )  # fmt: skip
     stop = Stop()
     # Recorded "failed" statuses are history, not this replay failing: source.error says that.
     printer = Printer(sys.stdout, fmt, console, stop.set, fatal_on_failure=False, verbose=args.verbose > 0)
@@ -94,7 +100,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if source.error is not None or printer.error is not None:
         console.message(f"{PROG}: error: {source.error or printer.error}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return exit_code(EXIT_OK, stop.signum)
 
 
 def _serve(path: Path, args: argparse.Namespace, console: Console) -> int:
@@ -121,4 +127,4 @@ def _serve(path: Path, args: argparse.Namespace, console: Console) -> int:
     if handle.error is not None:
         console.message(f"{PROG}: error: {handle.error}")
         return EXIT_FAILURE
-    return EXIT_OK
+    return exit_code(EXIT_OK, stop.signum)

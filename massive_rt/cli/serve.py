@@ -12,7 +12,19 @@ import time
 
 from ..enums import Market
 from ..synthetic import SyntheticMarket
-from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console, Stop, UsageError, port, positive, wait
+from .console import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PROG,
+    AddParser,
+    Console,
+    Stop,
+    UsageError,
+    exit_code,
+    port,
+    positive,
+    wait,
+)
 from .demo import DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_class
 
 __all__ = ["register", "run"]
@@ -90,4 +102,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
             stop.close()
     console.message(f"{PROG}: served {delivered:,} events over {connections} connection(s) in "
                     f"{time.monotonic() - started:.1f} s")  # fmt: skip
-    return EXIT_OK
+    return exit_code(EXIT_OK, stop.signum)

@@ -38,6 +38,8 @@ from .console import (
     Console,
     Stop,
     UsageError,
+    exit_code,
+    failure_line,
     positive,
     silence_stdout,
     wait,
@@ -143,7 +145,8 @@ def _open_source(
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``massive-rt stream`` until Ctrl-C, SIGTERM, ``--duration`` or ``--limit``; returns the exit code."""
+    """Run ``massive-rt stream`` until Ctrl-C, SIGTERM, ``--duration`` or ``--limit``; returns the exit code
+    (130 after Ctrl-C)."""
     # Validate everything before starting anything (ConfigurationError → exit 2).
     market = Market.coerce(args.market, "market")
     channels = parse_channels(args.channels, market)
@@ -191,7 +194,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             with page_for(adapter, args.status_port, console.message):
                 printer.start(fmt.header())
                 drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
-                return _run_stream(args, adapter, source, printer, console, stop, drops)
+                return exit_code(_run_stream(args, adapter, source, printer, console, stop, drops), stop.signum)
         finally:
             if server is not None:
                 server.close()
@@ -271,7 +274,7 @@ def _run_stream(
     if printer.broken_pipe:
         silence_stdout()
     if printer.error is not None:
-        console.message(f"{PROG}: error: {printer.error}")
+        console.message(f"{PROG}: error: {failure_line(printer.error)}")
         return EXIT_FAILURE
     return EXIT_OK
 

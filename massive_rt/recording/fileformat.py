@@ -12,11 +12,14 @@ Each block is compressed on its own (one zstd frame or one gzip member), so a re
 what came before a block to decode it, and a writer's unit of durability is one block. A file cut
 anywhere replays every whole block, then whatever whole records the cut block's prefix still
 decompresses to; the trailer (written by a clean close) tells a finished file from a cut one.
+The reader streams (one block in memory at a time), so replaying or inspecting a file takes memory
+bounded by the block size, not the file size.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -173,7 +176,7 @@ class _Compressor:
         if codec == "zstd":
             if zstandard is None:
                 raise RecordingError("codec 'zstd' needs zstandard: pip install 'massive-rt[record]'")
-            self._zstd = zstandard.ZstdCompressor(level=3 if level is None else level)
+            self._zstd = zstandard.ZstdCompressor(level=1 if level is None else level)
 
     def compress(self, raw: bytes) -> bytes:
         if self._zstd is not None:
@@ -205,7 +208,7 @@ class RecordingWriter:
         target: a path (created; an existing file is refused) or a binary file object.
         header: what the file says about itself.
         block_bytes: raw bytes per block before it is written.
-        level: the codec's compression level (None: zstd 3, gzip 1).
+        level: the codec's compression level (None: zstd 1, gzip 1).
     """
 
     def __init__(
@@ -234,8 +237,10 @@ class RecordingWriter:
         preamble = _PREAMBLE.pack(MAGIC, FORMAT_VERSION, CODECS[header.codec], 0, len(head))
         self._write(preamble + head + _U32.pack(zlib.crc32(head)))
 
-    def append(self, received_at_ns: int, connection: str, kind: int, payload: bytes, market: str = "") -> None:
-        """Buffer one record (``connection`` declared in the file the first time it appears)."""
+    def append(self, received_at_ns: int, connection: str, kind: int, payload: bytes, market: str = "") -> bool:
+        """Buffer one record (``connection`` declared in the file the first time it appears).
+
+        Returns True when the append wrote a block (the buffer reached ``block_bytes``)."""
         conn_id = self._connections.get(connection)
         if conn_id is None:
             conn_id = self._connections[connection] = len(self._connections)
@@ -249,6 +254,8 @@ class RecordingWriter:
         self.records += 1
         if len(self._buffer) >= self._block_bytes:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> None:
         """Write the records buffered so far as one block, and flush the file."""
@@ -286,6 +293,11 @@ class RecordingWriter:
 class RecordingReader:
     """Reads a recording: ``header`` at once, records by iterating, then ``end`` says where it stopped.
 
+    Reading streams: each iteration opens the file and reads one block at a time (a block holds
+    ``block_bytes`` of records, 256 KiB by default), so memory stays bounded by the block size
+    however large the file. The file's size is taken when iteration starts (bytes appended after
+    that are not read).
+
     A cut file (no trailer) is not an error: iteration yields every record that is whole and ends;
     ``end`` reports the offset. Bytes that fail a checksum raise :class:`CorruptRecordingError`
     naming the offset; nothing is skipped.
@@ -298,20 +310,23 @@ class RecordingReader:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         with open(path, "rb") as f:
-            self._data = f.read()
-        data = self._data
-        if len(data) < _PREAMBLE.size or not data.startswith(MAGIC):
-            raise RecordingError(f"{self.path}: not a massive_rt recording (no {MAGIC!r} at byte 0)")
-        _, version, codec, _, head_len = _PREAMBLE.unpack_from(data, 0)
-        if version > FORMAT_VERSION:
-            raise RecordingError(f"{self.path}: format version {version}; this massive_rt reads up to {FORMAT_VERSION}")
-        if codec not in _CODEC_NAMES:
-            raise CorruptRecordingError(f"unknown codec byte {codec}", offset=10, path=self.path)
-        start = _PREAMBLE.size
-        head = data[start : start + head_len]
-        if len(head) < head_len or len(data) < start + head_len + 4:
+            preamble = f.read(_PREAMBLE.size)
+            if len(preamble) < _PREAMBLE.size or not preamble.startswith(MAGIC):
+                raise RecordingError(f"{self.path}: not a massive_rt recording (no {MAGIC!r} at byte 0)")
+            _, version, codec, _, head_len = _PREAMBLE.unpack(preamble)
+            if version > FORMAT_VERSION:
+                raise RecordingError(f"{self.path}: format version {version}; this massive_rt reads up to "
+                                     f"{FORMAT_VERSION}")  # fmt: skip
+            if codec not in _CODEC_NAMES:
+                raise CorruptRecordingError(f"unknown codec byte {codec}", offset=10, path=self.path)
+            start = _PREAMBLE.size
+            if head_len > _MAX_BLOCK:
+                raise CorruptRecordingError(f"header of {head_len} bytes is too large", offset=start, path=self.path)
+            head_and_crc = f.read(head_len + 4)
+        if len(head_and_crc) < head_len + 4:
             raise CorruptRecordingError("file cut inside the header", offset=start, path=self.path)
-        (crc,) = _U32.unpack_from(data, start + head_len)
+        head = head_and_crc[:head_len]
+        (crc,) = _U32.unpack_from(head_and_crc, head_len)
         if zlib.crc32(head) != crc:
             raise CorruptRecordingError("header checksum mismatch", offset=start, path=self.path)
         try:
@@ -329,10 +344,14 @@ class RecordingReader:
         return self.records()
 
     def records(self) -> Iterator[Record]:
-        """Yield every whole record in file order; set ``end`` when done."""
-        data, path = self._data, self.path
-        size = len(data)
+        """Yield every whole record in file order, reading one block at a time; set ``end`` when done."""
+        with open(self.path, "rb") as f:
+            yield from self._read(f, os.fstat(f.fileno()).st_size)
+
+    def _read(self, f: IO[bytes], size: int) -> Iterator[Record]:
+        path = self.path
         offset = self._first_block
+        f.seek(offset)
         names: dict[int, str] = {}
         count = 0
         while True:
@@ -340,14 +359,15 @@ class RecordingReader:
                 self.end = RecordingEnd(complete=False, offset=offset, size=size, records=count,
                                         reason="no end marker: the writer did not close the file")  # fmt: skip
                 return
-            magic = data[offset : offset + 2]
+            head = f.read(min(_BLOCK_HEAD, size - offset))  # a block header, or the (shorter) end marker
+            magic = head[:2]
             if magic == _TRAILER_MAGIC or (len(magic) < 2 and magic == _TRAILER_MAGIC[: len(magic)] and magic):
                 if size - offset < _TRAILER_SIZE:
                     self.end = RecordingEnd(complete=False, offset=offset, size=size, records=count,
                                             reason="cut inside the end marker")  # fmt: skip
                     return
-                trailer = data[offset : offset + _TRAILER.size]
-                (crc,) = _U32.unpack_from(data, offset + _TRAILER.size)
+                trailer = head[: _TRAILER.size]
+                (crc,) = _U32.unpack_from(head, _TRAILER.size)
                 if zlib.crc32(trailer) != crc:
                     raise CorruptRecordingError("end marker checksum mismatch", offset=offset, path=path)
                 _, total = _TRAILER.unpack(trailer)
@@ -360,19 +380,18 @@ class RecordingReader:
                 return
             if magic != _BLOCK_MAGIC[: len(magic)]:
                 raise CorruptRecordingError(f"expected a block, found {magic!r}", offset=offset, path=path)
-            if size - offset < _BLOCK_HEAD:
+            if len(head) < _BLOCK_HEAD:
                 self.end = RecordingEnd(complete=False, offset=offset, size=size, records=count,
                                         reason="cut inside a block header")  # fmt: skip
                 return
-            head = data[offset : offset + _BLOCK.size]
-            (head_crc,) = _U32.unpack_from(data, offset + _BLOCK.size)
-            if zlib.crc32(head) != head_crc:
+            (head_crc,) = _U32.unpack_from(head, _BLOCK.size)
+            if zlib.crc32(head[: _BLOCK.size]) != head_crc:
                 raise CorruptRecordingError("block header checksum mismatch", offset=offset, path=path)
-            _, stored_len, raw_len, _records, data_crc = _BLOCK.unpack(head)  # records: for inspection tools
+            _, stored_len, raw_len, _records, data_crc = _BLOCK.unpack_from(head)  # records: for inspection tools
             if stored_len > _MAX_BLOCK or raw_len > _MAX_BLOCK:
                 raise CorruptRecordingError(f"block of {stored_len} bytes is too large", offset=offset, path=path)
             body_at = offset + _BLOCK_HEAD
-            stored = data[body_at : body_at + stored_len]
+            stored = f.read(min(stored_len, size - body_at))
             if len(stored) < stored_len:  # the cut block: whatever whole records its prefix holds
                 for record in self._partial(stored, names):
                     count += 1
@@ -384,6 +403,7 @@ class RecordingReader:
             if zlib.crc32(stored) != data_crc:
                 raise CorruptRecordingError("block checksum mismatch", offset=offset, path=path)
             raw = self._inflate(stored, offset)
+            del stored
             if len(raw) != raw_len:
                 raise CorruptRecordingError(f"block inflates to {len(raw)} bytes, not {raw_len}", offset=offset,
                                             path=path)  # fmt: skip

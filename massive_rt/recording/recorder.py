@@ -3,8 +3,9 @@
 The recorder installs a *tap* on the source's consumers (every connection of a pool, present and
 future): each queued item — a frame's bytes as received, objects a producer parsed, a status, a
 ``dropped`` marker — is handed to it, undecoded, at the moment the consumer takes it, so the file
-holds exactly the sequence the consumer saw, in its order. The tap only appends to a bounded
-buffer (never blocks, never raises); when the buffer is full the item is counted as lost and a
+holds exactly the sequence the consumer saw, in its order. The tap only appends to a buffer
+bounded in bytes (``max_buffer_bytes``) and in items (``buffer_size``); it never waits for the
+writer and never raises; when the buffer is full the item is counted as lost and a
 ``recorder_dropped`` status is written where the loss happened. The writer thread
 (``massive-rt-recorder-<name>``) serialises, compresses and writes blocks, flushing at least
 every ``flush_interval`` seconds, and rotates files hourly or by size.
@@ -31,12 +32,22 @@ from ..models import StatusMessage
 from . import fileformat
 from .statuses import encode_status
 
-__all__ = ["Recorder", "RecorderStats", "part_path"]
+__all__ = ["ITEM_OVERHEAD", "OBJECT_EVENT_BYTES", "STATUS_BYTES", "Recorder", "RecorderStats", "part_path"]
 
 logger = logging.getLogger(__name__)
 
 _ROTATIONS = (None, "hourly")
 _HOUR_NS = 3_600 * 1_000_000_000
+
+#: Bytes a buffered item is counted at beyond its payload (the item list, its tuple, the bytes
+#: object's header: what CPython holds for it), so ``max_buffer_bytes`` bounds memory, not just payloads.
+ITEM_OVERHEAD = 192
+#: Bytes counted per event of an item of parsed objects (a synthetic or Redis source: not yet
+#: serialised; the demo stream's events are ~120 bytes as JSON).
+OBJECT_EVENT_BYTES = 256
+#: Bytes counted for a status or a drop marker.
+STATUS_BYTES = 512
+_MIN_BUFFER_BYTES = 64 << 10
 
 
 def part_path(path: str | Path, part: int) -> Path:
@@ -57,6 +68,8 @@ class RecorderStats:
         dropped: items lost because the buffer was full (each marked in the file).
         unrecordable: queued events that are not statuses (none today; counted, never silent).
         buffered: items waiting for the writer.
+        buffered_bytes: their size as the buffer counts it (payload plus :data:`ITEM_OVERHEAD` each).
+        max_buffer_bytes: the bound on ``buffered_bytes``.
         files: the files written, in order.
         error: why writing stopped (a disk error), or None.
     """
@@ -70,6 +83,8 @@ class RecorderStats:
     buffered: int
     files: tuple[str, ...]
     error: str | None
+    buffered_bytes: int = 0
+    max_buffer_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint)."""
@@ -92,14 +107,20 @@ class Recorder:
         rotate: ``"hourly"`` starts a new part when a record's receive time enters a new UTC hour.
         max_bytes: start a new part once a part holds this many bytes.
         buffer_size: items the buffer holds before the tap counts them as lost.
+        max_buffer_bytes: bytes the buffer holds before the tap counts items as lost (at least
+            64 KiB; default 64 MiB). A data frame counts its length, parsed objects
+            :data:`OBJECT_EVENT_BYTES` per event, a status :data:`STATUS_BYTES`, each plus
+            :data:`ITEM_OVERHEAD`. Whichever of the two bounds is reached first applies.
         flush_interval: seconds between block writes at most (what a crash can lose).
+        level: the codec's compression level (None: zstd 1, gzip 1 — measured in
+            docs/recording.md).
         name: the recorder's name (its thread's).
     """
 
     def __init__(
         self, source: Any, path: str | Path, *, codec: str | None = None, rotate: str | None = None,
-        max_bytes: int | None = None, buffer_size: int = 100_000, flush_interval: float = 0.2,
-        level: int | None = None, name: str = "recorder",
+        max_bytes: int | None = None, buffer_size: int = 100_000, max_buffer_bytes: int = 64 << 20,
+        flush_interval: float = 0.2, level: int | None = None, name: str = "recorder",
     ) -> None:  # fmt: skip
         inner = getattr(source, "source", None)
         target = inner if inner is not None and hasattr(inner, "set_tap") else source
@@ -115,6 +136,7 @@ class Recorder:
         if max_bytes is not None:
             require_int("max_bytes", max_bytes, 1024)
         require_int("buffer_size", buffer_size)
+        require_int("max_buffer_bytes", max_buffer_bytes, _MIN_BUFFER_BYTES)
         require_number("flush_interval", flush_interval, strict=True)
         self._name = require_name("name", name)
         self._source = target
@@ -126,8 +148,15 @@ class Recorder:
         self._rotate = rotate
         self._max_bytes = max_bytes
         self._capacity = buffer_size
+        self._max_bytes_buffered = max_buffer_bytes
+        self._wake_bytes = max_buffer_bytes >> 1
         self._flush_interval = flush_interval
-        self._buffer: deque[tuple[QueueConsumer, Item] | tuple[None, int]] = deque()
+        # (consumer, item, counted bytes), or (None, items lost, 0) for a loss marker.
+        self._buffer: deque[tuple[QueueConsumer, Item, int] | tuple[None, int, int]] = deque()
+        # Bytes accepted (taps only add) and bytes taken (the writer only adds): buffered is the
+        # difference, with no lock between the taps and the writer (a lock costs more than the tap).
+        self._bytes_in = 0
+        self._bytes_out = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._life_lock = threading.Lock()
@@ -201,6 +230,7 @@ class Recorder:
             records=records, raw_bytes=raw, bytes_written=written,
             compression_ratio=raw / written if written else 0.0, dropped=self._dropped,
             unrecordable=self._unrecordable, buffered=len(self._buffer), files=tuple(self._files), error=self._error,
+            buffered_bytes=self._bytes_in - self._bytes_out, max_buffer_bytes=self._max_bytes_buffered,
         )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -210,18 +240,31 @@ class Recorder:
 
     def __call__(self, consumer: QueueConsumer, item: Item) -> None:
         """The tap itself (the source calls it with each item taken; an adapter over the source
-        finds the recorder's :meth:`stats` through the source's ``tap``): never blocks or raises."""
+        finds the recorder's :meth:`stats` through the source's ``tap``): never waits for the
+        writer, never raises. Counts the item's bytes (see ``max_buffer_bytes``), never decodes it."""
+        kind = item[0]
+        if kind == KIND_DATA:
+            size = len(item[1]) + ITEM_OVERHEAD
+        elif kind == KIND_OBJECTS:
+            size = item[3] * OBJECT_EVENT_BYTES + ITEM_OVERHEAD
+        else:
+            size = STATUS_BYTES + ITEM_OVERHEAD
+        # Taps run one at a time (on the consuming thread: the adapter's dispatcher, or a reader under its gate);
+        # the counters below are each written by one side only (taps: _bytes_in, _lost; writer: _bytes_out).
+        held = self._bytes_in - self._bytes_out + size
         buffer = self._buffer
-        if len(buffer) >= self._capacity:
+        if held > self._max_bytes_buffered or len(buffer) >= self._capacity:
             self._lost += 1
             self._dropped += 1
-            self._wake.set()
+            if not self._wake.is_set():  # set() takes a lock: not once per item of a burst
+                self._wake.set()
             return
         if self._lost:
-            buffer.append((None, self._lost))
+            buffer.append((None, self._lost, 0))
             self._lost = 0
-        buffer.append((consumer, item))
-        if len(buffer) == self._capacity >> 1:
+        buffer.append((consumer, item, size))
+        self._bytes_in += size
+        if held > self._wake_bytes and not self._wake.is_set():  # half full: the writer need not wait its tick
             self._wake.set()
 
     # ------------------------------------------------------------------ writer thread
@@ -233,9 +276,9 @@ class Recorder:
                 stopping = self._stopping.is_set()
                 self._write_buffered()
                 if stopping:
-                    if self._lost:
-                        self._buffer.append((None, self._lost))
-                        self._lost = 0
+                    lost, self._lost = self._lost, 0  # the tap is detached by now
+                    if lost:
+                        self._buffer.append((None, lost, 0))
                         self._write_buffered()
                     return
                 now = time.monotonic()
@@ -252,38 +295,45 @@ class Recorder:
             self._close_part()
 
     def _write_buffered(self) -> None:
+        # The hot loop of the writer thread: it shares the GIL with the consumer it records, so
+        # per item it does only what it must (the consumer's name when it changes, the payload's
+        # bytes, append).
         buffer = self._buffer
+        popleft = buffer.popleft
+        last: object = None
+        known = ("", "")
+        item: Any
         for _ in range(len(buffer)):
-            consumer, item = buffer.popleft()
-            if consumer is None or isinstance(item, int):
-                self._write_lost(int(item))  # type: ignore[arg-type]
-            else:
-                try:
-                    self._write_item(consumer, item)
-                except (TypeError, ValueError, UnicodeError) as exc:  # one item that cannot be encoded
-                    self._unrecordable += 1
-                    self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
-                                   self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
+            consumer, item, size = popleft()
+            self._bytes_out += size
+            if consumer is None:
+                self._write_lost(item)
+                continue
+            if consumer is not last:
+                last, known = consumer, _consumer_name(consumer)
+            kind, payload = item[0], item[1]
+            try:
+                if kind == KIND_DATA:
+                    data = payload if payload.__class__ is bytes else payload.encode()
+                    self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+                elif kind == KIND_OBJECTS:
+                    self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
+                else:
+                    self._write_other(consumer, item, known)
+            except (TypeError, ValueError, UnicodeError) as exc:  # one item that cannot be encoded
+                self._unrecordable += 1
+                self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
+                               self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
 
-    def _write_item(self, consumer: QueueConsumer, item: Item) -> None:
+    def _write_other(self, consumer: QueueConsumer, item: Item, known: tuple[str, str]) -> None:
         kind, payload, received_at_ns = item[0], item[1], item[2]
-        if kind == KIND_DATA:
-            kind, data = fileformat.KIND_DATA, payload if isinstance(payload, bytes) else payload.encode()
-        elif kind == KIND_OBJECTS:
-            kind, data = fileformat.KIND_OBJECTS, dumps(payload)
-        elif kind == KIND_DROPPED:
-            kind, data = (
-                fileformat.KIND_DROPPED,
-                dumps({"dropped": payload, "overflow": consumer.overflow_policy.value}),
-            )
+        if kind == KIND_DROPPED:
+            data = dumps({"dropped": payload, "overflow": consumer.overflow_policy.value})
+            self._append(received_at_ns, known[0], fileformat.KIND_DROPPED, data, known[1])
         elif kind == KIND_EVENT and isinstance(payload, StatusMessage):
-            kind, data = fileformat.KIND_STATUS, encode_status(payload)
+            self._append(received_at_ns, known[0], fileformat.KIND_STATUS, encode_status(payload), known[1])
         else:
             self._unrecordable += 1
-            return
-        name = getattr(consumer, "name", "")
-        market = getattr(consumer, "market", None)
-        self._append(received_at_ns, name, kind, data, getattr(market, "value", ""))
 
     def _write_lost(self, lost: int) -> None:
         now = time.time_ns()
@@ -291,8 +341,8 @@ class Recorder:
                                "were not recorded here", dropped=lost, received_at_ns=now,
                                connection=self._name)  # fmt: skip
         self._append(now, self._name, fileformat.KIND_STATUS, encode_status(status), "")
-        self._drop_log("recorder %s: buffer full (%d): %d items not recorded; %d in total",
-                       self._name, self._capacity, lost, self._dropped)  # fmt: skip
+        self._drop_log("recorder %s: buffer full (%d items or %d bytes): %d items not recorded; %d in total",
+                       self._name, self._capacity, self._max_bytes_buffered, lost, self._dropped)  # fmt: skip
 
     def _append(self, received_at_ns: int, connection: str, kind: int, data: bytes, market: str) -> None:
         writer = self._writer
@@ -304,8 +354,9 @@ class Recorder:
             elif hour != self._hour:
                 self._hour = hour
                 writer = self._next_part()
-        writer.append(received_at_ns, connection, kind, data, market)
-        if self._max_bytes is not None and writer.bytes_written >= self._max_bytes:
+        if writer.append(received_at_ns, connection, kind, data, market) and (
+            self._max_bytes is not None and writer.bytes_written >= self._max_bytes
+        ):
             self._next_part()
 
     def _flush(self) -> None:
@@ -340,6 +391,11 @@ class Recorder:
             writer.close()
             self._totals = [self._totals[0] + writer.records, self._totals[1] + writer.raw_bytes,
                             self._totals[2] + writer.bytes_written]  # fmt: skip
+
+
+def _consumer_name(consumer: QueueConsumer) -> tuple[str, str]:
+    """(name, market) of a consumer, as its records declare it."""
+    return getattr(consumer, "name", ""), getattr(getattr(consumer, "market", None), "value", "")
 
 
 def _version() -> str:

@@ -110,11 +110,24 @@ class RecordingSummary:
         """True unless a file is corrupt (a cut file is a crash's normal end, not damage)."""
         return all(f.state != "corrupt" for f in self.files)
 
+    @property
+    def complete(self) -> bool:
+        """True when every file is whole (ends with the end marker a clean close writes)."""
+        return all(f.state == "whole" for f in self.files)
+
+    @property
+    def health(self) -> str:
+        """``ok`` (every file whole), ``cut`` (a file ends without its end marker: everything
+        before its offset replays) or ``corrupt``."""
+        return "corrupt" if not self.healthy else "ok" if self.complete else "cut"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``by_symbol`` keys as ``"ev.symbol"``)."""
         out = snapshot_dict(self)
         out["by_symbol"] = {f"{ev}.{sym}": n for (ev, sym), n in self.by_symbol.items()}
         out["healthy"] = self.healthy
+        out["complete"] = self.complete
+        out["health"] = self.health
         return out
 
 
