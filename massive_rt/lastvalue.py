@@ -2,7 +2,7 @@
 adapter's handlers and readable from any thread.
 
 The write side is one dict store per event, on whichever thread runs the adapter's callbacks (the
-dispatcher, or a reader with ``dispatch="inline"``); nothing else is done there (no lock, no
+dispatcher, or a reader with ``dispatch="adaptive"`` or ``"inline"``); nothing else is done there (no lock, no
 record built: the event itself is stored). Readers never take a lock either: a read is one
 ``dict.get`` and wraps the event in a :class:`CachedValue` on the reader's own thread.
 
@@ -212,11 +212,12 @@ class LastValueCache(LastValues):
             price = last.value.price
 
     Fed by handlers registered with ``adapter.on(<event class>, ...)`` — alongside yours, taking
-    no handler slot of yours — on the thread that runs the adapter's callbacks (``dispatch="thread"``
-    or ``"inline"``); each event costs one dict store there. Reads (``trade``, ``quote``, ``bar``,
-    ``snapshot``, ``stats``) are safe from any thread and never block the dispatcher; see the module
-    docstring for what a snapshot guarantees. Works with any source of the adapter: a client, a
-    pool (the market of an event is its connection's), a synthetic source.
+    no handler slot of yours — on the thread that runs the adapter's callbacks (the dispatcher, or a
+    reader under ``dispatch="adaptive"`` or ``"inline"``); each event costs one dict store there.
+    Reads (``trade``, ``quote``, ``bar``, ``snapshot``, ``stats``) are safe from any thread and never
+    block the dispatcher; see the module docstring for what a snapshot guarantees. Works with any
+    source of the adapter: a client, a pool (the market of an event is its connection's), a
+    synthetic source.
 
     What is cached: trades (``EquityTrade``, ``CryptoTrade``, ``FuturesTrade``), quotes
     (``EquityQuote``, ``CryptoQuote``, ``ForexQuote``, ``FuturesQuote``) and bars (``EquityAgg``,
