@@ -28,6 +28,7 @@ import massive_rt as mrt
 from massive_rt._util import percentiles
 
 KEY = "bench"
+EXTRA: dict[str, Any] = {}  # variant-specific fields of the result line (the adapter's dispatch counters)
 
 
 class Meter:
@@ -125,6 +126,9 @@ def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> fl
     started = time.perf_counter()
     adapter.subscribe(ch)
     meter.done.wait(120)
+    stats = adapter.stats()
+    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
+                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
     adapter.stop()
     return started
 
@@ -301,6 +305,7 @@ def main() -> None:
         "seconds": seconds,
         "eps": meter.count / seconds,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        **EXTRA,
     }
     if meter.samples:
         result.update({f"lat_{k}_us": v / 1000 for k, v in percentiles(meter.samples).items()})
