@@ -28,10 +28,12 @@ import bench_server  # noqa: E402
 import readme  # noqa: E402
 
 THROUGHPUT = [
-    "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt pool",
+    "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter inline",
+    "massive_rt adapter adaptive", "massive_rt pool",
     "massive_rt raw", "official typed", "official raw", "websocket-client recv",
 ]  # fmt: skip
-LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "official typed"]
+LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive",
+           "official typed"]  # fmt: skip
 
 
 def run_variant(url: str, variant: str, events: int, batch: int, rate: int = 0, connections: int = 3) -> dict:
@@ -173,8 +175,8 @@ def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[in
     def verdict(ok: bool, how: str = "") -> str:
         return ("met" + (f" ({how})" if how else "")) if ok else "**not met**"
 
-    typed = ["massive_rt adapter", "massive_rt adapter inline", "massive_rt get()", "massive_rt drain()",
-             "massive_rt pool"]  # fmt: skip
+    typed = ["massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive", "massive_rt get()",
+             "massive_rt drain()", "massive_rt pool"]  # fmt: skip
     rows = []
     for batch in (10, 1):
         ratios = {v: ratio(batch, v) for v in typed}

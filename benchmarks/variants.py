@@ -28,6 +28,7 @@ import massive_rt as mrt
 from massive_rt._util import percentiles
 
 KEY = "bench"
+EXTRA: dict[str, Any] = {}  # variant-specific fields of the result line (the adapter's dispatch counters)
 
 
 class Meter:
@@ -125,6 +126,9 @@ def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> fl
     started = time.perf_counter()
     adapter.subscribe(ch)
     meter.done.wait(120)
+    stats = adapter.stats()
+    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
+                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
     adapter.stop()
     return started
 
@@ -136,7 +140,7 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
 
     pool = ConnectionPool(KEY, max_connections=connections, max_subscriptions_per_connection=1, url=url,
                           client_options={"queue_size": 10_000_000, "ping_interval": None})  # fmt: skip
-    adapter = RealTimeDataAdapter(pool)
+    adapter = RealTimeDataAdapter(pool, dispatch="thread")  # as "massive_rt adapter": 1 vs 3 connections
     adapter.on(mrt.EquityTrade, meter.handler())
     # Warm the connections first (same as the single-connection variant's wait_ready).
     placeholders = [f"T.WARM{i}" for i in range(connections)]
@@ -212,6 +216,7 @@ VARIANTS: dict[str, Callable[..., float]] = {
     "massive_rt drain()": lambda url, m, ch: mrt_client(url, m, ch, "drain"),
     "massive_rt adapter": mrt_adapter,
     "massive_rt adapter inline": lambda url, m, ch: mrt_adapter(url, m, ch, "inline"),
+    "massive_rt adapter adaptive": lambda url, m, ch: mrt_adapter(url, m, ch, "adaptive"),
     "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
     "official typed": lambda url, m, ch: official(url, m, ch, False),
     "official raw": lambda url, m, ch: official(url, m, ch, True),
@@ -300,6 +305,7 @@ def main() -> None:
         "seconds": seconds,
         "eps": meter.count / seconds,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        **EXTRA,
     }
     if meter.samples:
         result.update({f"lat_{k}_us": v / 1000 for k, v in percentiles(meter.samples).items()})

@@ -26,7 +26,7 @@ from massive_rt import EquityTrade, MassiveWebSocketClient, RealTimeDataAdapter
 
 
 class PriceService:
-    """The service's own state: last trade per symbol, fed by the adapter's dispatcher thread."""
+    """The service's own state: last trade per symbol, fed by the adapter's callbacks."""
 
     def __init__(self, client: MassiveWebSocketClient) -> None:
         self.client = client

@@ -1,16 +1,18 @@
-"""RealTimeDataAdapter: one dispatcher thread drains every connection of a source into callbacks.
+"""RealTimeDataAdapter: a source's events into your callbacks, one callback at a time.
 
 The source is a :class:`~massive_rt.MassiveWebSocketClient`, a
 :class:`~massive_rt.ConnectionPool` or a :class:`~massive_rt.SyntheticSource`; the API is the
-same for all three. Every callback runs on the one dispatcher thread
-(``massive-rt-dispatcher``), so user code never races itself. Connections are drained
+same for all three. The dispatcher thread (``massive-rt-dispatcher``) drains the connections
 round-robin, a bounded number of frames each per round, so a flooding connection cannot starve
 the others; order is preserved per connection.
 
-With ``dispatch="inline"`` a connection's reader thread runs the callbacks itself whenever the
-dispatcher is idle and that connection has nothing queued, which saves the thread hand-off
-(lower latency, more throughput); callbacks still never run concurrently and order is still
-kept per connection, but a slow callback now delays reading (see docs/threading.md).
+Who runs the callbacks is the ``dispatch`` mode: ``"thread"``, the dispatcher only;
+``"inline"``, also a connection's reader thread, whenever the dispatcher is idle and that
+connection has nothing queued (no thread hand-off: lower latency, but a slow callback delays
+reading); ``"adaptive"`` (the default), inline while each frame's callbacks stay within
+``inline_budget``, on the dispatcher only after one did not, until the dispatcher has shown them
+fast again (:mod:`massive_rt.inlinebudget`). In every mode one gate lock lets one callback run at
+a time, and a frame never overtakes an older one of its connection (see docs/threading.md).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .consumer import InlineGate, check_timeout
 from .dedupe import DuplicateFilter
 from .enums import AdapterState
 from .errors import ClientClosedError, ConfigurationError, MassiveRTError
+from .inlinebudget import DEFAULT_INLINE_BUDGET, InlineBudget
 from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
 
@@ -52,6 +55,7 @@ _WILDCARD = "*"
 _EV_CODES = frozenset(ev for table in MARKET_EVENTS.values() for ev in table)
 _STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM") if hasattr(signal, name))
 _SIGNAL_CHECK = 0.2  # run_forever's longest delay in noticing a signal, seconds
+_DISPATCH_MODES = ("adaptive", "thread", "inline")
 
 
 class _Drainable(Protocol):
@@ -69,7 +73,8 @@ class EventSource(Protocol):
 
     The drainables of ``clients()`` may also offer ``pending`` (True while something waits to
     be drained; without it they are drained every round) and ``set_inline(gate) -> bool`` (for
-    ``dispatch="inline"``; without it they are dispatched on the dispatcher thread).
+    ``dispatch="inline"`` and ``"adaptive"``; without it, or when it returns False, their events
+    are dispatched on the dispatcher thread).
     """
 
     def start(self) -> Any: ...
@@ -97,9 +102,16 @@ class AdapterStats:
         error: why it failed (every connection failed for good), else None.
         healthy: running, and the source healthy (when its stats say).
         health_reason: why not, when not healthy (else None).
-        dispatch: ``"thread"`` or ``"inline"``.
+        dispatch: ``"adaptive"``, ``"thread"`` or ``"inline"``.
         dispatched: events handed to handlers (market events, status events and unknown events).
-        dispatched_inline: of which on a reader thread (``dispatch="inline"``).
+        dispatched_inline: events a reader thread took to its callbacks (``"inline"``,
+            ``"adaptive"``).
+        dispatched_on_dispatcher: events the dispatcher thread took to the callbacks.
+        inline_active: readers may run callbacks now (``"inline"``; ``"adaptive"`` while within
+            budget); False once stopped.
+        handovers: ``"adaptive"``: times a callback over ``inline_budget`` moved the callbacks
+            from the readers to the dispatcher.
+        inline_returns: ``"adaptive"``: times they moved back to the readers.
         duplicates_suppressed: events the adapter's own filter dropped (``dedupe``).
         status_events: of which status events.
         handler_errors: total exceptions raised by handlers.
@@ -124,6 +136,10 @@ class AdapterStats:
     dispatch: str
     dispatched: int
     dispatched_inline: int
+    dispatched_on_dispatcher: int
+    inline_active: bool
+    handovers: int
+    inline_returns: int
     duplicates_suppressed: int
     status_events: int
     handler_errors: int
@@ -158,7 +174,7 @@ def _handler_name(fn: Callable[..., Any]) -> str:
 
 
 class RealTimeDataAdapter:
-    """Runs your callbacks for the events of a source, on one dispatcher thread.
+    """Runs your callbacks for the events of a source, one at a time, in order per connection.
 
     Example::
 
@@ -184,13 +200,24 @@ class RealTimeDataAdapter:
         on_event: a handler for every market event (same as ``on("*", on_event)``).
         frames_per_round: frames taken from each connection per round (fairness quantum).
         latency_samples: how many recent latency samples ``stats()`` keeps.
-        dispatch: ``"thread"`` (default): callbacks run on the dispatcher thread only, and a slow
-            callback never delays reading — the queue absorbs it. ``"inline"``: a connection's
-            reader thread runs the callbacks itself whenever the dispatcher is idle and its queue
-            is empty — one thread hand-off less per frame (lower latency, higher throughput), still
-            one callback at a time and in order per connection, but a slow callback delays that
-            connection's reading (the server may then drop it as a slow consumer). Sources that
-            cannot deliver inline (Redis) keep using the dispatcher thread.
+        dispatch: ``"adaptive"`` (default): as ``"inline"`` while callbacks are fast; as soon as
+            one frame's callbacks take longer than ``inline_budget`` on a reader, every later
+            frame goes through the queue to the dispatcher thread (the reader goes back to its
+            socket), until the dispatcher has drained every queue and delivered a streak of
+            events in rounds within the budget (32 events, doubling up to 4,096 while the
+            callbacks keep turning slow soon after each return). So at most one slow frame's
+            callbacks delay reading per return. ``"thread"``: callbacks run on the dispatcher
+            thread only, and a slow callback never delays reading — the queue absorbs it.
+            ``"inline"``: a connection's reader thread runs the callbacks itself whenever the
+            dispatcher is idle and its queue is empty — one thread hand-off less per frame
+            (lower latency), but every slow callback delays that connection's reading (the
+            server may then drop it as a slow consumer). In every mode one callback runs at a
+            time, in order per connection. Sources that cannot deliver inline (Redis, replay)
+            always use the dispatcher thread.
+        inline_budget: ``"adaptive"``: seconds one frame's callbacks may take on a reader
+            (default 0.001; wall time, decoding excluded).
+        clock: ``"adaptive"``: the clock the budget is measured with, in seconds (default
+            :func:`time.perf_counter`; tests pass a fake one).
         dedupe: drop duplicate events before the handlers (``True``: among the last 100,000
             identities; an int: that many; a :class:`~massive_rt.DuplicateFilter` to share), whatever
             the source (a client, a pool, Redis, a synthetic source); see
@@ -207,9 +234,11 @@ class RealTimeDataAdapter:
         *,
         frames_per_round: int = 16,
         latency_samples: int = 50_000,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         dedupe: bool | int | DuplicateFilter = False,
         backfill: Backfill | None = None,
+        inline_budget: float = DEFAULT_INLINE_BUDGET,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         for method in ("start", "stop", "clients", "set_listener", "subscribe", "unsubscribe", "stats"):
             if not callable(getattr(source, method, None)):
@@ -220,8 +249,14 @@ class RealTimeDataAdapter:
                 )
         require_int("frames_per_round", frames_per_round)
         require_int("latency_samples", latency_samples)
-        if dispatch not in ("thread", "inline"):
-            raise ConfigurationError(f"dispatch={dispatch!r} must be 'thread' or 'inline'", field="dispatch")
+        if dispatch not in _DISPATCH_MODES:
+            raise ConfigurationError(f"dispatch={dispatch!r} must be 'adaptive', 'thread' or 'inline'",
+                                     field="dispatch")  # fmt: skip
+        if not callable(clock):
+            raise ConfigurationError(f"clock={clock!r} is not callable", field="clock")
+        budget = InlineBudget(inline_budget)  # validated in every mode: a typo fails early
+        self._budget = budget if dispatch == "adaptive" else None
+        self._clock = clock
         self._dispatch_mode = dispatch
         self._backfill = backfill
         if isinstance(dedupe, DuplicateFilter):
@@ -231,9 +266,11 @@ class RealTimeDataAdapter:
             self._dedupe = DuplicateFilter(window) if window else None
         # Held by whoever runs callbacks: the dispatcher (per drain-and-dispatch) or, inline, a reader.
         self._gate = InlineGate(self._dispatch_inline)
-        self._gate.open = dispatch == "inline"
+        self._gate.open = dispatch != "thread"
         self._inline_thread: int | None = None
         self._dispatched_inline = 0
+        self._dispatched_on_dispatcher = 0
+        self._handover_log = RateLimitedLog(logger, logging.INFO, interval=60.0)
         self._source = source
         self._stats_take_age = "max_message_age" in _parameters(source.stats)
         self._frames_per_round = frames_per_round
@@ -555,7 +592,7 @@ class RealTimeDataAdapter:
 
     @property
     def dispatch(self) -> str:
-        """``"thread"`` or ``"inline"`` (see the class docstring)."""
+        """``"adaptive"``, ``"thread"`` or ``"inline"`` (see the class docstring)."""
         return self._dispatch_mode
 
     @property
@@ -618,6 +655,10 @@ class RealTimeDataAdapter:
             dispatch=self._dispatch_mode,
             dispatched=self._dispatched,
             dispatched_inline=self._dispatched_inline,
+            dispatched_on_dispatcher=self._dispatched_on_dispatcher,
+            inline_active=self._dispatch_mode != "thread" and self._gate.open,
+            handovers=0 if self._budget is None else self._budget.handovers,
+            inline_returns=0 if self._budget is None else self._budget.returns,
             duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
             status_events=self._status_events,
             handler_errors=self._handler_errors,
@@ -656,6 +697,8 @@ class RealTimeDataAdapter:
                     wake.clear()
                     armed = True
                     continue
+                if self._budget is not None and not self._budget.inline:
+                    self._return_inline()  # every queue was found empty twice in a row
                 exhausted = all(c.exhausted for c in clients)
                 if stopping and exhausted and (self._backfill is None or self._backfill.exhausted):
                     return
@@ -675,13 +718,30 @@ class RealTimeDataAdapter:
         finally:
             self._gate.open = False  # nobody drains any more: nothing may be dispatched inline either
 
+    def _return_inline(self) -> None:
+        """``"adaptive"``, on the dispatcher with every queue empty: let readers dispatch again
+        if the budget says the callbacks were fast long enough (and nothing is stopping)."""
+        gate = self._gate
+        if not gate.lock.acquire(blocking=False):
+            return  # someone is dispatching: not idle after all
+        try:
+            # Under the life lock: stop() (or a fatal error) closes the gate for good, and a
+            # return decided just before it must not reopen it.
+            with self._life_lock:
+                if self._stopping.is_set() or self._fatal is not None:
+                    return
+                if self._budget is not None and self._budget.may_return():
+                    gate.open = True
+        finally:
+            gate.lock.release()
+
     def _adopt(self, clients: Sequence[_Drainable]) -> Sequence[_Drainable]:
-        """Open inline delivery on the connections the dispatcher drains (``dispatch="inline"``).
+        """Open inline delivery on the connections the dispatcher drains (``"inline"``, ``"adaptive"``).
 
         Only on those: a pool's replacement connection is left out until its predecessor's
         queue is drained, and so it queues until then, which keeps that connection's order.
         """
-        if self._dispatch_mode == "inline":
+        if self._dispatch_mode != "thread":
             for client in clients:
                 set_inline = getattr(client, "set_inline", None)
                 if set_inline is not None:
@@ -693,9 +753,11 @@ class RealTimeDataAdapter:
         progressed = False
         quantum = self._frames_per_round
         gate = self._gate
+        budget = self._budget
+        clock = self._clock
         for client in clients:
             if not getattr(client, "pending", True):
-                continue  # and leave the gate free for the readers (dispatch="inline")
+                continue  # and leave the gate free for the readers ("inline", "adaptive")
             # Drain and dispatch under the gate: a reader never dispatches a newer frame while
             # older ones of its connection are taken out but not yet handled.
             if not gate.lock.acquire(blocking=False):
@@ -708,7 +770,13 @@ class RealTimeDataAdapter:
                 events = client.drain(quantum)
                 if events:
                     progressed = True
-                    self._dispatch(events)
+                    self._dispatched_on_dispatcher += len(events)
+                    if budget is None or budget.inline:
+                        self._dispatch(events)
+                    else:  # handed over: the dispatcher shows whether the callbacks are fast again
+                        started = clock()
+                        self._dispatch(events)
+                        budget.after_round(len(events), clock() - started)
             except ClientClosedError:
                 continue
             finally:
@@ -724,6 +792,7 @@ class RealTimeDataAdapter:
                     events = backfill.drain()
                     if events:
                         progressed = True
+                        self._dispatched_on_dispatcher += len(events)
                         self._deliver(events)
             finally:
                 gate.lock.release()
@@ -732,16 +801,29 @@ class RealTimeDataAdapter:
     def _dispatch_inline(self, events: list[Event]) -> None:
         """On a reader thread, under the gate (see :class:`~massive_rt.consumer.InlineGate`)."""
         self._inline_thread = threading.get_ident()
+        budget = self._budget
         try:
-            self._dispatch(events)
+            if budget is None:
+                self._dispatch(events)
+            else:
+                started = self._clock()
+                self._dispatch(events)
+                elapsed = self._clock() - started
+                if self._gate.open and budget.after_inline(len(events), elapsed):
+                    self._gate.open = False  # later frames queue: the dispatcher takes over
+                    self._handover_log(
+                        "adapter: callbacks took %.1f ms on %s (inline_budget %.1f ms): they run on the dispatcher "
+                        "thread until it has delivered %d events within budget", elapsed * 1000,
+                        threading.current_thread().name, budget.budget * 1000, budget.streak,
+                    )  # fmt: skip
             self._dispatched_inline += len(events)
         except BaseException as exc:
             # As on the dispatcher thread, a BaseException ends dispatching (not the connection).
             self._gate.open = False
             self._fatal = exc
             self._ended.set()
-            logger.critical("a handler raised %s on a reader thread (dispatch='inline'): dispatching ends",
-                            type(exc).__name__, exc_info=True)  # fmt: skip
+            logger.critical("a handler raised %s on a reader thread (dispatch=%r): dispatching ends",
+                            type(exc).__name__, self._dispatch_mode, exc_info=True)  # fmt: skip
             with self._life_lock:
                 self._discard = True
                 self._stopping.set()
@@ -833,7 +915,7 @@ class RealTimeDataAdapter:
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
         rate: float | None = 1000.0,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         **client_options: Any,
     ) -> RealTimeDataAdapter:
         """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.

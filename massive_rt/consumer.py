@@ -39,7 +39,7 @@ def check_timeout(timeout: float | None, field: str = "timeout") -> None:
 class InlineGate:
     """Lets a producer thread run the consumer's dispatch itself while the consumer is idle.
 
-    The adapter's ``dispatch="inline"`` mode: a producer (a connection's reader thread) that has
+    The adapter's ``dispatch="inline"`` and ``"adaptive"`` modes: a producer (a connection's reader thread) that has
     a data frame, finds its own queue empty and ``lock`` free, decodes the frame and calls
     ``dispatch(events)`` on its own thread, saving the hand-off to the consumer thread (a
     wake-up and a GIL switch). Whoever dispatches holds ``lock`` (the adapter's dispatcher takes
@@ -47,6 +47,7 @@ class InlineGate:
     events keep their order. ``open = False`` sends everything through the queue again;
     ``wanted`` (set while the dispatcher waits for the lock) makes producers queue instead of
     taking the lock, so a flooding connection cannot keep the dispatcher from the others.
+    ``"adaptive"`` closes ``open`` after a slow inline dispatch and reopens it later.
     """
 
     __slots__ = ("dispatch", "lock", "open", "wanted")
@@ -229,7 +230,8 @@ class QueueConsumer:
 
     @property
     def inline_enabled(self) -> bool:
-        """True while the producer may dispatch inline (an adapter set a gate: ``dispatch="inline"``)."""
+        """True while an adapter's gate is set (``dispatch="inline"`` or ``"adaptive"``): the producer
+        dispatches inline whenever that gate is open and free."""
         return self._inline_gate is not None
 
     def offer(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:

@@ -3,9 +3,9 @@ adapter's delivered batches and readable from any thread.
 
 The write side runs once per delivered batch (:meth:`~massive_rt.RealTimeDataAdapter.on_batch`), on
 whichever thread runs the adapter's callbacks (the dispatcher, or a reader with
-``dispatch="inline"``), after the batch's handlers: per event, three dict lookups (its class, its
-connection, its ``ev``) find the table of its (kind, market) and one store keyed by its symbol
-keeps the event itself (no lock, no record built, no per-event call). Readers never take a lock
+``dispatch="adaptive"`` or ``"inline"``), after the batch's handlers: per event, three dict
+lookups (its class, its connection, its ``ev``) find the table of its (kind, market) and one store
+keyed by its symbol keeps the event itself (no lock, no record built, no per-event call). Readers never take a lock
 either: a read is two ``dict.get`` and wraps the event in a :class:`CachedValue` on the reader's
 own thread.
 
@@ -224,7 +224,8 @@ class LastValueCache(LastValues):
             price = last.value.price
 
     Fed by one batch handler (:meth:`~massive_rt.RealTimeDataAdapter.on_batch`), on the thread
-    that runs the adapter's callbacks (``dispatch="thread"`` or ``"inline"``), after the handlers
+    that runs the adapter's callbacks (the dispatcher, or a reader under ``dispatch="adaptive"`` or
+    ``"inline"``), after the handlers
     of each delivered batch: a handler reading the cache sees the values up to the previous batch
     at least. Reads (``trade``, ``quote``, ``bar``, ``snapshot``, ``stats``) are safe from any
     thread and never block the dispatcher; see the module docstring for what a snapshot

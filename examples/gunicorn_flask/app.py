@@ -6,7 +6,7 @@
                          503 {"healthy": false, "error", "pid", ...}
 
 Each worker process owns its market data: one MassiveWebSocketClient and a RealTimeDataAdapter
-whose dispatcher thread keeps the last trade of each symbol in a dict. gunicorn.conf.py creates
+whose callbacks keep the last trade of each symbol in a dict. gunicorn.conf.py creates
 it in the ``post_fork`` hook (:func:`start_feed`) and stops it in ``worker_exit``
 (:func:`stop_feed`). Never at import time: with ``--preload`` the import runs in the gunicorn
 master, and a client started there is copied into every worker without its threads; massive_rt
@@ -30,8 +30,8 @@ SYMBOLS = tuple(s.strip().upper() for s in os.environ.get("SYMBOLS", "AAPL,MSFT,
 class PriceFeed:
     """One worker's market data: a client, and an adapter keeping the last trade per symbol.
 
-    The adapter's dispatcher thread is the only writer of :attr:`last`; request handlers only
-    read it (a dict lookup is atomic), so no lock is needed.
+    The adapter's callbacks, one at a time, are the only writer of :attr:`last`; request handlers
+    only read it (a dict lookup is atomic), so no lock is needed.
     """
 
     def __init__(self, api_key: str | None, url: str | None, symbols: tuple[str, ...] = SYMBOLS, **options: Any):
@@ -43,7 +43,7 @@ class PriceFeed:
         self.adapter.on(EquityTrade, self._on_trade)
         self.last: dict[str, EquityTrade] = {}
 
-    def _on_trade(self, trade: EquityTrade) -> None:  # the dispatcher thread
+    def _on_trade(self, trade: EquityTrade) -> None:  # the adapter's reader or dispatcher thread
         if trade.symbol is not None and trade.price is not None:
             self.last[trade.symbol] = trade
 

@@ -3,8 +3,8 @@
     python examples/live_prices_page/app.py            # then open http://127.0.0.1:5000/
 
 The shape of a market-data frontend in a few dozen lines: one adapter subscribes to trades, a
-:class:`~massive_rt.LastValueCache` keeps the latest trade per symbol (filled on the adapter's
-dispatcher thread), and every browser holds one ``EventSource`` on ``/prices``, which pushes the
+:class:`~massive_rt.LastValueCache` keeps the latest trade per symbol (filled by the adapter's
+callbacks), and every browser holds one ``EventSource`` on ``/prices``, which pushes the
 prices that changed since its last message. Without ``MASSIVE_API_KEY`` it streams a synthetic
 market from a local mock server (see ``examples/_offline.py``).
 """

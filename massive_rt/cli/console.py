@@ -133,7 +133,7 @@ class Console:
                 self._write_err("\r\x1b[K")
 
     def stdout_line(self, line: str) -> None:
-        """Write an event line to the terminal shared with the status line (dispatcher thread).
+        """Write an event line to the terminal shared with the status line (an adapter callback).
 
         Raises:
             BrokenPipeError: stdout is gone (the printer handles it).

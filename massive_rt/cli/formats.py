@@ -6,7 +6,7 @@
   standard library, with the same output either way).
 * :class:`CsvFormat` (``--format csv``): one row shape, :data:`CSV_COLUMNS`, for every event.
 * :class:`Printer`: the adapter handlers that write formatted events to stdout and status events
-  to the console (on the adapter's dispatcher thread).
+  to the console (run by the adapter, one callback at a time).
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ Format = TableFormat | JsonlFormat | CsvFormat
 
 
 class Printer:
-    """The adapter handlers that write events to stdout (they run on the dispatcher thread).
+    """The adapter handlers that write events to stdout (run by the adapter, one at a time).
 
     Each line is flushed as it is written (line-buffered), so a pipe sees events live. A closed
     pipe (``| head``) ends the stream quietly. After ``limit`` market events it prints nothing

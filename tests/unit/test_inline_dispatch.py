@@ -92,8 +92,9 @@ def test_dispatch_mode_is_validated_and_reported() -> None:
     source = SyntheticSource(["T.*"], seed=1)
     with pytest.raises(mrt.ConfigurationError, match="dispatch"):
         RealTimeDataAdapter(source, dispatch="fast")
-    assert RealTimeDataAdapter(source).dispatch == "thread"
+    assert RealTimeDataAdapter(source).dispatch == "adaptive"
     assert RealTimeDataAdapter(source, dispatch="inline").stats().dispatch == "inline"
+    assert RealTimeDataAdapter(source, dispatch="thread").stats().dispatch == "thread"
 
 
 def test_inline_runs_callbacks_on_the_reader_thread_in_order(server: MockMassiveServer, make_adapter) -> None:
@@ -432,7 +433,7 @@ class BareSource:
     def stats(self) -> None: ...
 
 
-@pytest.mark.parametrize("dispatch", ["thread", "inline"])
+@pytest.mark.parametrize("dispatch", ["thread", "inline", "adaptive"])
 def test_a_source_without_pending_or_set_inline_is_drained_by_the_dispatcher(make_adapter, dispatch: str) -> None:
     events = [mrt.EquityTrade(event_type="T", symbol="X", sequence_number=i) for i in range(5)]
     trades = Trades()

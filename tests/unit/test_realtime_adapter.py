@@ -1,7 +1,7 @@
-"""RealTimeDataAdapter over a client, a pool and the synthetic source, in both dispatch modes.
+"""RealTimeDataAdapter over a client, a pool and the synthetic source, in every dispatch mode.
 
-Every test runs with ``dispatch="thread"`` and ``dispatch="inline"``; the few whose subject is
-the dispatcher thread itself say so and run once.
+Every test runs with ``dispatch="thread"``, ``"inline"`` and ``"adaptive"`` (the default); the
+few whose subject is the dispatcher thread itself say so and run once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def trade(sym: str = "AAPL", q: int = 0) -> dict[str, object]:
     return {"ev": "T", "sym": sym, "p": 100.0 + q, "s": 100, "t": 1, "q": q}
 
 
-@pytest.fixture(params=["thread", "inline"])
+@pytest.fixture(params=["thread", "inline", "adaptive"])
 def dispatch(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -96,7 +96,7 @@ class TestInitialization:
         assert isinstance(adapter.source, SyntheticSource)
         assert "synthetic" in caplog.text
         assert not [t for t in threading.enumerate() if t.name.startswith("massive-rt-reader")]  # no real client (B14)
-        assert adapter.dispatch == "thread"
+        assert adapter.dispatch == "adaptive"
         adapter.stop()
 
     def test_from_env_passes_the_dispatch_mode_to_either_source(self) -> None:
@@ -547,7 +547,7 @@ class TestRoutingAndThreading:
 
     @pytest.mark.allow_errors(r"^dispatcher ended by KeyboardInterrupt$", logger="massive_rt.adapter")
     @pytest.mark.allow_errors(
-        r"^a handler raised KeyboardInterrupt on a reader thread \(dispatch='inline'\)",
+        r"^a handler raised KeyboardInterrupt on a reader thread \(dispatch='(inline|adaptive)'\)",
         logger="massive_rt.adapter",
     )
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
