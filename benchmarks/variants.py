@@ -279,6 +279,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--rate", type=int, default=0)
     parser.add_argument("--connections", type=int, default=3)
+    parser.add_argument("--pad", type=int, default=0, help="characters of padding per trade (larger events)")
     args = parser.parse_args()
     if args.variant == "idle rss":
         print(json.dumps(idle_rss(args.url, args.connections)))
@@ -290,7 +291,7 @@ def main() -> None:
     if args.variant == "massive_rt pool":
         started = pool_variant(args.url, meter, args.events, args.batch, args.rate, args.connections)
     else:
-        started = VARIANTS[args.variant](args.url, meter, channel(args.events, args.batch, args.rate))
+        started = VARIANTS[args.variant](args.url, meter, channel(args.events, args.batch, args.rate, args.pad))
     if not meter.done.is_set():
         raise SystemExit(f"{args.variant}: only {meter.count}/{args.events} events")
     seconds = meter.finished_at - started
