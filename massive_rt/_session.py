@@ -16,6 +16,7 @@ a method of the client before; no call was added).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -462,7 +463,8 @@ class Session:
         channels = [c.strip() for c in params.split(",") if c.strip()]
         verb = verb.strip()
         if verb == "subscribed to":
-            self._update_acked([c for c in channels if c in self._applied], (), False)  # never what we did not ask
+            # Never what we did not ask; interned, so the acked set shares the desired set's strings.
+            self._update_acked([sys.intern(c) for c in channels if c in self._applied], (), False)
         elif verb == "unsubscribed to":
             self._update_acked((), channels, False)
         else:
