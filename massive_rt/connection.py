@@ -552,7 +552,7 @@ class MassiveWebSocketClient(ThreadedSource):
             dropped_events=self._queue.dropped_events,
             dropped_frames=self._queue.dropped_frames,
             duplicates_suppressed=self._suppressed,
-            queue_events=self._queue.queued_events,
+            queue_events=self._queue.count_events(locked=not self._forked),
             queue_high_water=self._estimated_events(self._queue.high_water, decode.events),
             queue_bytes=self._queue.queued,
             queue_high_water_bytes=self._queue.high_water,

@@ -118,9 +118,18 @@ class FrameQueue:
     def queued_events(self) -> int:
         """Events currently queued. An events queue knows it; a bytes queue counts the events of
         a snapshot of its frames (O(queued bytes), outside the lock: for stats, not a hot path)."""
+        return self.count_events()
+
+    def count_events(self, locked: bool = True) -> int:
+        """:attr:`queued_events`; ``locked=False`` takes the snapshot without the lock (only where
+        no other thread can use the queue: a forked child, whose copy of the lock a parent's
+        thread may have held at the fork)."""
         if not self._in_bytes:
             return self._size
-        with self._lock:
+        if locked:
+            with self._lock:
+                snapshot = [item for item in self._items if item[0] in DATA_KINDS]
+        else:
             snapshot = [item for item in self._items if item[0] in DATA_KINDS]
         return sum(map(item_events, snapshot))
 

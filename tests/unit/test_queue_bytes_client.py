@@ -4,6 +4,7 @@ by frame, and ``stats()`` reports the queue in bytes and in events."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 import massive_rt as mrt
 from massive_rt.connection import MassiveWebSocketClient
+from massive_rt.eventqueue import KIND_DATA
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
 from tests.support import KEY
@@ -104,3 +106,20 @@ def test_a_bad_queue_bytes_is_a_clear_configuration_error(bad: object) -> None:
     with pytest.raises(mrt.ConfigurationError, match="queue_bytes") as pool:
         mrt.ConnectionPool(api_key=KEY, client_options={"queue_bytes": bad})
     assert pool.value.field == "queue_bytes"
+
+
+def test_stats_in_a_forked_child_counts_queued_events_without_the_queue_lock() -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url="ws://127.0.0.1:9/stocks", queue_bytes=10_000)
+    client._queue.put([KIND_DATA, b'[{"ev":"T"},{"ev":"T"}]', 0, -1])
+    client._forked = True  # as in a child after os.fork()
+    result: list[int] = []
+    client._queue._lock.acquire()  # a parent's reader may have held it at the fork: never released here
+    try:
+        snapshot = threading.Thread(target=lambda: result.append(client.stats().queue_events),
+                                    name="test-forked-stats", daemon=True)  # fmt: skip
+        snapshot.start()
+        snapshot.join(WAIT)
+        assert result == [2]
+    finally:
+        client._queue._lock.release()
+        snapshot.join(WAIT)
