@@ -2,9 +2,10 @@
 
 It runs in its own process so the client under test never shares a GIL with it. A client asks
 for a stream by subscribing to a channel that encodes the request:
-``T.BENCHN<events>B<batch>R<rate>`` — ``R0`` sends everything as fast as the socket takes it
-(pre-encoded frames, many per system call); ``R<n>`` paces ``n`` events per second and stamps
-each event's ``t`` with the server's ``time.time_ns()`` at send, for end-to-end latency.
+``T.BENCHN<events>B<batch>R<rate>[P<pad>]`` — ``R0`` sends everything as fast as the socket takes
+it (pre-encoded frames, many per system call); ``R<n>`` paces ``n`` events per second and stamps
+each event's ``t`` with the server's ``time.time_ns()`` at send, for end-to-end latency; ``P<pad>``
+adds a ``pad`` string of that many characters to each trade (a field no model has: larger events).
 """
 
 from __future__ import annotations
@@ -17,37 +18,42 @@ from multiprocessing.connection import Connection
 
 from massive_rt.testing import MockMassiveServer, PreparedFrames
 
-REQUEST = re.compile(r"^T\.BENCHN(\d+)B(\d+)R(\d+)$")
+REQUEST = re.compile(r"^T\.BENCHN(\d+)B(\d+)R(\d+)(?:P(\d+))?$")
 TEMPLATE = {"ev": "T", "sym": "BENCH", "x": 4, "i": "52983525029461", "z": 3, "p": 187.235, "s": 100,
             "c": [12, 37], "t": 0, "q": 0}  # fmt: skip
-_burst_cache: dict[tuple[int, int], PreparedFrames] = {}
+_burst_cache: dict[tuple[int, int, int], PreparedFrames] = {}
 
 
-def channel(events: int, batch: int, rate: int = 0) -> str:
+def channel(events: int, batch: int, rate: int = 0, pad: int = 0) -> str:
     """The channel that asks the benchmark server for a stream."""
-    return f"T.BENCHN{events}B{batch}R{rate}"
+    return f"T.BENCHN{events}B{batch}R{rate}" + (f"P{pad}" if pad else "")
 
 
-def _frames(events: int, batch: int) -> list[bytes]:
+def _template(pad: int) -> dict[str, object]:
+    return dict(TEMPLATE, pad="x" * pad) if pad else TEMPLATE
+
+
+def _frames(events: int, batch: int, pad: int = 0) -> list[bytes]:
     now = time.time_ns()
     frames = []
+    template = _template(pad)
     for start in range(0, events, batch):
-        objs = [dict(TEMPLATE, q=i, t=now) for i in range(start, min(events, start + batch))]
+        objs = [dict(template, q=i, t=now) for i in range(start, min(events, start + batch))]
         frames.append(json.dumps(objs, separators=(",", ":")).encode())
     return frames
 
 
-def _prepared(events: int, batch: int) -> PreparedFrames:
+def _prepared(events: int, batch: int, pad: int = 0) -> PreparedFrames:
     """The burst, encoded and framed once per size (run.py warms each size up before measuring)."""
-    key = (events, batch)
+    key = (events, batch, pad)
     if key not in _burst_cache:
-        _burst_cache[key] = MockMassiveServer.prepare_raw_frames(_frames(events, batch))
+        _burst_cache[key] = MockMassiveServer.prepare_raw_frames(_frames(events, batch, pad))
     return _burst_cache[key]
 
 
-def _stream(server: MockMassiveServer, connection: str, events: int, batch: int, rate: int) -> None:
+def _stream(server: MockMassiveServer, connection: str, events: int, batch: int, rate: int, pad: int = 0) -> None:
     if rate == 0:
-        server.publish_raw_frames(_prepared(events, batch), "stocks", connection=connection)
+        server.publish_raw_frames(_prepared(events, batch, pad), "stocks", connection=connection)
         return
     interval = batch / rate
     next_at = time.perf_counter()
@@ -59,7 +65,7 @@ def _stream(server: MockMassiveServer, connection: str, events: int, batch: int,
             continue
         count = min(batch, events - sent)
         stamp = time.time_ns()
-        frame = json.dumps([dict(TEMPLATE, q=sent + i, t=stamp) for i in range(count)], separators=(",", ":"))
+        frame = json.dumps([dict(_template(pad), q=sent + i, t=stamp) for i in range(count)], separators=(",", ":"))
         if not server.publish_raw_frames([frame], "stocks", connection=connection):
             return  # the client went away
         sent += count
@@ -82,6 +88,6 @@ def serve(pipe: Connection) -> None:
                 served.add((connection, ch))
                 match = REQUEST.match(ch)
                 assert match is not None
-                events, batch, rate = (int(g) for g in match.groups())
-                threading.Thread(target=_stream, args=(server, connection, events, batch, rate),
+                events, batch, rate, pad = (int(g or 0) for g in match.groups())
+                threading.Thread(target=_stream, args=(server, connection, events, batch, rate, pad),
                                  name="massive-rt-bench-stream", daemon=True).start()  # fmt: skip

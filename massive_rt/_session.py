@@ -16,6 +16,7 @@ a method of the client before; no call was added).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -222,7 +223,7 @@ class Session:
             self._note_first_data(received_at_ns)
         self.last_data_ns = received_at_ns
         self._last_data_mono = self.recv_mono
-        # -1: the queue counts the events only if it keeps the frame (not when it is dispatched inline).
+        # -1: the queue measures the frame only if it keeps it (not when it is dispatched inline).
         self._put([KIND_DATA, payload, received_at_ns, -1], self._stopping)
 
     def on_control_frame(self, payload: bytes, received_at_ns: int) -> Outcome | None:
@@ -256,9 +257,9 @@ class Session:
             self.last_data_ns = received_at_ns
             self._last_data_mono = self._clock()
             if self._config.raw:  # the frame as received, statuses included (raw mode decodes nothing)
-                self._put([KIND_DATA, payload, received_at_ns, len(data)], self._stopping)
-            else:
-                self._put([KIND_OBJECTS, data, received_at_ns, len(data)], self._stopping)
+                self._put([KIND_DATA, payload, received_at_ns, -1], self._stopping)
+            else:  # sized as the frame it came in (the queue bounds bytes)
+                self._put([KIND_OBJECTS, data, received_at_ns, len(payload)], self._stopping)
         return None
 
     def on_status(self, obj: dict[str, Any], received_at_ns: int, *, delivered: bool = False) -> Outcome | None:
@@ -462,7 +463,8 @@ class Session:
         channels = [c.strip() for c in params.split(",") if c.strip()]
         verb = verb.strip()
         if verb == "subscribed to":
-            self._update_acked([c for c in channels if c in self._applied], (), False)  # never what we did not ask
+            # Never what we did not ask; interned, so the acked set shares the desired set's strings.
+            self._update_acked([sys.intern(c) for c in channels if c in self._applied], (), False)
         elif verb == "unsubscribed to":
             self._update_acked((), channels, False)
         else:

@@ -279,7 +279,9 @@ class RealTimeDataAdapter:
         self._status_handlers: list[Handler] = []
         self._error_handlers: list[ErrorHandler] = []
         self._batch_handlers: tuple[Handler, ...] = ()
-        self._routes: dict[tuple[type, object], tuple[Handler, ...]] = {}
+        # (keyed by ev, routes): routes are cached per event class, or per (class, ev) while some
+        # handler is registered for an ev code; swapped whole when a registration changes.
+        self._routing: tuple[bool, dict[object, tuple[Handler, ...]]] = (False, {})
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._discard = False
@@ -340,7 +342,7 @@ class RealTimeDataAdapter:
             raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
         with self._registry_lock:
             self._handlers.setdefault(key, []).append(handler)
-            self._routes = {}
+            self._routes_changed()
         return handler
 
     def off(self, key: type | str, handler: Handler) -> bool:
@@ -350,7 +352,7 @@ class RealTimeDataAdapter:
             if handler not in handlers:
                 return False
             handlers.remove(handler)
-            self._routes = {}
+            self._routes_changed()
             return True
 
     def on_status(self, handler: H) -> H:
@@ -359,7 +361,7 @@ class RealTimeDataAdapter:
             raise ConfigurationError(f"handler={handler!r} is not callable", field="handler")
         with self._registry_lock:
             self._status_handlers.append(handler)
-            self._routes = {}
+            self._routes_changed()
         return handler
 
     def on_error(self, handler: ErrorHandler) -> ErrorHandler:
@@ -390,7 +392,14 @@ class RealTimeDataAdapter:
             self._batch_handlers = tuple(h for h in self._batch_handlers if h != handler)
             return True
 
-    def _resolve(self, cls: type, ev: object) -> tuple[Handler, ...]:
+    def _routes_changed(self) -> None:
+        """Under the registry lock: drop every cached route (the next event of each class resolves)."""
+        by_ev = any(handlers for key, handlers in self._handlers.items() if isinstance(key, str) and key != _WILDCARD)
+        self._routing = (by_ev, {})
+
+    def _resolve(self, routes: dict[object, tuple[Handler, ...]], cls: type, ev: object) -> tuple[Handler, ...]:
+        """The handlers of events of ``cls`` (and ``ev``, unless None: no handler is keyed by an
+        ev code), cached in ``routes``."""
         with self._registry_lock:
             found: list[Handler] = []
             watch = False
@@ -408,7 +417,7 @@ class RealTimeDataAdapter:
                 found.append(self._watch_source)  # last: after your handlers have seen the status
             seen: dict[Handler, None] = dict.fromkeys(found)
             route = tuple(seen)
-            self._routes[(cls, ev)] = route
+            routes[cls if ev is None else (cls, ev)] = route
             return route
 
     # ------------------------------------------------------------------ lifecycle
@@ -843,20 +852,44 @@ class RealTimeDataAdapter:
             events = self._dedupe.filter(events)
             if not events:
                 return
-        routes = self._routes
+        keyed_by_ev, routes = self._routing
         # Latency samples: the first event of the batch as dispatch starts, the last as it ends.
         first = time.time_ns() - events[0].received_at_ns
         self._latency.append(first)
-        for event in events:
-            handlers = routes.get((event.__class__, event.event_type))  # type: ignore[attr-defined]
-            if handlers is None:
-                handlers = self._resolve(event.__class__, event.event_type)  # type: ignore[attr-defined]
-                routes = self._routes
-            for handler in handlers:
-                try:
-                    handler(event)
-                except Exception as exc:
-                    self._handler_failed(exc, event, handler)
+        if keyed_by_ev:
+            for event in events:
+                handlers = routes.get((event.__class__, event.event_type))  # type: ignore[attr-defined]
+                if handlers is None:
+                    handlers = self._resolve(routes, event.__class__, event.event_type)  # type: ignore[attr-defined]
+                for handler in handlers:
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        self._handler_failed(exc, event, handler)
+        else:
+            # The fast path: one lookup per run of events of one class, one call per event when
+            # the class has one handler (a frame of trades into one callback).
+            last_class: type | None = None
+            handlers = ()
+            single: Handler | None = None
+            for event in events:
+                cls = event.__class__
+                if cls is not last_class:
+                    last_class = cls
+                    found = routes.get(cls)
+                    handlers = self._resolve(routes, cls, None) if found is None else found
+                    single = handlers[0] if len(handlers) == 1 else None
+                if single is not None:
+                    try:
+                        single(event)
+                    except Exception as exc:
+                        self._handler_failed(exc, event, single)
+                    continue
+                for handler in handlers:
+                    try:
+                        handler(event)
+                    except Exception as exc:
+                        self._handler_failed(exc, event, handler)
         if len(events) > 1:
             last = time.time_ns() - events[-1].received_at_ns
             self._latency.append(last)

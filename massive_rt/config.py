@@ -16,6 +16,7 @@ import attrs
 from .dedupe import DEFAULT_WINDOW
 from .enums import Feed, Market, Overflow, resolve_feed_host
 from .errors import ConfigurationError
+from .eventqueue import BYTES_PER_EVENT
 from .protocol import check_validate_mode, parse_channels
 
 __all__ = [
@@ -297,6 +298,11 @@ def _check_queue_size(_inst: object, _attr: object, value: Any) -> None:
         raise ConfigurationError(f"queue_size={value!r} must be an int >= 1", field="queue_size")
 
 
+def _check_queue_bytes(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigurationError(f"queue_bytes={value!r} must be an int >= 1 or None", field="queue_bytes")
+
+
 def _check_last_seen_limit(_inst: object, _attr: object, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigurationError(f"last_seen_limit={value!r} must be an int >= 0", field="last_seen_limit")
@@ -391,6 +397,7 @@ class ClientConfig:
     subscriptions: tuple[str, ...] = attrs.field(default=(), converter=_to_tuple, validator=_check_subscriptions)
     reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy, validator=_check_reconnect)
     queue_size: int = attrs.field(default=100_000, validator=_check_queue_size)
+    queue_bytes: int | None = attrs.field(default=None, validator=_check_queue_bytes)
     overflow: Overflow = attrs.field(default=Overflow.DROP_OLDEST, converter=_coerce_overflow)
     ping_interval: float | None = attrs.field(default=20.0, validator=_positive("ping_interval", allow_none=True))
     ping_timeout: float = attrs.field(default=20.0, validator=_positive("ping_timeout"))
@@ -415,6 +422,12 @@ class ClientConfig:
             return self.url
         return f"wss://{resolve_feed_host(self.feed)}/{self.market.value}"
 
+    @property
+    def queue_capacity_bytes(self) -> int:
+        """The queue's bound in bytes: ``queue_bytes``, else ``queue_size`` events of the nominal
+        :data:`~massive_rt.eventqueue.BYTES_PER_EVENT` (128) bytes each."""
+        return self.queue_bytes if self.queue_bytes is not None else self.queue_size * BYTES_PER_EVENT
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
         """Build a config from ``MASSIVE_API_KEY``, ``MASSIVE_FEED``, ``MASSIVE_MARKET``,
@@ -438,7 +451,8 @@ class ClientConfig:
         return (
             f"ClientConfig(api_key={mask_secret(self.api_key)}, market={self.market.value!r}, "
             f"url={self.resolved_url!r}, subscriptions={len(self.subscriptions)} channels, "
-            f"queue_size={self.queue_size}, overflow={self.overflow.value!r}, name={self.name!r})"
+            f"queue_size={self.queue_size}, queue_bytes={self.queue_capacity_bytes}, "
+            f"overflow={self.overflow.value!r}, name={self.name!r})"
         )
 
     __str__ = __repr__

@@ -50,7 +50,7 @@ from .errors import (
     MassiveRTError,
     WaitTimeoutError,
 )
-from .eventqueue import KIND_EVENT
+from .eventqueue import BYTES_PER_EVENT, KIND_EVENT
 from .framing import (
     OP_BINARY,
     OP_CLOSE,
@@ -131,8 +131,10 @@ class ConnectionStats:
         dropped_events: events discarded by the overflow policy.
         dropped_frames: frames discarded by the overflow policy.
         duplicates_suppressed: events dropped as duplicates (``dedupe``; 0 when off).
-        queue_events: events waiting in the queue.
-        queue_high_water: most events ever waiting at once.
+        queue_events: events waiting in the queue (exact: counted in the queued frames when
+            asked, so a long queue makes ``stats()`` take a few ms).
+        queue_high_water: most events ever waiting at once, estimated from
+            ``queue_high_water_bytes`` and the average size of the events decoded so far.
         subscriptions: desired channels.
         acked: channels the server confirmed on the current session.
         last_message_age: seconds since the last frame was read (None before any).
@@ -143,6 +145,10 @@ class ConnectionStats:
         health_reason: why not, when not healthy (else None).
         rejected_status_fields: structured fields of server statuses ignored for a wrong type
             (a relay's ``gap_start_ns``, ``dropped``, ``last_seen`` …; logged at DEBUG).
+        queue_bytes: bytes of frames waiting in the queue (what its bound counts).
+        queue_high_water_bytes: most bytes ever waiting at once (at most the bound, or one
+            frame larger than it).
+        queue_capacity_bytes: the queue's bound in bytes (``queue_bytes``, or ``queue_size * 128``).
     """
 
     name: str
@@ -169,6 +175,9 @@ class ConnectionStats:
     healthy: bool
     health_reason: str | None
     rejected_status_fields: int = 0
+    queue_bytes: int = 0
+    queue_high_water_bytes: int = 0
+    queue_capacity_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint); it holds no secret."""
@@ -193,7 +202,9 @@ class MassiveWebSocketClient(ThreadedSource):
         url: full endpoint override (``ws://127.0.0.1:8765/stocks``); wins over ``feed``.
         subscriptions: channels to subscribe on every (re)connect, e.g. ``("T.AAPL", "AM.*")``.
         reconnect: the :class:`ReconnectPolicy`.
-        queue_size: queue capacity in events.
+        queue_size: queue capacity in events, approximately: the queue is bounded in bytes, and
+            this becomes ``queue_size * 128`` bytes once (128: the nominal size of a trade or
+            quote; larger events fit fewer). ``queue_bytes`` sets the bound directly.
         overflow: what a full queue does (:class:`Overflow`); the default keeps the socket drained.
         ping_interval: seconds between WebSocket pings (None disables them).
         ping_timeout: seconds without any byte received (a pong or data) after a ping before the
@@ -233,6 +244,9 @@ class MassiveWebSocketClient(ThreadedSource):
             this many, the most recently received; the rest are counted and summarised. Marks
             are kept for the 100,000 most recently received symbols per event type (older ones
             are forgotten); 0 keeps none (no per-event cost, statuses without ``last_seen``).
+        queue_bytes: the queue's bound in bytes of queued frames (>= 1; None: from
+            ``queue_size``). Frames are sized by their length, so the bound costs nothing per
+            event whatever the events' size; drops are still counted in exact events.
         config: a :class:`ClientConfig` (alternative to the arguments above).
     """
 
@@ -264,6 +278,7 @@ class MassiveWebSocketClient(ThreadedSource):
         ssl_context: ssl.SSLContext | None = None,
         websocket_options: dict[str, Any] | None = None,
         last_seen_limit: int = 1_000,
+        queue_bytes: int | None = None,
         config: ClientConfig | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -293,6 +308,7 @@ class MassiveWebSocketClient(ThreadedSource):
                 ssl_context=ssl_context,
                 websocket_options=websocket_options or {},
                 last_seen_limit=last_seen_limit,
+                queue_bytes=queue_bytes,
             )
         elif not isinstance(config, ClientConfig):
             # Never echo the value: a mapping passed by mistake may hold the key.
@@ -332,8 +348,8 @@ class MassiveWebSocketClient(ThreadedSource):
         self._last_frame_mono: float | None = None
         self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
-        self._init_consumer(self._name, config.market, config.queue_size, config.overflow, config.raw, self._log,
-                            config.last_seen_limit)  # fmt: skip
+        self._init_consumer(self._name, config.market, config.queue_capacity_bytes, config.overflow, config.raw,
+                            self._log, config.last_seen_limit, queue_unit="bytes")  # fmt: skip
         # Statuses the reader let through inside data frames, found by the consumer's decoder and
         # acted on by the reader (acks, refusals, the limit): a deque, appended on any thread.
         self._statuses_in_data: deque[dict[str, Any]] = deque()
@@ -536,8 +552,11 @@ class MassiveWebSocketClient(ThreadedSource):
             dropped_events=self._queue.dropped_events,
             dropped_frames=self._queue.dropped_frames,
             duplicates_suppressed=self._suppressed,
-            queue_events=self._queue.queued_events,
-            queue_high_water=self._queue.high_water,
+            queue_events=self._queue.count_events(locked=not self._forked),
+            queue_high_water=self._estimated_events(self._queue.high_water, decode.events),
+            queue_bytes=self._queue.queued,
+            queue_high_water_bytes=self._queue.high_water,
+            queue_capacity_bytes=self._queue.capacity,
             subscriptions=desired,
             acked=acked,
             last_message_age=age,
@@ -546,6 +565,13 @@ class MassiveWebSocketClient(ThreadedSource):
             healthy=reason is None,
             health_reason=reason,
         )
+
+    def _estimated_events(self, queue_bytes: int, events_decoded: int) -> int:
+        if not queue_bytes:
+            return 0
+        if not events_decoded or not self._bytes:  # nothing to average yet: the nominal size
+            return max(1, queue_bytes // BYTES_PER_EVENT)
+        return max(1, round(queue_bytes * events_decoded / self._bytes))
 
     def _health_problem(
         self, state: ConnectionState, age: float | None, error: str | None, max_age: float | None

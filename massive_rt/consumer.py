@@ -19,7 +19,7 @@ from ._validate import require_int, require_number
 from .dedupe import DuplicateFilter
 from .enums import Market, Overflow
 from .errors import ClientClosedError
-from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item
+from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item, Unit
 from .marks import GAP_STATUSES, DeliveryMarks
 from .models import Event, RawFrame, StatusMessage
 from .protocol import MARKET_EVENTS, Decoder
@@ -88,12 +88,14 @@ class QueueConsumer:
         raw: bool,
         log: logging.Logger | logging.LoggerAdapter,  # type: ignore[type-arg]
         last_seen_limit: int | None = None,
+        queue_unit: Unit = "events",
     ) -> None:
-        """``last_seen_limit``: keep per-symbol marks for ``disconnected``/``gap`` statuses and list
+        """``queue_size`` is the queue's capacity in ``queue_unit``s (see :class:`FrameQueue`).
+        ``last_seen_limit``: keep per-symbol marks for ``disconnected``/``gap`` statuses and list
         at most this many (None: keep none; a source whose gaps are not a connection's)."""
         self._raw = raw
         self._overflow = overflow
-        self._queue = FrameQueue(queue_size, overflow, on_drop=self._on_drop)
+        self._queue = FrameQueue(queue_size, overflow, on_drop=self._on_drop, unit=queue_unit)
         #: How the producer hands over an item: the queue's ``put``, or :meth:`offer` while an
         #: inline gate is set (swapped, never wrapped, so the queue-only path has no extra call).
         self._sink: Callable[[Item, Callable[[], bool] | None], bool] = self._queue.put
@@ -330,8 +332,8 @@ class QueueConsumer:
 
     def _on_drop(self, events: int) -> None:
         self._drop_log(
-            "queue full (%d): dropped %d events (%s); %d dropped in total",
-            self._queue.max_events, events, self._overflow.value, self._queue.dropped_events,
+            "queue full (%d %s): dropped %d events (%s); %d dropped in total",
+            self._queue.capacity, self._queue.unit, events, self._overflow.value, self._queue.dropped_events,
         )  # fmt: skip
 
     def _check_usable(self) -> None:

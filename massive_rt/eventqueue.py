@@ -1,9 +1,11 @@
 """The bounded, thread-safe queue between a connection's reader thread and its consumer.
 
-Items are whole frames (one lock round-trip per frame, not per event), sized by the number of
-events they carry so ``queue_size`` bounds events. Status items are never discarded. Drops
-are counted and turned into one in-order ``dropped`` marker that the consumer sees exactly
-where the missing events were.
+Items are whole frames (one lock round-trip per frame, not per event). A queue bounds either
+events (``unit="events"``: sources that know each item's event count) or bytes
+(``unit="bytes"``: a connection's frames, sized by ``len()`` instead of scanning every frame for
+its events). Status items are never discarded. Drops are counted in exact events (only the
+frames being dropped are scanned) and turned into one in-order ``dropped`` marker that the
+consumer sees exactly where the missing events were.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from .enums import Overflow
 
-__all__ = ["DATA_KINDS", "KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item"]
+__all__ = [
+    "BYTES_PER_EVENT", "DATA_KINDS", "KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item",
+    "Unit", "item_events",
+]  # fmt: skip
 
 #: payload is a frame's bytes (or str), decoded by the consumer.
 KIND_DATA = 0
@@ -30,36 +35,60 @@ KIND_DROPPED = 3
 DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
 _EV_MARK = b'"ev"'
 
-#: ``[kind, payload, received_at_ns, events]``, always these four. A list, not a record class:
+#: The nominal wire size of one event (a trade or a quote is 100-140 bytes of JSON): an event
+#: count such as ``queue_size`` becomes a byte bound once, as ``queue_size * BYTES_PER_EVENT``.
+BYTES_PER_EVENT = 128
+
+#: What a queue's capacity counts.
+Unit = Literal["events", "bytes"]
+
+#: ``[kind, payload, received_at_ns, size]``, always these four. A list, not a record class:
 #: one is built per frame on the reader's hot path, and a slotted record costs ~2.5x a list
 #: literal to build (measured; ~5% of throughput at one event per frame); a list also lets a drop
-#: marker grow in place. ``events`` of -1 (a ``KIND_DATA`` frame of bytes) is counted by
-#: :meth:`FrameQueue.put`.
+#: marker grow in place. ``size`` is what the item weighs against the capacity: its events in an
+#: events queue, its bytes in a bytes queue; -1 (a ``KIND_DATA`` frame) is measured by
+#: :meth:`FrameQueue.put` (events: its ``"ev"`` keys; bytes: ``len(payload)``).
 Item = list[Any]
+
+
+def item_events(item: Item) -> int:
+    """The exact number of events a data item of a bytes queue carries (scans a frame's bytes)."""
+    payload = item[1]
+    if item[0] == KIND_DATA:
+        return payload.count(_EV_MARK if isinstance(payload, bytes) else '"ev"') or 1
+    return len(payload)
 
 
 class FrameQueue:
     """Bounded FIFO of frames with an overflow policy.
 
     Args:
-        max_events: capacity in events (a single frame larger than that is still accepted).
+        capacity: the bound, in ``unit``s (a single item larger than that is still accepted
+            when nothing else is queued).
         overflow: ``drop_oldest`` discards the oldest data frames to make room, ``drop_newest``
             discards the incoming frame, ``block`` makes :meth:`put` wait for room.
         on_drop: called (outside the lock, on the putting thread) with the number of events
             each time frames are discarded; used for counting and rate-limited logging.
+        unit: ``"events"`` (each item's ``size`` is its event count) or ``"bytes"`` (its
+            payload's length for a frame; the producer's estimate for decoded objects).
     """
 
     def __init__(
         self,
-        max_events: int,
+        capacity: int,
         overflow: Overflow = Overflow.DROP_OLDEST,
         on_drop: Callable[[int], None] | None = None,
+        unit: Unit = "events",
     ) -> None:
-        self.max_events = max_events
+        if unit not in ("events", "bytes"):
+            raise ValueError(f"unit={unit!r} must be 'events' or 'bytes'")
+        self.capacity = capacity
+        self.unit: Unit = unit
         self.overflow = overflow
         self._on_drop = on_drop
         self._items: deque[Item] = deque()
-        self._events = 0
+        self._size = 0  # sum of the queued items' sizes, in units
+        self._in_bytes = unit == "bytes"
         self._lock = threading.Lock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
@@ -68,15 +97,41 @@ class FrameQueue:
         self._listener: Callable[[], None] | None = None
         self.dropped_events = 0
         self.dropped_frames = 0
+        #: The most units (events or bytes) ever queued at once.
         self.high_water = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
     @property
+    def max_events(self) -> int:
+        """The capacity of an events queue; of a bytes queue, that many bytes over
+        :data:`BYTES_PER_EVENT` (the nominal event size it was converted from)."""
+        return self.capacity // BYTES_PER_EVENT if self._in_bytes else self.capacity
+
+    @property
+    def queued(self) -> int:
+        """Units (events or bytes) currently queued (without the lock: exact enough for stats)."""
+        return self._size
+
+    @property
     def queued_events(self) -> int:
-        """Events currently queued (approximate without the lock, exact enough for stats)."""
-        return self._events
+        """Events currently queued. An events queue knows it; a bytes queue counts the events of
+        a snapshot of its frames (O(queued bytes), outside the lock: for stats, not a hot path)."""
+        return self.count_events()
+
+    def count_events(self, locked: bool = True) -> int:
+        """:attr:`queued_events`; ``locked=False`` takes the snapshot without the lock (only where
+        no other thread can use the queue: a forked child, whose copy of the lock a parent's
+        thread may have held at the fork)."""
+        if not self._in_bytes:
+            return self._size
+        if locked:
+            with self._lock:
+                snapshot = [item for item in self._items if item[0] in DATA_KINDS]
+        else:
+            snapshot = [item for item in self._items if item[0] in DATA_KINDS]
+        return sum(map(item_events, snapshot))
 
     @property
     def closed(self) -> bool:
@@ -90,28 +145,31 @@ class FrameQueue:
         """
         self._listener = listener
 
+    def _events_of(self, item: Item) -> int:
+        return item_events(item) if self._in_bytes else item[3]
+
     def put(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:
         """Add an item; return False if it was discarded (``drop_newest``) or the queue closed.
 
         With ``block`` this waits for room, checking ``should_stop()`` at least every 50 ms.
         """
-        events = item[3]
-        if events < 0:  # a frame's bytes, not counted yet: one event per "ev" key
-            events = item[3] = item[1].count(_EV_MARK) or 1
+        size = item[3]
+        if size < 0:  # a frame not measured yet
+            size = item[3] = len(item[1]) if self._in_bytes else item[1].count(_EV_MARK) or 1
         dropped = 0
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
                 return False  # status events still get through, so a late "why" is never lost
-            if item[0] in DATA_KINDS and self._events + events > self.max_events:
-                if self.overflow is Overflow.DROP_NEWEST and not self._events:
+            if item[0] in DATA_KINDS and self._size + size > self.capacity:
+                if self.overflow is Overflow.DROP_NEWEST and not self._size:
                     pass  # a frame larger than the whole queue is still taken when nothing else is queued
                 elif self.overflow is Overflow.DROP_NEWEST:
-                    self._mark_dropped_at_tail(events, item[2])
-                    dropped = events
+                    dropped = self._events_of(item)
+                    self._mark_dropped_at_tail(dropped, item[2])
                 elif self.overflow is Overflow.DROP_OLDEST:
-                    dropped = self._drop_oldest(events, item[2])
+                    dropped = self._drop_oldest(size, item[2])
                 else:
-                    while self._events + events > self.max_events and self._events and not self.closed:
+                    while self._size + size > self.capacity and self._size and not self.closed:
                         if should_stop is not None and should_stop():
                             return False
                         self._not_full.wait(0.05)
@@ -120,9 +178,9 @@ class FrameQueue:
             if not dropped or self.overflow is not Overflow.DROP_NEWEST:
                 was_empty = not self._items
                 self._items.append(item)
-                self._events += events
-                if self._events > self.high_water:
-                    self.high_water = self._events
+                self._size += size
+                if self._size > self.high_water:
+                    self.high_water = self._size
                 if self._waiting:
                     self._not_empty.notify_all()  # get() and wait() may both be waiting
             else:
@@ -144,15 +202,15 @@ class FrameQueue:
                 self._not_empty.notify_all()
 
     def _drop_oldest(self, incoming: int, received_at_ns: int) -> int:
-        # Status items carry 0 events and are kept, in order; earlier drop markers are merged.
+        # Status items carry no size and are kept, in order; earlier drop markers are merged.
         kept: list[Item] = []
         dropped = merged = frames = 0
         items = self._items
-        while items and self._events + incoming > self.max_events:
+        while items and self._size + incoming > self.capacity:
             old = items.popleft()
             if old[0] in DATA_KINDS:
-                self._events -= old[3]
-                dropped += old[3]
+                self._size -= old[3]
+                dropped += self._events_of(old)
                 frames += 1
             elif old[0] == KIND_DROPPED:
                 merged += old[1]
@@ -181,7 +239,7 @@ class FrameQueue:
                 if not self._items:
                     return None
             item = self._items.popleft()
-            self._events -= item[3]
+            self._size -= item[3]
             if self.overflow is Overflow.BLOCK:
                 self._not_full.notify()
             return item
@@ -195,10 +253,10 @@ class FrameQueue:
             if len(items) <= max_items:
                 out = list(items)
                 items.clear()
-                self._events = 0
+                self._size = 0
             else:
                 out = [items.popleft() for _ in range(max_items)]
-                self._events -= sum(item[3] for item in out)
+                self._size -= sum(item[3] for item in out)
             if self.overflow is Overflow.BLOCK:
                 self._not_full.notify()
             return out
@@ -230,8 +288,8 @@ class FrameQueue:
     def clear(self) -> int:
         """Discard everything queued; return the number of events discarded."""
         with self._lock:
-            events: int = sum(item[3] for item in self._items if item[0] in DATA_KINDS)
+            events: int = sum(self._events_of(item) for item in self._items if item[0] in DATA_KINDS)
             self._items.clear()
-            self._events = 0
+            self._size = 0
             self._not_full.notify_all()
             return events

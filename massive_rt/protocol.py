@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import reprlib
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -192,12 +193,17 @@ def parse_channels(
     channels: Iterable[object], market: Market | str = Market.STOCKS, validate: str = "strict"
 ) -> tuple[str, ...]:
     """Validate ``channels`` for ``market`` (``validate``: see :func:`parse_channel`); return them
-    as strings, de-duplicated, in first-seen order."""
+    as strings, de-duplicated, in first-seen order.
+
+    A channel already in canonical form is the caller's own string, interned (:func:`sys.intern`):
+    every table that holds it (the caller's list, a client's desired and acknowledged sets, a
+    pool's assignment, the session's requests) shares that one copy."""
     if isinstance(channels, str):
         channels = (channels,)
     seen: dict[str, None] = {}
     for text in channels:
-        seen[str(parse_channel(text, market, validate))] = None
+        canonical = str(parse_channel(text, market, validate))
+        seen[sys.intern(text if text.__class__ is str and text == canonical else canonical)] = None
     return tuple(seen)
 
 

@@ -40,8 +40,8 @@ ENV_KEYS = ("MASSIVE_API_KEY", "POLYGON_API_KEY")
 
 #: ``MassiveWebSocketClient`` options a ``WebSocketClient(**kwargs)`` passes through.
 _PASSED_THROUGH = frozenset({
-    "reconnect", "queue_size", "overflow", "ping_interval", "ping_timeout", "stale_after", "connect_timeout", "name",
-    "max_message_size", "on_limit", "validate_channels", "ssl_context", "websocket_options",
+    "reconnect", "queue_size", "queue_bytes", "overflow", "ping_interval", "ping_timeout", "stale_after",
+    "connect_timeout", "name", "max_message_size", "on_limit", "validate_channels", "ssl_context", "websocket_options",
 })  # fmt: skip
 
 #: Seconds between checks of a close request while waiting for a frame (close() also wakes the wait).

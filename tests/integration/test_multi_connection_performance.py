@@ -489,7 +489,7 @@ class TestMultiConnectionResilience:
             published += server.publish([trade("LOAD", i) for i in range(start, start + 1000)], batch=10)
         assert published == 10 * capacity + 1
         assert wait_until(lambda: client.stats().frames_received >= frames_before + 1 + 10 * capacity // 10, WAIT)
-        high_water = client.stats().queue_high_water
+        high_water = client.stats().queue_high_water_bytes
         rss_growth_mb = (rss() - rss_before) / 2**20
         gate.set()
 
@@ -500,7 +500,7 @@ class TestMultiConnectionResilience:
                                         "dropped": recorder.dropped, "high_water": high_water,
                                         "rss_growth_mb": rss_growth_mb})  # fmt: skip
         assert recorder.dropped == stats.dropped_events > 0  # every drop counted and announced
-        assert high_water <= capacity  # memory bounded by queue_size, whatever the load
+        assert high_water <= capacity * 128 == stats.queue_capacity_bytes  # memory bounded, whatever the load
         assert rss_growth_mb < 50
         seqs = recorder.seqs[client.name]
         assert seqs == sorted(seqs)

@@ -218,7 +218,7 @@ def test_routes_are_cached_and_rebuilt_when_handlers_change() -> None:
     first = calls.handler("first")
     adapter.on(mrt.EquityTrade, first)
     adapter._dispatch([trade()])
-    assert (mrt.EquityTrade, "T") in adapter._routes
+    assert adapter._routing == (False, {mrt.EquityTrade: (first,)})  # no ev-code handler: cached per class
 
     adapter.on("T", calls.handler("second"))  # a new handler: the cached route is dropped
     adapter._dispatch([trade()])
@@ -235,9 +235,11 @@ def test_a_route_is_cached_per_class_and_ev_code() -> None:
     adapter = make()
     adapter.on("T", Calls().handler("T"))
     adapter._dispatch([trade(), quote(), status()])
-    assert set(adapter._routes) == {(mrt.EquityTrade, "T"), (mrt.EquityQuote, "Q"), (mrt.StatusMessage, "status")}
-    assert len(adapter._routes[(mrt.EquityTrade, "T")]) == 1
-    assert adapter._routes[(mrt.EquityQuote, "Q")] == ()
+    keyed_by_ev, routes = adapter._routing
+    assert keyed_by_ev is True
+    assert set(routes) == {(mrt.EquityTrade, "T"), (mrt.EquityQuote, "Q"), (mrt.StatusMessage, "status")}
+    assert len(routes[(mrt.EquityTrade, "T")]) == 1
+    assert routes[(mrt.EquityQuote, "Q")] == ()
 
 
 # ============================================================================================

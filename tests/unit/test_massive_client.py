@@ -714,8 +714,20 @@ class TestBackpressure:
             server.publish([dict(TRADE, q=i)], batch=1)
         assert wait_until(lambda: client.stats().frames_received >= before + frames, 10)
 
+    def _ten_frames(self, server: MockMassiveServer, make_client) -> int:
+        """Bytes of ten one-trade frames whose ``q`` has two digits (the queue bounds bytes)."""
+        probe = make_client(subscriptions=["T.*"])
+        probe.start()
+        probe.wait_ready(5)
+        server.publish([dict(TRADE, q=10)], batch=1)
+        assert wait_until(lambda: probe.stats().queue_events == 1, 5)
+        size: int = probe.stats().queue_bytes
+        probe.stop()
+        return 10 * size
+
     def test_drop_oldest_keeps_the_newest_and_counts_exactly(self, server: MockMassiveServer, make_client) -> None:
-        client = make_client(subscriptions=["T.*"], queue_size=10, overflow="drop_oldest")
+        capacity = self._ten_frames(server, make_client)
+        client = make_client(subscriptions=["T.*"], queue_bytes=capacity, overflow="drop_oldest")
         client.start()
         client.wait_ready(5)
         client.drain()
@@ -723,12 +735,13 @@ class TestBackpressure:
         events = client.drain(1000)
         trades = [e.sequence_number for e in events if isinstance(e, mrt.EquityTrade)]
         dropped = [e for e in events if isinstance(e, mrt.StatusMessage) and e.status == "dropped"]
-        assert trades == list(range(15, 25))
+        assert trades == list(range(15, 25))  # ten frames of two-digit q fill the bytes exactly
         assert sum(d.dropped for d in dropped) == 15 == client.stats().dropped_events
         assert events.index(dropped[0]) < events.index(next(e for e in events if isinstance(e, mrt.EquityTrade)))
 
     def test_drop_newest_keeps_the_oldest_and_counts_exactly(self, server: MockMassiveServer, make_client) -> None:
-        client = make_client(subscriptions=["T.*"], queue_size=10, overflow="drop_newest")
+        capacity = self._ten_frames(server, make_client)
+        client = make_client(subscriptions=["T.*"], queue_bytes=capacity, overflow="drop_newest")
         client.start()
         client.wait_ready(5)
         client.drain()
@@ -736,7 +749,7 @@ class TestBackpressure:
         events = client.drain(1000)
         trades = [e.sequence_number for e in events if isinstance(e, mrt.EquityTrade)]
         dropped = [e for e in events if isinstance(e, mrt.StatusMessage) and e.status == "dropped"]
-        assert trades == list(range(10))
+        assert trades == list(range(10))  # q 0-9: one byte shorter each, so q=10 no longer fits
         assert sum(d.dropped for d in dropped) == 15 == client.stats().dropped_events
 
     def test_block_loses_nothing(self, server: MockMassiveServer, make_client) -> None:

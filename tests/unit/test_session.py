@@ -172,7 +172,8 @@ def test_statuses_and_data_in_one_frame_are_split() -> None:
     payload = frame(status("success", "subscribed to: T.AAPL"), {"ev": "T", "sym": "AAPL"})
     assert h.feed(payload) is None
     assert h.acked == {"T.AAPL"}
-    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "AAPL"}], h.wall, 1]]
+    # Sized as the bytes of the frame they came in (a connection's queue bounds bytes).
+    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "AAPL"}], h.wall, len(payload)]]
 
 
 def test_in_raw_mode_a_split_frame_goes_on_as_received() -> None:
@@ -181,7 +182,7 @@ def test_in_raw_mode_a_split_frame_goes_on_as_received() -> None:
     payload = frame(status("success", "subscribed to: T.AAPL"), {"ev": "T", "sym": "AAPL"})
     assert h.feed(payload) is None
     assert h.acked == {"T.AAPL"}  # the status was acted on ...
-    assert h.items == [[KIND_DATA, payload, h.wall, 1]]  # ... and the frame is delivered whole
+    assert h.items == [[KIND_DATA, payload, h.wall, -1]]  # ... and the frame is delivered whole (the queue sizes it)
 
 
 def test_an_undecodable_frame_after_auth_goes_to_the_consumer_to_report() -> None:

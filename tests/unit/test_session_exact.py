@@ -315,13 +315,14 @@ def test_objects_first_make_the_session_stream_and_close_a_gap() -> None:
     h.session.reset()
     h.session.begin(h.now)
     h.session.authenticated = True  # authenticated, not streaming yet: the first objects start it
-    h.feed(frame({"ev": "T", "sym": "A"}))
+    payload = frame({"ev": "T", "sym": "A"})
+    h.feed(payload)
     assert h.states[-1] == (ConnectionState.STREAMING, "data arriving", None)
     assert h.views("gap") == [
         expected(status="gap", message="data resumed after a disconnect; backfill between gap_start_ns and gap_end_ns",
                  gap_start_ns=50, gap_end_ns=h.wall, received_at_ns=h.wall)
     ]  # fmt: skip
-    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "A"}], h.wall, 1]]
+    assert h.items == [[KIND_OBJECTS, [{"ev": "T", "sym": "A"}], h.wall, len(payload)]]
 
 
 def test_objects_first_make_a_subscribed_session_stream() -> None:
