@@ -73,6 +73,8 @@ __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 logger = logging.getLogger(__name__)
 
 _RECV_BYTES = 256 * 1024
+# How long get() waits, at the end of the stream, for the reader that has just closed the queue.
+_END_OF_STREAM_JOIN = 1.0
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array reaches
 # the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
@@ -601,6 +603,11 @@ class MassiveWebSocketClient(ThreadedSource):
         thread = self.request_stop()
         if thread is None or thread is threading.current_thread():
             return
+        if self._queue.held_by_current_thread():
+            # A signal handler interrupted this thread inside get(): the reader needs the queue this
+            # thread holds to finish, and has it once the handler returns (get() then waits for it).
+            self._log.debug("stop() from a signal handler inside get(): the reader ends after it returns")
+            return
         try:
             thread.join(timeout / 2)
         except RuntimeError:  # called (from a signal handler) while start() was starting it
@@ -662,6 +669,13 @@ class MassiveWebSocketClient(ThreadedSource):
     __str__ = __repr__
 
     # ------------------------------------------------------------------ consumer helpers
+
+    def _await_end(self) -> None:
+        # The reader closes the queue as its last step. Waiting for it here means the end of the
+        # stream leaves no thread behind, even after a stop() that could not wait (signal handler).
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_END_OF_STREAM_JOIN)
 
     def _closed_reason(self) -> str:
         if self._fatal is not None:

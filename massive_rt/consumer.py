@@ -134,6 +134,7 @@ class QueueConsumer:
                     item = self._queue.get(remaining)
                     if item is None:
                         if self._queue.closed and not len(self._queue):
+                            self._await_end()
                             raise ClientClosedError(self._closed_reason(), connection=self._name)
                         raise queue.Empty
                     ready.extend(self._decode_item(item))
@@ -345,3 +346,7 @@ class QueueConsumer:
 
     def _closed_reason(self) -> str:
         return "source is stopped"
+
+    def _await_end(self) -> None:
+        """Before ``get`` reports the end (queue closed and drained): let the producer finish.
+        The default has nothing to wait for."""

@@ -89,7 +89,9 @@ class FrameQueue:
         self._items: deque[Item] = deque()
         self._size = 0  # sum of the queued items' sizes, in units
         self._in_bytes = unit == "bytes"
-        self._lock = threading.Lock()
+        # Re-entrant only so that held_by_current_thread() can answer: a signal handler that
+        # interrupts a consumer inside get() runs while this thread holds the lock.
+        self._lock = threading.RLock()
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._waiting = 0  # threads in _not_empty.wait(): put() notifies only when there are some
@@ -274,6 +276,16 @@ class FrameQueue:
             self._not_empty.wait(timeout)
         finally:
             self._waiting -= 1
+
+    def held_by_current_thread(self) -> bool:
+        """Whether the calling thread holds the queue's lock.
+
+        Only a signal handler can see True: it ran while its thread was inside one of the queue's
+        methods (a consumer interrupted in ``get``). Whoever waits for the producer there waits in
+        vain: the producer needs this lock, and gets it when the handler returns.
+        """
+        is_owned = getattr(self._lock, "_is_owned", None)  # what threading.Condition itself asks an RLock
+        return bool(is_owned()) if is_owned is not None else False
 
     def close(self) -> None:
         """Refuse further data and wake every waiter. Items already queued stay available;

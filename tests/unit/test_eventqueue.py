@@ -633,3 +633,28 @@ def test_on_drop_is_not_called_without_drops() -> None:
         queue.put(data(1))
 
     assert drops == []
+
+
+def test_held_by_current_thread_is_true_only_for_the_thread_inside_the_lock() -> None:
+    """What a signal handler that interrupted ``get()`` asks before waiting for the producer."""
+    q = FrameQueue(10, Overflow.DROP_OLDEST)
+    assert not q.held_by_current_thread()
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with q._lock:  # white box: the lock a consumer holds inside get()
+            inside.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold, name="massive-rt-test-holder", daemon=True)
+    holder.start()
+    try:
+        assert inside.wait(10)
+        assert not q.held_by_current_thread()  # held, but by another thread
+    finally:
+        release.set()
+        holder.join(10)
+    with q._lock:
+        assert q.held_by_current_thread()
+        assert q.get(0) is None  # and re-entrant: the queue's own methods still work
+    assert not q.held_by_current_thread()
