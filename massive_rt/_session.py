@@ -29,7 +29,7 @@ from ._util import seconds
 from .config import ClientConfig, limit_retry_for
 from .enums import ConnectionState
 from .errors import AuthenticationError, ConnectionLimitError, MassiveRTError, SubscriptionError
-from .eventqueue import KIND_DATA, KIND_OBJECTS
+from .eventqueue import KIND_DATA, KIND_FRAMES, KIND_OBJECTS
 from .framing import parse_close_payload
 from .models import Event, StatusMessage
 from .protocol import build_auth, build_subscribe, build_unsubscribe, status_from_fields
@@ -225,6 +225,14 @@ class Session:
         self._last_data_mono = self.recv_mono
         # -1: the queue measures the frame only if it keeps it (not when it is dispatched inline).
         self._put([KIND_DATA, payload, received_at_ns, -1], self._stopping)
+
+    def on_data_frames(self, payloads: list[bytes], received_at_ns: int) -> None:
+        """Data frames of one socket read (two or more, in order): queue them as one item."""
+        if self.gap_start_ns is not None or not self.streaming:
+            self._note_first_data(received_at_ns)
+        self.last_data_ns = received_at_ns
+        self._last_data_mono = self.recv_mono
+        self._put([KIND_FRAMES, payloads, received_at_ns, -1], self._stopping)
 
     def on_control_frame(self, payload: bytes, received_at_ns: int) -> Outcome | None:
         """A frame that may hold statuses: act on the statuses, queue the rest."""

@@ -19,7 +19,7 @@ from ._validate import require_int, require_number
 from .dedupe import DuplicateFilter
 from .enums import Market, Overflow
 from .errors import ClientClosedError
-from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_OBJECTS, FrameQueue, Item, Unit
+from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_FRAMES, KIND_OBJECTS, FrameQueue, Item, Unit
 from .marks import GAP_STATUSES, DeliveryMarks
 from .models import Event, RawFrame, StatusMessage
 from .protocol import MARKET_EVENTS, Decoder
@@ -190,9 +190,13 @@ class QueueConsumer:
             decode = self._decode_item
             dedupe = self._dedupe
             tap = self._tap
+            decoder = self._decoder
             for item in self._queue.get_many(max_frames):
-                if item[0] == KIND_DATA and not self._raw and dedupe is None and tap is None:
-                    out += self._decoder.decode(item[1], item[2])
+                kind = item[0]
+                if kind == KIND_FRAMES and dedupe is None and tap is None:
+                    out += decoder.decode_frames(item[1], item[2])
+                elif kind == KIND_DATA and not self._raw and dedupe is None and tap is None:
+                    out += decoder.decode(item[1], item[2])
                 else:
                     out += decode(item)
             if self._marks is not None:
@@ -265,6 +269,10 @@ class QueueConsumer:
             # Under the gate nobody drains: an empty queue means nothing older is still waiting.
             if not gate.open or len(self._queue) or self._ready or not self._consume_lock.acquire(blocking=False):
                 return False
+            if item[0] == KIND_FRAMES:
+                self._consume_lock.release()
+                self._deliver_frames_inline(gate, item)
+                return True
             try:
                 events = self._decode_item(item)
                 if self._marks is not None:
@@ -276,6 +284,30 @@ class QueueConsumer:
             return True
         finally:
             gate.lock.release()
+
+    def _deliver_frames_inline(self, gate: InlineGate, item: Item) -> None:
+        """Under the gate: a read's frames, decoded and dispatched one frame at a time (so
+        ``"adaptive"`` times each frame's callbacks, as for frames queued one by one). If the gate
+        closes on the way (a hand-over, ``stop()``) or the dispatcher waits for it, the frames not
+        dispatched yet are queued."""
+        frames = item[1]
+        received_at_ns = item[2]
+        decode = self._decode_item
+        consume_lock = self._consume_lock
+        marks = self._marks
+        for index, frame in enumerate(frames):
+            if index and (not gate.open or gate.wanted):  # handed over, stopping, or the dispatcher's turn
+                rest = frames[index:]
+                # The queue is still empty (its only producer is this thread), so order holds.
+                self._queue.put([KIND_FRAMES, rest, received_at_ns, -1] if len(rest) > 1
+                                else [KIND_DATA, rest[0], received_at_ns, -1])  # fmt: skip
+                return
+            with consume_lock:  # not across the callbacks: they may call get() or drain()
+                events = decode([KIND_DATA, frame, received_at_ns, -1])
+                if marks is not None:
+                    marks.tick()
+            if events:
+                gate.dispatch(events)
 
     @property
     def tap(self) -> Callable[[QueueConsumer, Item], None] | None:
@@ -303,6 +335,13 @@ class QueueConsumer:
             if tap is not None:  # after the marks: a recording replays the status as delivered
                 tap(self, item)
             return [payload]
+        if kind == KIND_FRAMES:  # never raw: the reader batches only frames it does not pass on raw
+            if tap is not None:  # frame by frame, as if each had been queued on its own
+                for frame in payload:
+                    tap(self, [KIND_DATA, frame, received_at_ns, len(frame)])
+            events = self._decoder.decode_frames(payload, received_at_ns)
+            dedupe = self._dedupe
+            return events if dedupe is None else self._without_duplicates(dedupe, events)
         if tap is not None:
             tap(self, item)
         if kind == KIND_DATA:

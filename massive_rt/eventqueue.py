@@ -18,8 +18,8 @@ from typing import Any, Literal
 from .enums import Overflow
 
 __all__ = [
-    "BYTES_PER_EVENT", "DATA_KINDS", "KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_OBJECTS", "FrameQueue", "Item",
-    "Unit", "item_events",
+    "BYTES_PER_EVENT", "DATA_KINDS", "KIND_DATA", "KIND_DROPPED", "KIND_EVENT", "KIND_FRAMES", "KIND_OBJECTS",
+    "FrameQueue", "Item", "Unit", "item_events",
 ]  # fmt: skip
 
 #: payload is a frame's bytes (or str), decoded by the consumer.
@@ -30,9 +30,12 @@ KIND_EVENT = 1
 KIND_OBJECTS = 2
 #: payload is the number of events discarded at this point of the stream.
 KIND_DROPPED = 3
+#: payload is a list of data frames (bytes) from one socket read, all received at ``received_at_ns``:
+#: one queue item for up to a read's worth of frames (the reader batches consecutive data frames).
+KIND_FRAMES = 4
 
 #: The kinds of item that carry events (counted against the capacity, dropped by the policy).
-DATA_KINDS = (KIND_DATA, KIND_OBJECTS)
+DATA_KINDS = (KIND_DATA, KIND_OBJECTS, KIND_FRAMES)
 _EV_MARK = b'"ev"'
 
 #: The nominal wire size of one event (a trade or a quote is 100-140 bytes of JSON): an event
@@ -54,8 +57,11 @@ Item = list[Any]
 def item_events(item: Item) -> int:
     """The exact number of events a data item of a bytes queue carries (scans a frame's bytes)."""
     payload = item[1]
-    if item[0] == KIND_DATA:
+    kind = item[0]
+    if kind == KIND_DATA:
         return payload.count(_EV_MARK if isinstance(payload, bytes) else '"ev"') or 1
+    if kind == KIND_FRAMES:
+        return sum(frame.count(_EV_MARK) or 1 for frame in payload)
     return len(payload)
 
 
@@ -151,23 +157,39 @@ class FrameQueue:
         return item_events(item) if self._in_bytes else item[3]
 
     def put(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:
-        """Add an item; return False if it was discarded (``drop_newest``) or the queue closed.
+        """Add an item; return False if it was discarded (``drop_newest``; for a read's frames: any
+        of them) or the queue closed.
 
         With ``block`` this waits for room, checking ``should_stop()`` at least every 50 ms.
+        A read's frames (``KIND_FRAMES``) are kept and dropped as if they came one by one.
         """
         size = item[3]
-        if size < 0:  # a frame not measured yet
-            size = item[3] = len(item[1]) if self._in_bytes else item[1].count(_EV_MARK) or 1
+        if size < 0:  # a frame (or a read's frames) not measured yet
+            if item[0] == KIND_FRAMES:
+                size = item[3] = sum(map(self._weight, item[1]))
+            else:
+                size = item[3] = len(item[1]) if self._in_bytes else item[1].count(_EV_MARK) or 1
         dropped = 0
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
                 return False  # status events still get through, so a late "why" is never lost
+            was_empty = not self._items
             if item[0] in DATA_KINDS and self._size + size > self.capacity:
-                if self.overflow is Overflow.DROP_NEWEST and not self._size:
+                if self.overflow is Overflow.DROP_NEWEST and item[0] == KIND_FRAMES:
+                    dropped = self._put_frames_dropping_newest(item)
+                    item = []  # queued (what fitted) and marked (the rest) already
+                elif self.overflow is Overflow.DROP_OLDEST and item[0] == KIND_FRAMES and size > self.capacity:
+                    # As frames one by one: everything queued goes first, then the read's own
+                    # first frames make way for its last ones.
+                    dropped = self._drop_oldest(self.capacity + 1, item[2])
+                    own, size = self._trim_oversized_frames(item)
+                    dropped += own
+                elif self.overflow is Overflow.DROP_NEWEST and not self._size:
                     pass  # a frame larger than the whole queue is still taken when nothing else is queued
                 elif self.overflow is Overflow.DROP_NEWEST:
                     dropped = self._events_of(item)
-                    self._mark_dropped_at_tail(dropped, item[2])
+                    self._mark_dropped_at_tail(dropped, item[2], 1)
+                    item = []
                 elif self.overflow is Overflow.DROP_OLDEST:
                     dropped = self._drop_oldest(size, item[2])
                 else:
@@ -177,25 +199,73 @@ class FrameQueue:
                         self._not_full.wait(0.05)
                     if self.closed:
                         return False
-            if not dropped or self.overflow is not Overflow.DROP_NEWEST:
-                was_empty = not self._items
-                self._items.append(item)
-                self._size += size
-                if self._size > self.high_water:
-                    self.high_water = self._size
-                if self._waiting:
-                    self._not_empty.notify_all()  # get() and wait() may both be waiting
-            else:
-                was_empty = False
+            if item:
+                self._append(item, size)
+            elif not was_empty or not self._items or self._items[0][0] == KIND_DROPPED:
+                was_empty = False  # nothing to consume arrived (a drop marker alone wakes get() only)
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         if was_empty and self._listener is not None:
             self._listener()
         return not (dropped and self.overflow is Overflow.DROP_NEWEST)
 
-    def _mark_dropped_at_tail(self, events: int, received_at_ns: int) -> None:
+    def _append(self, item: Item, size: int) -> None:
+        self._items.append(item)
+        self._size += size
+        if self._size > self.high_water:
+            self.high_water = self._size
+        if self._waiting:
+            self._not_empty.notify_all()  # get() and wait() may both be waiting
+
+    def _weight(self, frame: bytes) -> int:
+        return len(frame) if self._in_bytes else frame.count(_EV_MARK) or 1
+
+    def _trim_oversized_frames(self, item: Item) -> tuple[int, int]:
+        """``drop_oldest`` for a read's frames that alone exceed the capacity (nothing else is
+        queued any more): its first frames are dropped (marked at the tail) until the rest fits,
+        or one is left. Returns (events dropped, size of what stays)."""
+        batch = item[1]
+        size = item[3]
+        first = 0
+        while size > self.capacity and first < len(batch) - 1:
+            size -= self._weight(batch[first])
+            first += 1
+        dropped = sum(frame.count(_EV_MARK) or 1 for frame in batch[:first])
+        if first:
+            self._mark_dropped_at_tail(dropped, item[2], first)
+        item[1] = batch[first:]
+        item[3] = size
+        return dropped, size
+
+    def _put_frames_dropping_newest(self, item: Item) -> int:
+        """``drop_newest`` for a read's frames, as if they came one by one: each frame that fits
+        (or is the first into an empty queue) is queued, each other one dropped and marked in
+        its place; consecutive kept frames stay one item. Returns the events dropped."""
+        received_at_ns = item[2]
+        dropped = 0
+        run: list[bytes] = []
+        run_size = 0
+        for frame in item[1]:
+            weight = self._weight(frame)
+            if self._size + run_size + weight <= self.capacity or not (self._size + run_size):
+                run.append(frame)
+                run_size += weight
+                continue
+            if run:
+                self._append([KIND_FRAMES, run, received_at_ns, run_size] if len(run) > 1
+                             else [KIND_DATA, run[0], received_at_ns, run_size], run_size)  # fmt: skip
+                run, run_size = [], 0
+            events = frame.count(_EV_MARK) or 1
+            dropped += events
+            self._mark_dropped_at_tail(events, received_at_ns, 1)
+        if run:
+            self._append([KIND_FRAMES, run, received_at_ns, run_size] if len(run) > 1
+                         else [KIND_DATA, run[0], received_at_ns, run_size], run_size)  # fmt: skip
+        return dropped
+
+    def _mark_dropped_at_tail(self, events: int, received_at_ns: int, frames: int) -> None:
         self.dropped_events += events
-        self.dropped_frames += 1
+        self.dropped_frames += frames
         if self._items and self._items[-1][0] == KIND_DROPPED:
             self._items[-1][1] += events
         else:
@@ -210,6 +280,22 @@ class FrameQueue:
         items = self._items
         while items and self._size + incoming > self.capacity:
             old = items.popleft()
+            if old[0] == KIND_FRAMES:
+                # A read's frames are dropped as frames, oldest first: only as many as make room.
+                batch = old[1]
+                taken = 0
+                while taken < len(batch) and self._size + incoming > self.capacity:
+                    frame = batch[taken]
+                    weight = self._weight(frame)
+                    self._size -= weight
+                    old[3] -= weight
+                    dropped += frame.count(_EV_MARK) or 1
+                    taken += 1
+                frames += taken
+                if taken < len(batch):
+                    old[1] = batch[taken:]
+                    items.appendleft(old)
+                continue
             if old[0] in DATA_KINDS:
                 self._size -= old[3]
                 dropped += self._events_of(old)
@@ -246,19 +332,22 @@ class FrameQueue:
                 self._not_full.notify()
             return item
 
-    def get_many(self, max_items: int) -> list[Item]:
-        """Remove and return up to ``max_items`` items without waiting."""
+    def get_many(self, max_frames: int) -> list[Item]:
+        """Remove and return items worth up to ``max_frames`` frames (a read's batch counts its
+        frames; at least one item), without waiting."""
         with self._lock:
             items = self._items
             if not items:
                 return []
-            if len(items) <= max_items:
-                out = list(items)
-                items.clear()
-                self._size = 0
-            else:
-                out = [items.popleft() for _ in range(max_items)]
-                self._size -= sum(item[3] for item in out)
+            out: list[Item] = []
+            frames = 0
+            taken = 0
+            while items and frames < max_frames:
+                item = items.popleft()
+                out.append(item)
+                taken += item[3]
+                frames += len(item[1]) if item[0] == KIND_FRAMES else 1
+            self._size -= taken
             if self.overflow is Overflow.BLOCK:
                 self._not_full.notify()
             return out

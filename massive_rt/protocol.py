@@ -506,6 +506,32 @@ class Decoder:
             if events is not None:
                 self.stats.events += len(events)
                 return events
+        return self._decode_tolerant(data, received_at_ns)
+
+    def decode_frames(self, frames: list[bytes], received_at_ns: int = 0) -> list[Event]:
+        """Decode the frames of one read into one list of events, in wire order. Each frame is
+        decoded on its own (a malformed one yields its ``decode_error`` and nothing else)."""
+        stats = self.stats
+        stats.frames += len(frames)
+        structs = self._structs
+        if structs is None:
+            out: list[Event] = []
+            for frame in frames:
+                out += self._decode_tolerant(frame, received_at_ns)
+            return out
+        connection = self.connection
+        out = []
+        for frame in frames:
+            events = structs(frame, received_at_ns, connection)
+            if events is None:
+                out += self._decode_tolerant(frame, received_at_ns)
+            else:
+                stats.events += len(events)
+                out += events
+        return out
+
+    def _decode_tolerant(self, data: bytes | str, received_at_ns: int) -> list[Event]:
+        """The dict path: decodes what it can and reports what it cannot."""
         try:
             decoded = self._loads(data)
         except (ValueError, TypeError, RecursionError) as exc:
