@@ -172,7 +172,8 @@ class QueueConsumer:
                 return
 
     def drain(self, max_frames: int = 32) -> list[Event]:
-        """Decode and return what is queued now (up to ``max_frames`` frames); never blocks.
+        """Decode and return what is queued now (up to ``max_frames`` frames, counting each frame
+        of a read queued as one item; at least one item); never blocks.
 
         For consumers that multiplex many sources, such as the adapter's dispatcher.
 
@@ -317,8 +318,9 @@ class QueueConsumer:
     def set_tap(self, tap: Callable[[QueueConsumer, Item], None] | None) -> None:
         """Call ``tap(self, item)`` with every item as it is taken to be decoded (None: stop).
 
-        Items are ``[kind, payload, received_at_ns, events]`` exactly as queued, in the order the
-        consumer sees them (``dropped`` markers where the events went missing). The tap runs on
+        Items are ``[kind, payload, received_at_ns, events]`` as queued, in the order the
+        consumer sees them (``dropped`` markers where the events went missing); the frames of one
+        read queued together come one by one, each as a ``KIND_DATA`` item. The tap runs on
         the consuming thread (or a reader delivering inline) under the consume lock: it must not
         block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
         """

@@ -1,6 +1,7 @@
 """The bounded, thread-safe queue between a connection's reader thread and its consumer.
 
-Items are whole frames (one lock round-trip per frame, not per event). A queue bounds either
+Items are whole frames, or the data frames of one socket read (``KIND_FRAMES``: one lock
+round-trip per read, not per frame or event; kept and dropped frame by frame). A queue bounds either
 events (``unit="events"``: sources that know each item's event count) or bytes
 (``unit="bytes"``: a connection's frames, sized by ``len()`` instead of scanning every frame for
 its events). Status items are never discarded. Drops are counted in exact events (only the
@@ -49,8 +50,8 @@ Unit = Literal["events", "bytes"]
 #: one is built per frame on the reader's hot path, and a slotted record costs ~2.5x a list
 #: literal to build (measured; ~5% of throughput at one event per frame); a list also lets a drop
 #: marker grow in place. ``size`` is what the item weighs against the capacity: its events in an
-#: events queue, its bytes in a bytes queue; -1 (a ``KIND_DATA`` frame) is measured by
-#: :meth:`FrameQueue.put` (events: its ``"ev"`` keys; bytes: ``len(payload)``).
+#: events queue, its bytes in a bytes queue; -1 (a ``KIND_DATA`` frame, a ``KIND_FRAMES`` read) is
+#: measured by :meth:`FrameQueue.put` (events: its ``"ev"`` keys; bytes: the frames' lengths).
 Item = list[Any]
 
 
