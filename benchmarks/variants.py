@@ -300,6 +300,8 @@ def main() -> None:
         "seconds": seconds,
         "eps": meter.count / seconds,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "accelerated": mrt.accelerated,
+        "accelerator": mrt.speedups.STATUS,
     }
     if meter.samples:
         result.update({f"lat_{k}_us": v / 1000 for k, v in percentiles(meter.samples).items()})
