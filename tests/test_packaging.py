@@ -27,6 +27,8 @@ def project_urls() -> dict[str, str]:
     return {name.strip(): url.strip() for name, _, url in (line.partition("=") for line in lines)}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # two builds, the wheel's with a C compile (the accelerator): ~50 s alone, more under load
 def test_the_distributions_hold_the_docs_and_examples_and_the_wheel_no_tests(tmp_path: Path) -> None:
     pytest.importorskip("build", reason="the 'build' package (dev extra) is not installed")
     # One test, one build: sdist first, then the wheel built from that sdist (python -m build's
