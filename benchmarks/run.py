@@ -100,9 +100,11 @@ def accelerator_table(title: str, results: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def accelerator_comparison(url: str, reps: int, scale: int) -> None:
+def accelerator_comparison(url: str, reps: int, scale: int, frames: list[int]) -> None:
     """``--accelerator``: print the with/without comparison (RESULTS.md is left as it is)."""
     for batch, events in ((10, 300_000 // scale), (1, 100_000 // scale)):
+        if batch not in frames:
+            continue
         print(f"accelerator, frames of {batch}:", file=sys.stderr)
         results = repeat(url, ACCELERATOR, reps, events=events, batch=batch)
         print(accelerator_table(f"Typed events/s with and without the accelerator, {events:,} trades in frames of "
@@ -269,6 +271,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--accelerator", action="store_true",
                         help="only the typed variants with and without the C accelerator (printed, not written)")
+    parser.add_argument("--frames", default="10,1", help="with --accelerator: the frame sizes to run (10, 1 or both)")
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
     scale = 5 if args.quick else 1
@@ -283,7 +286,7 @@ def main() -> None:
     latency: dict[int, dict[str, list[dict]]] = {}
     if args.accelerator:
         try:
-            accelerator_comparison(url, reps, scale)
+            accelerator_comparison(url, reps, scale, [int(f) for f in args.frames.split(",")])
         finally:
             parent.send("stop")
             server.join(10)
