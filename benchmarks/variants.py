@@ -312,6 +312,8 @@ def main() -> None:
         "eps": meter.count / seconds,
         "cpu_us_per_event": (meter.cpu_finished - meter.cpu_started) * 1e6 / meter.count,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "accelerated": mrt.accelerated,
+        "accelerator": mrt.speedups.STATUS,
         **EXTRA,
     }
     if meter.samples:

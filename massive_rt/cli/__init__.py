@@ -27,7 +27,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
+from .. import __version__, speedups
 from ..errors import ConfigurationError, MassiveRTError
 from . import bench, inspection, record, relay, replay, serve, status, stream
 from .console import (
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market data from Massive (formerly Polygon.io), threaded and synchronous.",
         epilog="Without MASSIVE_API_KEY, 'stream' plays a synthetic market through a local mock server.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (accelerator: {speedups.STATUS})")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     # -v after the command too; SUPPRESS keeps a subcommand from resetting the count given before it.
     common = argparse.ArgumentParser(add_help=False)
