@@ -5,9 +5,8 @@
 :class:`~massive_rt.testing.MockMassiveServer` streaming a :class:`~massive_rt.synthetic.SyntheticMarket`
 and connects to it through the whole stack: client (or pool) → adapter → printer.
 
-Threads: events are formatted and written to stdout by the adapter's callbacks, one at a time (the
-:class:`~massive_rt.cli.formats.Printer` is an adapter handler: on a reader thread while writing is
-fast, on the dispatcher thread once a write was slow — ``dispatch="adaptive"``). The main thread only waits for the
+Threads: events are formatted and written to stdout by the adapter's dispatcher thread (the
+:class:`~massive_rt.cli.formats.Printer` is an adapter handler). The main thread only waits for the
 stop condition (Ctrl-C, SIGTERM, ``--duration``, ``--limit``) and redraws the status line.
 """
 
