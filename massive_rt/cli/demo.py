@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..enums import Market
 from ..synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS, SyntheticMarket
-from .console import PROG, Console, UsageError
+from .console import PROG, CommandFailure, Console, UsageError
 
 if TYPE_CHECKING:
     from ..testing.server import MockMassiveServer
@@ -49,12 +49,12 @@ def load_server_class() -> type[MockMassiveServer]:
     """:class:`~massive_rt.testing.MockMassiveServer`, imported now.
 
     Raises:
-        UsageError: ``websockets`` is not installed (the message names the extra to install).
+        CommandFailure: ``websockets`` is not installed (the message names the extra to install).
     """
     try:
         from ..testing.server import MockMassiveServer
     except ModuleNotFoundError as exc:
-        raise UsageError(f"the local mock server needs the 'websockets' package ({exc.name} is missing): "
+        raise CommandFailure(f"the local mock server needs the 'websockets' package ({exc.name} is missing): "
                          "pip install 'massive-rt[testing]'") from None  # fmt: skip
     return MockMassiveServer
 
