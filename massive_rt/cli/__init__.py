@@ -26,6 +26,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import __version__, speedups
 from ..errors import ConfigurationError, MassiveRTError
@@ -62,6 +63,16 @@ _COMMANDS: dict[str, Command] = {
 }  # fmt: skip
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own action wraps it to the terminal's width)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        sys.stdout.write(f"{PROG} {__version__} (accelerator: {speedups.STATUS})\n")
+        sys.stdout.flush()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``massive-rt``."""
     parser = argparse.ArgumentParser(
@@ -69,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market data from Massive (formerly Polygon.io), threaded and synchronous.",
         epilog="Without MASSIVE_API_KEY, 'stream' plays a synthetic market through a local mock server.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__} (accelerator: {speedups.STATUS})")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and the accelerator's state and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     # -v after the command too; SUPPRESS keeps a subcommand from resetting the count given before it.
     common = argparse.ArgumentParser(add_help=False)
