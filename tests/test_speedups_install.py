@@ -139,8 +139,9 @@ def test_without_msgspec_a_built_accelerator_is_reported_idle_not_active(tmp_pat
     """The builders run only on msgspec's decode path: without msgspec nothing calls them."""
     path = _without_msgspec(tmp_path)
     idle = _probe(PYTHONPATH=path)
+    env = {**clean_env(), "PYTHONPATH": path}
     version = subprocess.run([sys.executable, "-m", "massive_rt", "--version"], capture_output=True, text=True,
-                             cwd=ROOT, env={**clean_env(), "PYTHONPATH": path}, timeout=TIMEOUT, check=False)  # fmt: skip
+                             cwd=ROOT, env=env, timeout=TIMEOUT, check=False)  # fmt: skip
 
     assert idle["accelerated"] is False
     assert idle["status"] == "built, idle: needs msgspec (pip install 'massive-rt[fast]')"

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market data from Massive (formerly Polygon.io), threaded and synchronous.",
         epilog="Without MASSIVE_API_KEY, 'stream' plays a synthetic market through a local mock server.",
     )
-    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and the accelerator's state and exit")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="show the version and the accelerator's state and exit")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     # -v after the command too; SUPPRESS keeps a subcommand from resetting the count given before it.
     common = argparse.ArgumentParser(add_help=False)

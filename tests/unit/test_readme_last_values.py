@@ -40,7 +40,7 @@ def test_the_readme_last_values_snippet_runs_as_written(capsys: pytest.CaptureFi
     def run() -> None:
         try:
             exec(compile(_snippet(), "README.md (Last values and minute bars)", "exec"), namespace)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+        except BaseException as exc:  # handed to the test's thread
             failures.append(exc)
 
     thread = threading.Thread(target=run, name="readme-last-values", daemon=True)
@@ -54,7 +54,8 @@ def test_the_readme_last_values_snippet_runs_as_written(capsys: pytest.CaptureFi
     assert failures == []
 
     price = namespace["latest_price"]("AAPL")  # cache.trade() is a CachedValue: .value.price
-    assert isinstance(price, float) and price > 0
+    assert isinstance(price, float)
+    assert price > 0
     assert namespace["latest_price"]("NEVER") is None
     # on_minute gets a dict symbol -> BarSlot, as BarClock passes it.
     capsys.readouterr()
