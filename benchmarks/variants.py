@@ -242,7 +242,7 @@ def synthetic(events: int) -> dict[str, float]:
         if count >= events:
             done.set()
 
-    source = mrt.SyntheticSource(["T.*", "Q.*", "A.*", "AM.*"], seed=1, rate=None, batch=100)
+    source = mrt.SyntheticSource(["T.*", "Q.*", "A.*", "AM.*"], seed=1, rate=None, batch=100, clock=None)
     adapter = RealTimeDataAdapter(source, on_event=handler)
     started = time.perf_counter()
     adapter.start()

@@ -5,7 +5,9 @@ present (``setup.py``, ``optional=True``). It builds the frozen, slotted event c
 from the structs msgspec decodes (``massive_rt._structdecode``), without ``__init__`` or
 ``__setattr__``: the same objects as the pure-Python path, in less time. Without it (no
 compiler at install, or ``MASSIVE_RT_NO_EXTENSIONS=1`` in the environment when ``massive_rt``
-is first imported) the pure-Python converters build them; nothing else changes.
+is first imported) the pure-Python converters build them; nothing else changes. The builders run
+only on msgspec's decode path, so a built extension without msgspec installed stays idle
+(``pip install 'massive-rt[fast]'`` adds msgspec).
 
 Read :data:`ACTIVE` (also ``massive_rt.accelerated``) or :data:`STATUS`, or run
 ``massive-rt --version``, to see which path is in use.
@@ -22,7 +24,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ACTIVE", "DISABLE_VARIABLE", "STATUS", "build_events", "build_events_python", "builder"]
+__all__ = ["ACTIVE", "DISABLE_VARIABLE", "IDLE_STATUS", "STATUS", "build_events", "build_events_python", "builder"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +34,22 @@ DISABLE_VARIABLE = "MASSIVE_RT_NO_EXTENSIONS"
 #: A builder turns one decoded struct into one event: ``build(struct, received_at_ns, connection)``.
 Build = Callable[[Any, int, str], Any]
 
+#: :data:`STATUS` when the extension is built but msgspec is not installed, so nothing calls it.
+IDLE_STATUS = "built, idle: needs msgspec (pip install 'massive-rt[fast]')"
+
+
+def _msgspec_importable() -> bool:
+    """Whether the msgspec struct decoder (the accelerator's only caller) can be imported."""
+    try:
+        importlib.import_module("msgspec.structs")
+    except ImportError:
+        return False
+    return True
+
+
 _native: ModuleType | None = None
 #: Which path builds the events, and why: ``"active"``, ``"disabled (MASSIVE_RT_NO_EXTENSIONS is
-#: set)"`` or ``"not built (<the import error>)"``.
+#: set)"``, ``"not built (<the import error>)"`` or :data:`IDLE_STATUS` (built, but no msgspec).
 STATUS: str
 if os.environ.get(DISABLE_VARIABLE, "") not in ("", "0"):
     STATUS = f"disabled ({DISABLE_VARIABLE} is set)"
@@ -44,10 +59,11 @@ else:
     except ImportError as exc:  # no compiler when it was installed, or a foreign build
         STATUS = f"not built ({exc})"
     else:
-        STATUS = "active"
+        STATUS = "active" if _msgspec_importable() else IDLE_STATUS
 
-#: True when the C accelerator builds the events.
-ACTIVE: bool = _native is not None
+#: True when the C accelerator builds the events: it is built, not disabled, and msgspec (whose
+#: decode path is the only one that uses it) is importable.
+ACTIVE: bool = STATUS == "active"
 
 
 def build_events_python(

@@ -122,3 +122,37 @@ def test_the_benchmarks_compare_with_and_without_the_accelerator() -> None:
 
     assert done.returncode == 0, done.stderr
     assert "--accelerator" in done.stdout
+
+
+def _without_msgspec(tmp_path: Path) -> str:
+    """A PYTHONPATH on which ``import msgspec`` fails as if it were not installed."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "msgspec.py").write_text(
+        'raise ModuleNotFoundError("No module named \'msgspec\'", name="msgspec")\n', encoding="utf-8"
+    )
+    return os.pathsep.join(p for p in (str(blocked), clean_env().get("PYTHONPATH")) if p)
+
+
+@pytest.mark.skipif(not BUILT, reason="the extension is not built here")
+def test_without_msgspec_a_built_accelerator_is_reported_idle_not_active(tmp_path: Path) -> None:
+    """The builders run only on msgspec's decode path: without msgspec nothing calls them."""
+    path = _without_msgspec(tmp_path)
+    idle = _probe(PYTHONPATH=path)
+    env = {**clean_env(), "PYTHONPATH": path}
+    version = subprocess.run([sys.executable, "-m", "massive_rt", "--version"], capture_output=True, text=True,
+                             cwd=ROOT, env=env, timeout=TIMEOUT, check=False)  # fmt: skip
+
+    assert idle["accelerated"] is False
+    assert idle["status"] == "built, idle: needs msgspec (pip install 'massive-rt[fast]')"
+    assert idle["events"] == _probe()["events"]
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.endswith("(accelerator: built, idle: needs msgspec (pip install 'massive-rt[fast]'))\n")
+
+
+@pytest.mark.skipif(not BUILT, reason="the extension is not built here")
+def test_with_msgspec_a_built_accelerator_is_active() -> None:
+    active = _probe()
+
+    assert active["accelerated"] is True
+    assert active["status"] == "active"
