@@ -44,7 +44,7 @@ def codecs(events: int) -> None:
 def burst(items: int, max_buffer_bytes: int, frame_bytes: int = 1_000) -> None:
     """A burst far faster than the writer: the buffer holds ``max_buffer_bytes``, the rest are
     counted as lost; traced peak memory stays near the bound."""
-    source = mrt.SyntheticSource(("T.*",), rate=None)
+    source = mrt.SyntheticSource(("T.*",), rate=None, clock=None)
     with tempfile.TemporaryDirectory() as tmp:
         recorder = mrt.Recorder(source, Path(tmp) / "burst.mrt", max_buffer_bytes=max_buffer_bytes,
                                 buffer_size=items).start()  # fmt: skip
@@ -65,7 +65,7 @@ def burst(items: int, max_buffer_bytes: int, frame_bytes: int = 1_000) -> None:
 def typed(seconds: float, record: bool, tmp: str) -> tuple[float, float]:
     """Events/s into a counting callback, and the process's CPU µs per event (less noisy than
     the rate on a shared machine: it counts what the recorder adds, not what the neighbours take)."""
-    source = mrt.SyntheticSource(("T.*", "Q.*"), rate=None, seed=2, batch=20)
+    source = mrt.SyntheticSource(("T.*", "Q.*"), rate=None, seed=2, batch=20, clock=None)
     adapter = mrt.RealTimeDataAdapter(source)
     count = [0]
 

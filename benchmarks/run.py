@@ -27,22 +27,36 @@ sys.path.insert(0, str(HERE))
 import bench_server  # noqa: E402
 import readme  # noqa: E402
 
+# A variant name ending in NO_ACCEL runs that variant with MASSIVE_RT_NO_EXTENSIONS=1 (the pure-Python path).
+NO_ACCEL = " (no accelerator)"
 THROUGHPUT = [
-    "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter inline",
-    "massive_rt adapter adaptive", "massive_rt pool",
+    "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter" + NO_ACCEL,
+    "massive_rt adapter inline", "massive_rt adapter adaptive", "massive_rt pool",
     "massive_rt raw", "official typed", "official raw", "websocket-client recv",
 ]  # fmt: skip
+# --accelerator: the typed variants with and without the compiled accelerator, against the official client.
+ACCELERATOR = [
+    *(f"massive_rt {v}{suffix}" for v in ("adapter", "get()", "drain()") for suffix in ("", NO_ACCEL)),
+    "official typed",
+]
 LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive",
            "official typed"]  # fmt: skip
 
 
 def run_variant(url: str, variant: str, events: int, batch: int, rate: int = 0, connections: int = 3) -> dict:
-    command = [sys.executable, str(HERE / "variants.py"), variant, "--url", url, "--events", str(events),
-               "--batch", str(batch), "--rate", str(rate), "--connections", str(connections)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "MASSIVE_RT_NO_EXTENSIONS"}
+    if variant.endswith(NO_ACCEL):
+        env["MASSIVE_RT_NO_EXTENSIONS"] = "1"
+    command = [sys.executable, str(HERE / "variants.py"), variant.removesuffix(NO_ACCEL), "--url", url,
+               "--events", str(events), "--batch", str(batch), "--rate", str(rate),
+               "--connections", str(connections)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if variant.startswith("massive_rt") and result.get("accelerated") is not (not variant.endswith(NO_ACCEL)):
+        print(f"  warning: {variant}: the accelerator is {result.get('accelerator')}", file=sys.stderr)
+    return result
 
 
 def repeat(url: str, variants: list[str], reps: int, **kwargs: int) -> dict[str, list[dict]]:
@@ -71,6 +85,31 @@ def throughput_table(title: str, results: dict[str, list[dict]]) -> str:
         lines.append(f"| {variant} | {eps[0]:,.0f} | {median:,.0f} | {eps[-1]:,.0f} | {median / base:.2f} | "
                      f"{median / base_raw:.2f} | {rss:.0f} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def accelerator_table(title: str, results: dict[str, list[dict]]) -> str:
+    """Each typed variant with and without the compiled accelerator, and the gain it brings."""
+    base = statistics.median(r["eps"] for r in results["official typed"])
+    lines = [f"### {title}", "", "| variant | median ev/s | × official typed | median ev/s, no accelerator | "
+             "× official typed | accelerator gain |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for variant in results:
+        if variant.startswith("massive_rt") and not variant.endswith(NO_ACCEL):
+            with_ = statistics.median(r["eps"] for r in results[variant])
+            without = statistics.median(r["eps"] for r in results[variant + NO_ACCEL])
+            lines.append(f"| {variant} | {with_:,.0f} | {with_ / base:.2f} | {without:,.0f} | {without / base:.2f} | "
+                         f"{with_ / without - 1:+.0%} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def accelerator_comparison(url: str, reps: int, scale: int, frames: list[int]) -> None:
+    """``--accelerator``: print the with/without comparison (RESULTS.md is left as it is)."""
+    for batch, events in ((10, 300_000 // scale), (1, 100_000 // scale)):
+        if batch not in frames:
+            continue
+        print(f"accelerator, frames of {batch}:", file=sys.stderr)
+        results = repeat(url, ACCELERATOR, reps, events=events, batch=batch)
+        print(accelerator_table(f"Typed events/s with and without the accelerator, {events:,} trades in frames of "
+                                f"{batch} ({reps} alternating rounds)", results) + "\n")  # fmt: skip
 
 
 def latency_table(title: str, results: dict[str, list[dict]]) -> str:
@@ -231,6 +270,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer events and one repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--accelerator", action="store_true",
+                        help="only the typed variants with and without the C accelerator (printed, not written)")
+    parser.add_argument("--frames", default="10,1", help="with --accelerator: the frame sizes to run (10, 1 or both)")
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
     scale = 5 if args.quick else 1
@@ -243,6 +285,13 @@ def main() -> None:
     sections = []
     throughput: dict[int, dict[str, list[dict]]] = {}
     latency: dict[int, dict[str, list[dict]]] = {}
+    if args.accelerator:
+        try:
+            accelerator_comparison(url, reps, scale, [int(f) for f in args.frames.split(",")])
+        finally:
+            parent.send("stop")
+            server.join(10)
+        return
     try:
         for batch, events in ((10, 300_000 // scale), (1, 100_000 // scale)):
             print(f"throughput, frames of {batch}:", file=sys.stderr)

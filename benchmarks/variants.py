@@ -242,7 +242,7 @@ def synthetic(events: int) -> dict[str, float]:
         if count >= events:
             done.set()
 
-    source = mrt.SyntheticSource(["T.*", "Q.*", "A.*", "AM.*"], seed=1, rate=None, batch=100)
+    source = mrt.SyntheticSource(["T.*", "Q.*", "A.*", "AM.*"], seed=1, rate=None, batch=100, clock=None)
     adapter = RealTimeDataAdapter(source, on_event=handler)
     started = time.perf_counter()
     adapter.start()
@@ -312,6 +312,8 @@ def main() -> None:
         "eps": meter.count / seconds,
         "cpu_us_per_event": (meter.cpu_finished - meter.cpu_started) * 1e6 / meter.count,
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "accelerated": mrt.accelerated,
+        "accelerator": mrt.speedups.STATUS,
         **EXTRA,
     }
     if meter.samples:

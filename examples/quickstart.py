@@ -4,9 +4,8 @@
     MASSIVE_API_KEY=... python examples/quickstart.py    # Massive's real-time feed
 
 The client owns the socket (its own reader thread, reconnects, re-subscribes); the adapter calls
-your handlers one at a time, so they never race each other: on the reader thread while they are
-fast (no thread hand-off), on its dispatcher thread once one was slow, so slow handlers do not
-stall the socket (``dispatch="adaptive"``, the default).
+your handlers on one dispatcher thread, so a slow handler never stalls the socket and handlers
+never race each other.
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ from .recording import (
     ReplaySource,
     ReplayStats,
 )
+from .speedups import ACTIVE as accelerated
 from .synthetic import SyntheticMarket, SyntheticSource, SyntheticStats
 
 __version__ = "0.1.0"
@@ -141,6 +142,7 @@ __all__ = [
     "UnknownEvent",
     "WaitTimeoutError",
     "__version__",
+    "accelerated",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

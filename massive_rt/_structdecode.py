@@ -2,8 +2,10 @@
 
 msgspec parses a whole frame into small per-``ev`` structs (a tagged union per market) in one
 C call, without building a dict per event; each struct is then copied into the frozen attrs
-event class through a mutable slot twin (see :func:`mutable_twin`). That is about 40% less
-time per event than ``orjson.loads`` plus dict look-ups (benchmarks/RESULTS.md).
+event class: by the compiled accelerator when it is active (:mod:`massive_rt.speedups`, slot
+to slot in C), otherwise through a mutable slot twin (see :func:`mutable_twin`). Both give the
+same events. That is about 40% less time per event than ``orjson.loads`` plus dict look-ups
+(benchmarks/RESULTS.md) without the accelerator.
 
 This path only takes frames it can decode exactly: a frame that is not valid JSON, not an
 array, holds a non-object element, or an object whose ``ev`` is missing or unknown to the
@@ -23,6 +25,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import speedups
 from .models import Event, MarketEvent
 
 try:
@@ -44,6 +47,10 @@ Converter = Callable[[Any, int, str], Event]
 
 # The parser, the errors it refuses a frame with, and per wire struct: (ev, converter, marking converter).
 _Parts = tuple[Callable[[Any], Any], tuple[type[BaseException], ...], dict[type, tuple[str, Converter, Converter]]]
+
+# Per wire struct: the struct, its ev, its event class, the attributes its fields go to, the symbol attribute.
+_WireStruct = tuple[type, str, type[MarketEvent], tuple[str, ...], str]
+_Wire = tuple[Callable[[Any], Any], tuple[type[BaseException], ...], list[_WireStruct]]
 
 _TWINS: dict[type[MarketEvent], type] = {}
 
@@ -109,11 +116,10 @@ def _compile_converter(
 
 
 @functools.cache
-def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> _Parts:
+def _wire(events: tuple[tuple[str, type[MarketEvent]], ...]) -> _Wire:
     """The market's msgspec decoder, the errors it refuses a frame with, and per wire struct its
-    ``ev``, its converter and its marking converter (unbound)."""
-    structs: list[type] = []
-    converters: dict[type, tuple[str, Converter, Converter]] = {}
+    ``ev``, its event class, the attributes its fields f0..fN go to and the symbol attribute."""
+    structs: list[_WireStruct] = []
     for ev, cls in events:
         wire = [(key, attr) for key, attr in cls.WIRE if key != "ev"]
         # Fields are named f0..fN and renamed to the wire keys: some keys ("as") are Python keywords.
@@ -125,53 +131,82 @@ def _build(events: tuple[tuple[str, type[MarketEvent]], ...]) -> _Parts:
             rename={f"f{i}": key for i, (key, _) in enumerate(wire)},
             gc=False,  # JSON values cannot point back at the struct, so it can never be in a cycle
         )
-        structs.append(struct)
-        attributes = [attr for _, attr in wire]
         mark = next(attr for _, attr in cls.WIRE if attr in ("symbol", "ticker", "pair"))
-        converters[struct] = (ev, _compile_converter(cls, ev, attributes, None),
-                              _compile_converter(cls, ev, attributes, mark))  # fmt: skip
-    union: Any = functools.reduce(operator.or_, structs)
+        structs.append((struct, ev, cls, tuple(attr for _, attr in wire), mark))
+    union: Any = functools.reduce(operator.or_, (struct for struct, *_ in structs))
     decode = msgspec.json.Decoder(list[union]).decode
     # TypeError: neither bytes nor str; ValueError: a str that is not encodable (lone surrogates).
     refused = (msgspec.MsgspecError, RecursionError, TypeError, ValueError)
+    return decode, refused, structs
+
+
+@functools.cache
+def _build(events: tuple[tuple[str, type[MarketEvent]], ...], accelerated: bool) -> _Parts:
+    """The market's msgspec decoder, the errors it refuses a frame with, and per wire struct its
+    ``ev``, its converter and its marking converter (unbound): compiled ones when ``accelerated``
+    and the accelerator accepts the class, the generated Python ones otherwise."""
+    decode, refused, structs = _wire(events)
+    converters: dict[type, tuple[str, Converter, Converter]] = {}
+    for struct, ev, cls, attributes, mark in structs:
+        fields = tuple(f"f{i}" for i in range(len(attributes)))
+        compiled = speedups.builder(cls, struct, ev, fields, attributes, mark) if accelerated else None
+        if compiled is None:
+            converters[struct] = (ev, _compile_converter(cls, ev, list(attributes), None),
+                                  _compile_converter(cls, ev, list(attributes), mark))  # fmt: skip
+        else:
+            converters[struct] = (ev, compiled, compiled)
     return decode, refused, converters
 
 
+def _bind(marking: Converter, marks: dict[Any, Event]) -> Converter:
+    """The marking converter storing its events in ``marks``: compiled (``bind``) or Python."""
+    bind = getattr(marking, "bind", None)
+    return bind(marks) if bind is not None else bind_marks(marking, marks)
+
+
 def _frame_decoder(
-    events: tuple[tuple[str, type[MarketEvent]], ...], marks: Mapping[str, dict[Any, Event]] | None
+    events: tuple[tuple[str, type[MarketEvent]], ...], marks: Mapping[str, dict[Any, Event]] | None, accelerated: bool
 ) -> StructFrameDecoder:
-    decode, refused, compiled = _build(events)
+    decode, refused, compiled = _build(events, accelerated)
     if marks is None:
         converters = {struct: convert for struct, (_, convert, _) in compiled.items()}
     else:
-        converters = {struct: bind_marks(marking, marks[ev]) for struct, (ev, _, marking) in compiled.items()}
+        converters = {struct: _bind(marking, marks[ev]) for struct, (ev, _, marking) in compiled.items()}
+    build_events = speedups.build_events if accelerated else speedups.build_events_python
 
     def decode_frame(data: Any, received_at_ns: int, connection: str) -> list[Event] | None:
         try:
             items = decode(data)
         except refused:
             return None
-        return [converters[item.__class__](item, received_at_ns, connection) for item in items]
+        return build_events(items, converters, received_at_ns, connection)
 
     return decode_frame
 
 
 def struct_frame_decoder(
-    events: Mapping[str, type[MarketEvent]], marks: Mapping[str, dict[Any, Event]] | None = None
+    events: Mapping[str, type[MarketEvent]],
+    marks: Mapping[str, dict[Any, Event]] | None = None,
+    *,
+    accelerated: bool | None = None,
 ) -> StructFrameDecoder | None:
     """The msgspec frame decoder for a market's ``{ev: event class}`` table (None without msgspec).
 
     The parser is built once per table. Without ``marks`` the decoder holds no state, so any
     number of threads may use it; with ``marks`` (``{ev: {}}`` for every ``ev`` of the table)
     it stores each event it builds in ``marks[ev][symbol]``: one consumer at a time.
+    ``accelerated``: build the events with the compiled accelerator (:mod:`massive_rt.speedups`)
+    where it is active; None (the default) means whenever it is active, False forces the
+    pure-Python converters (the tests compare both).
     """
     if not AVAILABLE:
         return None
+    use = speedups.ACTIVE if accelerated is None else accelerated and speedups.ACTIVE
     table = tuple(sorted(events.items()))
-    return _shared_frame_decoder(table) if marks is None else _frame_decoder(table, marks)
+    return _shared_frame_decoder(table, use) if marks is None else _frame_decoder(table, marks, use)
 
 
 @functools.cache
-def _shared_frame_decoder(events: tuple[tuple[str, type[MarketEvent]], ...]) -> StructFrameDecoder:
+def _shared_frame_decoder(events: tuple[tuple[str, type[MarketEvent]], ...], accelerated: bool) -> StructFrameDecoder:
     """The stateless decoder of a table, built once and shared by every decoder without marks."""
-    return _frame_decoder(events, None)
+    return _frame_decoder(events, None, accelerated)

@@ -6,10 +6,10 @@ same for all three. The dispatcher thread (``massive-rt-dispatcher``) drains the
 round-robin, a bounded number of frames each per round, so a flooding connection cannot starve
 the others; order is preserved per connection.
 
-Who runs the callbacks is the ``dispatch`` mode: ``"thread"``, the dispatcher only;
+Who runs the callbacks is the ``dispatch`` mode: ``"thread"`` (the default), the dispatcher only;
 ``"inline"``, also a connection's reader thread, whenever the dispatcher is idle and that
 connection has nothing queued (no thread hand-off: lower latency, but a slow callback delays
-reading); ``"adaptive"`` (the default), inline while each frame's callbacks stay within
+reading); ``"adaptive"``, inline while each frame's callbacks stay within
 ``inline_budget``, on the dispatcher only after one did not, until the dispatcher has shown them
 fast again (:mod:`massive_rt.inlinebudget`). In every mode one gate lock lets one callback run at
 a time, and a frame never overtakes an older one of its connection (see docs/threading.md).
@@ -200,20 +200,21 @@ class RealTimeDataAdapter:
         on_event: a handler for every market event (same as ``on("*", on_event)``).
         frames_per_round: frames taken from each connection per round (fairness quantum).
         latency_samples: how many recent latency samples ``stats()`` keeps.
-        dispatch: ``"adaptive"`` (default): as ``"inline"`` while callbacks are fast; as soon as
-            one frame's callbacks take longer than ``inline_budget`` on a reader, every later
-            frame goes through the queue to the dispatcher thread (the reader goes back to its
-            socket), until the dispatcher has drained every queue and delivered a streak of
-            events in rounds within the budget (32 events, doubling up to 4,096 while the
-            callbacks keep turning slow soon after each return). So at most one slow frame's
-            callbacks delay reading per return. ``"thread"``: callbacks run on the dispatcher
-            thread only, and a slow callback never delays reading — the queue absorbs it.
-            ``"inline"``: a connection's reader thread runs the callbacks itself whenever the
-            dispatcher is idle and its queue is empty — one thread hand-off less per frame
-            (lower latency), but every slow callback delays that connection's reading (the
-            server may then drop it as a slow consumer). In every mode one callback runs at a
-            time, in order per connection. Sources that cannot deliver inline (Redis, replay)
-            always use the dispatcher thread.
+        dispatch: ``"thread"`` (default): callbacks run on the dispatcher thread only, and a slow
+            callback never delays reading — the queue absorbs it. ``"adaptive"``: as
+            ``"inline"`` while callbacks are fast (its latency); as soon as one frame's callbacks
+            take longer than ``inline_budget`` on a reader, every later frame goes through the
+            queue to the dispatcher thread (the reader goes back to its socket), until the
+            dispatcher has drained every queue and delivered a streak of events in rounds within
+            the budget (32 events, doubling up to 4,096 while the callbacks keep turning slow
+            soon after each return). So one slow frame's callbacks delay reading per return, for
+            as long as they run (a callback stuck for seconds stalls its connection's socket for
+            seconds: not the default for that reason). ``"inline"``: a connection's reader
+            thread runs the callbacks itself whenever the dispatcher is idle and its queue is
+            empty — one thread hand-off less per frame (lower latency), but every slow callback
+            delays that connection's reading (the server may then drop it as a slow consumer).
+            In every mode one callback runs at a time, in order per connection. Sources that
+            cannot deliver inline (Redis, replay) always use the dispatcher thread.
         inline_budget: ``"adaptive"``: seconds one frame's callbacks may take on a reader
             (default 0.001; wall time, decoding excluded).
         clock: ``"adaptive"``: the clock the budget is measured with, in seconds (default
@@ -234,7 +235,7 @@ class RealTimeDataAdapter:
         *,
         frames_per_round: int = 16,
         latency_samples: int = 50_000,
-        dispatch: str = "adaptive",
+        dispatch: str = "thread",
         dedupe: bool | int | DuplicateFilter = False,
         backfill: Backfill | None = None,
         inline_budget: float = DEFAULT_INLINE_BUDGET,
@@ -948,7 +949,7 @@ class RealTimeDataAdapter:
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
         rate: float | None = 1000.0,
-        dispatch: str = "adaptive",
+        dispatch: str = "thread",
         **client_options: Any,
     ) -> RealTimeDataAdapter:
         """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.

@@ -464,6 +464,8 @@ class Decoder:
         use_msgspec: try the msgspec struct decoder first when msgspec is importable.
         marks: keep, per event type and symbol, the last event decoded in it (its ``by_ev``
             must hold a dict for every ``ev`` of the market).
+        accelerated: build the struct path's events with the compiled accelerator
+            (:mod:`massive_rt.speedups`); None: whenever it is active; False: never (same events).
     """
 
     def __init__(
@@ -474,13 +476,14 @@ class Decoder:
         *,
         use_msgspec: bool = True,
         marks: DeliveryMarks | None = None,
+        accelerated: bool | None = None,
     ) -> None:
         self.market: Market = Market.coerce(market, "market")
         self.connection = connection
         self._loads = loads
         events = MARKET_EVENTS[self.market]
         by_ev = None if marks is None else marks.by_ev
-        self._structs = struct_frame_decoder(events, by_ev) if use_msgspec else None
+        self._structs = struct_frame_decoder(events, by_ev, accelerated=accelerated) if use_msgspec else None
         if by_ev is None:
             self._makers: dict[str, Maker] = {ev: _MAKERS[cls] for ev, cls in events.items()}
         else:

@@ -7,6 +7,7 @@ exactly what it needs and never sleeps.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -397,8 +398,13 @@ def test_bench_prints_a_throughput_table() -> None:
 def test_version() -> None:
     result = run("--version")
 
+    # run() clears MASSIVE_* (MASSIVE_RT_NO_EXTENSIONS too): the accelerator is active when it is built.
+    built = importlib.util.find_spec("massive_rt._speedups") is not None
     assert result.returncode == 0
-    assert result.stdout == f"massive-rt {__version__}\n"
+    if built:
+        assert result.stdout == f"massive-rt {__version__} (accelerator: active)\n"
+    else:
+        assert result.stdout.startswith(f"massive-rt {__version__} (accelerator: not built (")
 
 
 def test_relay_subcommand_passes_its_own_options_through() -> None:

@@ -86,7 +86,7 @@ def test_inspect_reports_range_events_connections_gaps_drops_and_a_whole_file(tm
     text = run("inspect", str(path)).stdout
     assert "time range   2025-06-15 15:06:40.000 UTC .. 2025-06-15 15:06:43.900 UTC  (3.9 s)" in text
     assert re.search(r"gaps +1 +\(c1 1\.5 s\)", text)
-    assert f"{path}: whole, 43 records" in text
+    assert f"{path}: whole, gzip, 43 records" in text
     assert "health       ok\n" in text
 
 

@@ -27,21 +27,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from .. import __version__
-from ..errors import ConfigurationError, MassiveRTError
+from .. import __version__, speedups
 from . import bench, inspection, record, relay, replay, serve, status, stream
-from .console import (
-    EXIT_FAILURE,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    PROG,
-    AuthFailureEcho,
-    Console,
-    ConsoleHandler,
-    UsageError,
-    one_line,
-    package_logging,
-)
+from .console import EXIT_INTERRUPTED, PROG, Console, ConsoleHandler, FailureEcho, error_exit, package_logging
 
 # The output formats, importable from here as before the CLI became a package.
 from .formats import CSV_COLUMNS as CSV_COLUMNS
@@ -62,6 +50,26 @@ _COMMANDS: dict[str, Command] = {
 }  # fmt: skip
 
 
+#: The commands that print a connection's final failure on their own error line (on one client;
+#: a pool replaces a failed connection, so its ``failed:`` log line is the only report).
+_REPORT_FAILURES = ("stream", "status", "record")
+
+
+class _Version(argparse.Action):
+    """``--version``: the line as it is (argparse's own action wraps it at the terminal's width)."""
+
+    def __init__(self, option_strings: Sequence[str], version: str, dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        sys.stdout.write(self.version + "\n")
+        sys.stdout.flush()
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``massive-rt``."""
     parser = argparse.ArgumentParser(
@@ -69,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time market data from Massive (formerly Polygon.io), threaded and synchronous.",
         epilog="Without MASSIVE_API_KEY, 'stream' plays a synthetic market through a local mock server.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=_Version, version=f"{PROG} {__version__} (accelerator: {speedups.STATUS})",
+                        help="show the version and the accelerator's status, then exit")  # fmt: skip
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     # -v after the command too; SUPPRESS keeps a subcommand from resetting the count given before it.
     common = argparse.ArgumentParser(add_help=False)
@@ -94,15 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = _COMMANDS[args.command]
     handler = ConsoleHandler(console)
     if not args.verbose:  # the command's own error line says it, with what to check
-        handler.addFilter(AuthFailureEcho())
+        every_failure = args.command in _REPORT_FAILURES and getattr(args, "pool", None) is None
+        handler.addFilter(FailureEcho(every_failure, cuts=args.command == "replay"))
     with package_logging(handler, args.verbose, PROG):
         try:
             return command(args, console)
-        except (ConfigurationError, UsageError) as exc:
-            console.message(f"{PROG} {args.command}: error: {one_line(exc)}")
-            return EXIT_USAGE
-        except MassiveRTError as exc:
-            console.message(f"{PROG} {args.command}: error: {one_line(exc)}")
-            return EXIT_FAILURE
         except KeyboardInterrupt:  # only before the signal handlers are installed
             return EXIT_INTERRUPTED
+        except Exception as exc:  # every command's failures end here, on one line
+            ending = error_exit(args.command, exc)
+            if ending is None:
+                raise
+            console.clear_status()
+            console.message(ending[0])
+            return ending[1]

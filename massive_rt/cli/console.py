@@ -12,9 +12,15 @@
   :data:`EXIT_INTERRUPTED` 130 stopped by Ctrl-C (SIGINT), after the same clean stop as SIGTERM
   (:func:`exit_code`).
 * :func:`failure_line` is the one line a command prints for a connection's final failure (a
-  refused key names the options to check, never the key); :class:`AuthFailureEcho` keeps the
-  library's own log lines about that refusal off stderr unless ``-v``.
-* :func:`positive` and :func:`port` are the argument types the commands share.
+  refused key names the options to check, never the key); :class:`FailureEcho` keeps the
+  library's own log lines about a failure the command reports itself off stderr unless ``-v``.
+* :class:`CommandFailure` (exit 1) and :class:`UsageError` (exit 2) are what a command raises to
+  end on one ``massive-rt COMMAND: error: ...`` line; :func:`error_exit` turns those, the
+  library's errors and an ``OSError`` (a file that cannot be opened, a port in use) into that
+  line and the exit code, in one place for every command.
+* :func:`positive` and :func:`port` are the argument types the commands share;
+  :func:`add_channel_options` and :func:`channels_from` the channels of ``stream``, ``status`` and
+  ``record`` (``--validate-channels``, default ``$MASSIVE_VALIDATE_CHANNELS`` or ``strict``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any, TextIO
 
-from ..errors import AuthenticationError
+from ..config import ENV_VALIDATE_CHANNELS
+from ..enums import Market
+from ..errors import AuthenticationError, ConfigurationError, MassiveRTError
+from ..protocol import VALIDATE_MODES, check_validate_mode, parse_channels
 
 __all__ = [
     "EXIT_FAILURE",
@@ -43,11 +52,15 @@ __all__ = [
     "EXIT_USAGE",
     "PROG",
     "AddParser",
-    "AuthFailureEcho",
+    "add_channel_options",
+    "channels_from",
+    "CommandFailure",
     "Console",
     "ConsoleHandler",
+    "FailureEcho",
     "Stop",
     "UsageError",
+    "error_exit",
     "exit_code",
     "failure_line",
     "handling_signals",
@@ -78,9 +91,33 @@ class UsageError(Exception):
     """A bad combination of arguments argparse cannot catch: reported on one line, exit 2."""
 
 
+class CommandFailure(Exception):
+    """A runtime failure a command reports on one line, exit 1 (a missing extra, a port in use)."""
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line."""
+    if isinstance(exc, OSError) and exc.strerror:  # not "[Errno 2] No such file or directory: 'x'"
+        where = exc.filename if exc.filename is not None else ""
+        return " ".join(f"{exc.strerror}: {where}".split()).rstrip(":") if where else exc.strerror
     return " ".join(str(exc).split())
+
+
+def error_exit(command: str, exc: BaseException) -> tuple[str, int] | None:
+    """The one line (``massive-rt COMMAND: error: ...``) and the exit code that end ``command`` on
+    ``exc``; None for an exception that is a bug (its traceback is worth more than a line).
+
+    Bad arguments (:class:`UsageError`, :class:`~massive_rt.ConfigurationError`) exit 2; runtime
+    failures (:class:`CommandFailure`, the library's other errors, an ``OSError`` such as a file
+    that cannot be opened or a port in use) exit 1.
+    """
+    if isinstance(exc, (UsageError, ConfigurationError)):
+        code = EXIT_USAGE
+    elif isinstance(exc, (CommandFailure, MassiveRTError, OSError)):
+        code = EXIT_FAILURE
+    else:
+        return None
+    return f"{PROG} {command}: error: {one_line(exc)}", code
 
 
 def failure_line(error: BaseException) -> str:
@@ -153,16 +190,29 @@ class Console:
             self._status = ""
 
 
-class AuthFailureEcho(logging.Filter):
-    """Drops the library's log lines about a refused key (the server's ``auth_failed`` status and
-    the connection's ``failed:`` line after it): the command prints :func:`failure_line` instead.
-    Installed only without ``-v``; every other record passes."""
+class FailureEcho(logging.Filter):
+    """Drops the library's log lines about what the command reports itself: a connection's final
+    failure, reported on one line (:func:`failure_line`): the connection's ``failed:`` ERROR, and
+    for a refused key the server's ``auth_failed`` status before it. Installed only without ``-v``;
+    every other record passes.
 
-    def __init__(self) -> None:
+    Args:
+        every_failure: the command reports every connection's final failure (``stream``, ``record``
+            and ``status`` on one client). False (a pool, which replaces a failed connection, or a
+            command that reports none): only a refused key, which every command reports.
+        cuts: the command's summary says where a cut recording stopped (``replay``): the replay's
+            own warning about it is dropped too.
+    """
+
+    def __init__(self, every_failure: bool, cuts: bool = False) -> None:
         super().__init__()
+        self._every_failure = every_failure
+        self._cuts = cuts
         self._refused: set[str] = set()  # connections whose auth_failed was seen
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._cuts and getattr(record, "recording_cut", None) is not None:
+            return False
         connection = getattr(record, "connection", None)
         if not isinstance(connection, str) or not record.name.startswith("massive_rt."):
             return True
@@ -170,9 +220,11 @@ class AuthFailureEcho(logging.Filter):
         if isinstance(args, tuple) and args and args[0] == "auth_failed" and "server status" in str(record.msg):
             self._refused.add(connection)
             return False
-        if record.levelno >= logging.ERROR and connection in self._refused and "failed: " in str(record.msg):
-            self._refused.discard(connection)
-            return False
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(f"[{connection}] failed: "):
+            if connection in self._refused:
+                self._refused.discard(connection)
+                return False
+            return not self._every_failure
         return True
 
 
@@ -379,3 +431,33 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65535")
     return value
+
+
+def add_channel_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``CHANNEL...`` and ``--validate-channels`` to ``parser``."""
+    parser.add_argument("channels", nargs="+", metavar="CHANNEL", help="e.g. T.AAPL, Q.MSFT, AM.* (quote the *)")
+    parser.add_argument("--validate-channels", choices=VALIDATE_MODES, metavar="MODE",
+                        help="a channel prefix massive_rt does not know: strict (refuse it), warn (subscribe "
+                        f"and warn once) or off (subscribe); default ${ENV_VALIDATE_CHANNELS} or strict")  # fmt: skip
+
+
+def channels_from(args: argparse.Namespace, market: Market) -> tuple[str, ...]:
+    """The channels of ``args``, validated for ``market`` in the mode ``args.validate_channels``
+    (set to the mode in force: the option, else ``$MASSIVE_VALIDATE_CHANNELS``, else ``strict``).
+
+    Raises:
+        ConfigurationError: a bad channel (the hint names ``--validate-channels``), or a bad mode
+            in the environment variable.
+    """
+    if args.validate_channels is None:
+        from_env = os.environ.get(ENV_VALIDATE_CHANNELS, "").strip()
+        args.validate_channels = check_validate_mode(from_env, ENV_VALIDATE_CHANNELS) if from_env else "strict"
+    try:
+        return parse_channels(args.channels, market, args.validate_channels)
+    except ConfigurationError as exc:
+        # The library's hint names its option; the command's user has a flag instead.
+        hint = "validate_channels='warn' subscribes it anyway"
+        if hint not in exc.message:
+            raise
+        raise ConfigurationError(exc.message.replace(hint, "--validate-channels warn subscribes it anyway"),
+                                 field=exc.field) from None  # fmt: skip

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..enums import Market
-from ..synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS, SyntheticMarket
-from .console import PROG, Console, UsageError
+from ..synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS, SyntheticMarket, wall_clock_ms
+from .console import PROG, CommandFailure, Console, UsageError
 
 if TYPE_CHECKING:
     from ..testing.server import MockMassiveServer
@@ -28,6 +28,7 @@ __all__ = [
     "api_key_from",
     "demo_market",
     "load_server_class",
+    "time_base",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,12 +50,12 @@ def load_server_class() -> type[MockMassiveServer]:
     """:class:`~massive_rt.testing.MockMassiveServer`, imported now.
 
     Raises:
-        UsageError: ``websockets`` is not installed (the message names the extra to install).
+        CommandFailure: ``websockets`` is not installed (the message names the extra to install).
     """
     try:
         from ..testing.server import MockMassiveServer
     except ModuleNotFoundError as exc:
-        raise UsageError(f"the local mock server needs the 'websockets' package ({exc.name} is missing): "
+        raise CommandFailure(f"the local mock server needs the 'websockets' package ({exc.name} is missing): "
                          "pip install 'massive-rt[testing]'") from None  # fmt: skip
     return MockMassiveServer
 
@@ -83,4 +84,12 @@ def demo_market(market: Market, channels: Sequence[str], speed: float, rate: flo
     # SyntheticMarket's rate is trades + quotes per simulated second per symbol; at `rate` events/s
     # of wall time this makes simulated time run `speed` times faster than the wall clock.
     per_symbol = rate / (speed * len(symbols))
-    return SyntheticMarket(symbols, market=market, seed=seed, channels=produced, rate=per_symbol)
+    return SyntheticMarket(symbols, market=market, seed=seed, channels=produced, rate=per_symbol,
+                           **time_base(speed))  # fmt: skip
+
+
+def time_base(speed: float) -> dict[str, Any]:
+    """``SyntheticMarket``'s time arguments for a market ``speed`` times faster than the wall clock:
+    times start at the present; at speed 1 they are the wall clock, as a live feed's (a
+    ``BarClock`` then gets real bars), faster the simulated clock runs ahead of it."""
+    return {"clock": wall_clock_ms if speed == 1 else None, "start_ms": wall_clock_ms()}

@@ -314,14 +314,26 @@ class Printer:
         self.closed = False
         self.broken_pipe = False
         self.error: BaseException | None = None
+        self._header: str | None = None
 
-    def start(self, header: str | None) -> None:
+    def start(self, header: str | None, *, when_ready: bool = False) -> None:
+        """Print ``header`` now, or with ``when_ready`` once a connection is streaming (or before
+        the first event): a connection that fails first leaves stdout empty."""
+        if when_ready:
+            self._header = header
+        elif header is not None:
+            self._emit(header)
+
+    def _ready(self) -> None:
+        header, self._header = self._header, None
         if header is not None:
             self._emit(header)
 
     def on_event(self, event: Event) -> None:
         if self.closed or not isinstance(event, (MarketEvent, UnknownEvent)):
             return
+        if self._header is not None:
+            self._ready()
         if not self._emit(self._format(event)):
             return
         self.counts[event_label(event)] += 1
@@ -338,6 +350,8 @@ class Printer:
             self.error = status.error or MassiveRTError(status.message or "connection failed")
             self.close()
             return
+        if status.state is ConnectionState.STREAMING and self._header is not None:
+            self._ready()
         text = self._describe(status)
         if text is not None:
             self._console.message(f"{PROG}: [{status.connection}] {text}")

@@ -1,7 +1,8 @@
 """``massive-rt inspect``: what a recording holds and whether it is whole (``recording.summary.summarize``).
 
-Prints the time range, events per ``ev`` code and per symbol, the connections, gaps and drops, and
-each file's health: ``whole``, ``cut at byte N of M`` (a crash mid-write: everything before N
+Prints the time range, events per ``ev`` code and per symbol, the connections, gaps and drops, the
+codec (with a ``pip install 'massive-rt[record]'`` hint when a gzip recording is read where
+zstandard is missing), and each file's health: ``whole``, ``cut at byte N of M`` (a crash mid-write: everything before N
 replays) or ``corrupt at byte N``, and one ``health`` line: ``ok``, ``cut: FILE at byte N of M``
 or ``CORRUPT: FILE at byte N``. ``--json`` prints the same as one JSON object.
 
@@ -20,6 +21,7 @@ from pathlib import Path
 from .._json import dumps_str
 from ..recording.summary import RecordingSummary, summarize
 from .console import EXIT_FAILURE, EXIT_OK, PROG, AddParser, Console
+from .record import ZSTD_HINT, codec_line
 
 __all__ = ["EXIT_CUT", "register", "report", "run"]
 
@@ -74,10 +76,11 @@ def report(summary: RecordingSummary, symbols: int = _TOP_SYMBOLS) -> str:
     lines.append(f"disconnects  {summary.disconnects}")
     lines.append(f"dropped      {summary.dropped:,} events (overflow policy), "
                  f"{summary.recorder_dropped:,} items (recorder buffer)")  # fmt: skip
+    lines.append(f"codec        {codec_line(summary.codec) if summary.codec else '-'}")
     lines.append("files")
     for f in summary.files:
         detail = f"  ({f.detail})" if f.detail else ""
-        lines.append(f"  {f.path}: {f.describe()}, {f.records:,} records, {f.size:,} bytes{detail}")
+        lines.append(f"  {f.path}: {f.describe()}, {f.codec}, {f.records:,} records, {f.size:,} bytes{detail}")
     lines.append(f"health       {_health(summary)}")
     return "\n".join(lines) + "\n"
 
@@ -103,6 +106,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.clear_status()
     sys.stdout.write(dumps_str(summary.to_dict()) + "\n" if args.json else report(summary, args.symbols))
     sys.stdout.flush()
+    if args.json and codec_line(summary.codec) != summary.codec:  # the text report says it on its codec line
+        console.message(f"{PROG}: note: {ZSTD_HINT}")
     if not summary.healthy:
         corrupt = next(f for f in summary.files if f.state == "corrupt")
         console.message(f"{PROG}: error: {corrupt.path} is corrupt at byte {corrupt.offset}: {corrupt.detail}")

@@ -22,17 +22,19 @@ from ..config import ClientConfig
 from ..connection import MassiveWebSocketClient
 from ..enums import Market
 from ..models import Event, StatusMessage
-from ..protocol import parse_channels
 from ..recording import Recorder
-from ..recording.fileformat import CODECS
+from ..recording.fileformat import CODECS, default_codec
 from .console import (
     EXIT_FAILURE,
     EXIT_OK,
     PROG,
     AddParser,
+    CommandFailure,
     Console,
     Stop,
     UsageError,
+    add_channel_options,
+    channels_from,
     exit_code,
     failure_line,
     positive,
@@ -43,9 +45,18 @@ from .demo import DEFAULT_SPEED, DEMO_KEY, api_key_from, demo_market, load_serve
 if TYPE_CHECKING:
     from ..testing.server import MockMassiveServer
 
-__all__ = ["register", "run"]
+__all__ = ["ZSTD_HINT", "codec_line", "register", "run"]
 
 logger = logging.getLogger(__name__)
+
+#: Said once when a recording is gzip because zstandard is missing.
+ZSTD_HINT = "zstandard is not installed: pip install 'massive-rt[record]' for zstd (smaller and faster)"
+
+
+def codec_line(codec: str, chosen: bool = True) -> str:
+    """``codec``, plus :data:`ZSTD_HINT` when it is gzip because zstandard is missing (``chosen``:
+    the codec was the default's choice, not the user's ``--codec``)."""
+    return f"{codec}  ({ZSTD_HINT})" if chosen and codec == "gzip" and default_codec() != "zstd" else codec
 
 
 def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
@@ -60,7 +71,7 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
         "  massive-rt record 'T.*' 'Q.*' -o demo.mrt --duration 10     # no key: the synthetic market\n"
         "  MASSIVE_API_KEY=... massive-rt record 'T.*' -o today.mrt --rotate hourly",
     )
-    record.add_argument("channels", nargs="+", metavar="CHANNEL", help="e.g. T.AAPL, Q.MSFT, AM.* (quote the *)")
+    add_channel_options(record)
     record.add_argument("-o", "--output", required=True, metavar="FILE", help="the recording to create")
     record.add_argument("--market", default="stocks", help="stocks (default), options, forex, crypto, indices, futures")
     record.add_argument("--feed", default="realtime", help="realtime (default), delayed, or a host[:port]")
@@ -80,7 +91,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``massive-rt record`` until Ctrl-C, SIGTERM or ``--duration``; returns the exit code (130 after
     Ctrl-C, once the recording is closed)."""
     market = Market.coerce(args.market, "market")
-    channels = parse_channels(args.channels, market)
+    channels = channels_from(args, market)
     ClientConfig(market=market, feed=args.feed, url=args.url)
     key = api_key_from(args.api_key)
     demo = args.demo or key is None
@@ -89,6 +100,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     path = Path(args.output)
     if path.exists():
         raise UsageError(f"{path} exists; a recording never overwrites a file")
+    if not path.parent.is_dir():  # before the demo starts: one error line, nothing before it
+        raise CommandFailure(f"cannot create {path}: no directory {path.parent}")
     simulated = demo_market(market, channels, DEFAULT_SPEED, args.rate, args.seed, console) if demo else None
 
     stop = Stop()
@@ -103,7 +116,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 server.stream(simulated, rate=args.rate, market=market)
                 console.message(f"{PROG}: {'--demo' if args.demo else 'no MASSIVE_API_KEY'}: recording the "
                                 f"synthetic market from a local mock server at {url}")  # fmt: skip
-            client = MassiveWebSocketClient(key, market=market, feed=args.feed, url=url, subscriptions=channels)
+            client = MassiveWebSocketClient(key, market=market, feed=args.feed, url=url, subscriptions=channels,
+                                            validate_channels=args.validate_channels)  # fmt: skip
             recorder = Recorder(client, path, codec=args.codec, rotate=args.rotate, max_bytes=args.max_bytes)
             return exit_code(_record(args, client, recorder, console, stop), stop.signum)
         finally:
@@ -149,6 +163,7 @@ def _record(args: argparse.Namespace, client: MassiveWebSocketClient, recorder: 
         f"  records     {stats.records:>12,}",
         f"  bytes       {stats.bytes_written:>12,}  (compression {stats.compression_ratio:.1f}x)",
         f"  dropped     {stats.dropped:>12,}",
+        f"  codec       {codec_line(recorder.codec, chosen=args.codec is None)}",
         f"  files       {' '.join(stats.files)}",
     ]))  # fmt: skip
     if stats.error is not None:

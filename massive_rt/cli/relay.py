@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ..enums import Feed, resolve_feed_host
 from ..errors import ConfigurationError
-from .console import AddParser, Console, UsageError, exit_code, handling_signals, package_logging, write_stderr
+from .console import AddParser, CommandFailure, Console, exit_code, handling_signals, package_logging, write_stderr
 from .status import page_for
 
 __all__ = ["DEFAULT_PORT", "build_parser", "main", "register", "run", "run_relay"]
@@ -44,12 +44,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """Run ``massive-rt relay ARGS...``; returns the exit code.
 
     Raises:
-        UsageError: ``websockets`` is not installed (the message names the extra to install).
+        CommandFailure: ``websockets`` is not installed (the message names the extra to install).
     """
     try:
         importlib.import_module("..relay", __package__)
     except ModuleNotFoundError as exc:
-        raise UsageError(f"the relay needs the 'websockets' package ({exc.name} is missing): "
+        raise CommandFailure(f"the relay needs the 'websockets' package ({exc.name} is missing): "
                          "pip install 'massive-rt[relay]'") from None  # fmt: skip
     return main(args.relay_args, message=console.message)
 
@@ -140,9 +140,8 @@ def run_relay(
             try:
                 with page_for(relay, status_port, message):
                     stop.wait(duration)
-            except OSError as exc:
-                message(f"{prog}: error: cannot serve the status page on 127.0.0.1:{status_port}: "
-                        f"{exc.strerror or exc}")  # fmt: skip
+            except CommandFailure as exc:  # the status port is in use
+                message(f"{prog}: error: status page: {exc}")
                 return 1
             relay.stop()  # first: the counters are final once every writer is joined
             stats = relay.stats()

@@ -25,7 +25,7 @@ from .console import (
     positive,
     wait,
 )
-from .demo import DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_class
+from .demo import DEFAULT_SPEED, DEMO_KEY, SIMULATED, TICKS, load_server_class, time_base
 
 __all__ = ["register", "run"]
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"the synthetic market simulates stocks and crypto only, not {market.value!r}")
     symbols = tuple(args.symbols) if args.symbols else SIMULATED[market]
     simulated = SyntheticMarket(symbols, market=market, seed=args.seed,
-                                rate=args.rate / (args.speed * len(symbols)))  # fmt: skip
+                                rate=args.rate / (args.speed * len(symbols)), **time_base(args.speed))  # fmt: skip
     server_class = load_server_class()
     server = server_class(api_keys=args.keys, host=args.host, port=args.port, max_connections=args.max_connections,
                           name="serve")  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..web import StatusServer, serve_status, status_app
 from ..web.app import WSGIApp
-from .console import PROG, AddParser, Console, UsageError
+from .console import PROG, AddParser, CommandFailure, Console, UsageError, one_line
 
 __all__ = ["DEFAULT_PORT", "metrics_routes", "page_for", "register", "run"]
 
@@ -78,6 +78,9 @@ def page_for(target: Any, port: int | None, message: Callable[[str], None]) -> I
     127.0.0.1:``port`` while in the block (nothing when ``port`` is None).
 
     ``target`` is an adapter or a relay; ``message`` writes the page's address to the user.
+
+    Raises:
+        CommandFailure: the port is in use (or cannot be bound).
     """
     if port is None:
         yield None
@@ -85,7 +88,10 @@ def page_for(target: Any, port: int | None, message: Callable[[str], None]) -> I
     if not 0 <= port <= 65535:
         raise UsageError(f"--status-port {port} is not a port (0-65535)")
     routes = metrics_routes(target)
-    page = serve_status(status_app(target, routes=routes), "127.0.0.1", port)
+    try:
+        page = serve_status(status_app(target, routes=routes), "127.0.0.1", port)
+    except OSError as exc:
+        raise CommandFailure(f"cannot listen on 127.0.0.1:{port}: {one_line(exc)}") from exc
     message(f"{PROG}: status page at {page.url}")
     message(f"{PROG}: Prometheus metrics at {page.url}metrics" if routes
             else f"{PROG}: no /metrics without prometheus_client: pip install 'massive-rt[metrics]'")  # fmt: skip

@@ -5,9 +5,8 @@
 :class:`~massive_rt.testing.MockMassiveServer` streaming a :class:`~massive_rt.synthetic.SyntheticMarket`
 and connects to it through the whole stack: client (or pool) → adapter → printer.
 
-Threads: events are formatted and written to stdout by the adapter's callbacks, one at a time (the
-:class:`~massive_rt.cli.formats.Printer` is an adapter handler: on a reader thread while writing is
-fast, on the dispatcher thread once a write was slow — ``dispatch="adaptive"``). The main thread only waits for the
+Threads: events are formatted and written to stdout by the adapter's dispatcher thread (the
+:class:`~massive_rt.cli.formats.Printer` is an adapter handler). The main thread only waits for the
 stop condition (Ctrl-C, SIGTERM, ``--duration``, ``--limit``) and redraws the status line.
 """
 
@@ -30,15 +29,17 @@ from ..config import ClientConfig
 from ..connection import MassiveWebSocketClient
 from ..enums import ConnectionState, Market
 from ..pool import ConnectionPool
-from ..protocol import parse_channels
 from .console import (
     EXIT_FAILURE,
     EXIT_OK,
     PROG,
     AddParser,
+    CommandFailure,
     Console,
     Stop,
     UsageError,
+    add_channel_options,
+    channels_from,
     exit_code,
     failure_line,
     positive,
@@ -71,7 +72,7 @@ def register(add_parser: AddParser, common: argparse.ArgumentParser) -> None:
         "  massive-rt stream 'XT.*' --market crypto --format jsonl --limit 100\n"
         "  MASSIVE_API_KEY=... massive-rt stream 'T.*' --pool 2      # Massive, over 2 connections",
     )
-    stream.add_argument("channels", nargs="+", metavar="CHANNEL", help="e.g. T.AAPL, Q.MSFT, AM.* (quote the *)")
+    add_channel_options(stream)
     stream.add_argument("--market", default="stocks", help="stocks (default), options, forex, crypto, indices, futures")
     stream.add_argument("--feed", default="realtime", help="realtime (default), delayed, or a host[:port]")
     stream.add_argument("--url", help="full WebSocket URL, e.g. ws://127.0.0.1:8765/stocks (wins over --feed)")
@@ -132,7 +133,8 @@ def _open_source(
     """One client, or with ``--pool N`` a pool whose channels spread over up to N connections."""
     if args.pool is None:
         url = server.url(market) if server is not None else args.url
-        return MassiveWebSocketClient(key, market=market, feed=args.feed, url=url, subscriptions=channels)
+        return MassiveWebSocketClient(key, market=market, feed=args.feed, url=url, subscriptions=channels,
+                                      validate_channels=args.validate_channels)  # fmt: skip
     pool = ConnectionPool(
         key,
         max_connections=args.pool,
@@ -140,6 +142,7 @@ def _open_source(
         market=market,
         feed=args.feed,
         url=server.url if server is not None else args.url,
+        validate_channels=args.validate_channels,
     )
     pool.subscribe(*channels)
     return pool
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     (130 after Ctrl-C)."""
     # Validate everything before starting anything (ConfigurationError → exit 2).
     market = Market.coerce(args.market, "market")
-    channels = parse_channels(args.channels, market)
+    channels = channels_from(args, market)
     ClientConfig(market=market, feed=args.feed, url=args.url)
     key = api_key_from(args.api_key)
     demo = args.demo or key is None
@@ -169,6 +172,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       verbose=args.verbose > 0, backfill=args.backfill)  # fmt: skip
     server: MockMassiveServer | None = None
     rest_mock: MockMassiveREST | None = None
+    announce: list[str] = []
     with stop.on_signals():
         try:
             if simulated is not None:
@@ -177,23 +181,25 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 key = DEMO_KEY
                 server.stream(simulated, rate=args.rate, market=market)
                 reason = "--demo" if args.demo else "no MASSIVE_API_KEY"
-                console.message(f"{PROG}: {reason}: streaming the synthetic market from a local mock server at "
-                                f"{server.url(market)}")  # fmt: skip
-                console.message(f"{PROG}: simulated clock {args.speed:g}x real time, {args.rate:g} events/s "
-                                f"generated (seed {simulated.seed})")  # fmt: skip
+                # Said once the status page is up: a port in use ends the command on its error line alone.
+                announce += [f"{PROG}: {reason}: streaming the synthetic market from a local mock server at "
+                             f"{server.url(market)}", f"{PROG}: simulated clock {args.speed:g}x real time, "
+                             f"{args.rate:g} events/s generated (seed {simulated.seed})"]  # fmt: skip
             backfill = None
             if args.backfill:
                 if server is not None:
                     from ..testing.rest import MockMassiveREST
 
                     rest_mock = MockMassiveREST(api_keys={DEMO_KEY}, ws=server, name="demo").start()
-                    console.message(f"{PROG}: --backfill: REST history from a local mock at {rest_mock.url}")
+                    announce.append(f"{PROG}: --backfill: REST history from a local mock at {rest_mock.url}")
                 backfill = _backfill(key, None if rest_mock is None else rest_mock.url)
             source = _open_source(args, key, market, channels, server)
             adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill)
             adapter.on_status(printer.on_status)
             with page_for(adapter, args.status_port, console.message):
-                printer.start(fmt.header())
+                for line in announce:
+                    console.message(line)
+                printer.start(fmt.header(), when_ready=True)
                 drops = _Dropper(server, args.drop_every, console) if server is not None and args.drop_every else None
                 return exit_code(_run_stream(args, adapter, source, printer, console, stop, drops), stop.signum)
         finally:
@@ -209,7 +215,7 @@ def _backfill(key: str | None, rest_url: str | None) -> Backfill:
     try:
         from ..rest import RestHistory
     except ModuleNotFoundError as exc:
-        raise UsageError(f"--backfill needs the official 'massive' package ({exc.name} is missing): "
+        raise CommandFailure(f"--backfill needs the official 'massive' package ({exc.name} is missing): "
                          "pip install 'massive-rt[rest]'") from None  # fmt: skip
     return Backfill(RestHistory(key, rest_url=rest_url))
 

@@ -233,6 +233,11 @@ class Recorder:
             buffered_bytes=self._bytes_in - self._bytes_out, max_buffer_bytes=self._max_bytes_buffered,
         )  # fmt: skip
 
+    @property
+    def codec(self) -> str:
+        """The codec the recording is written with: ``zstd``, ``gzip`` or ``none``."""
+        return self._codec
+
     def __repr__(self) -> str:
         return f"Recorder(name={self._name!r}, path={str(self._path)!r}, codec={self._codec!r})"
 

@@ -228,8 +228,9 @@ class ReplaySource(ThreadedSource):
                 yield record
             self.end = reader.end
             if reader.end is not None and not reader.end.complete:
+                # recording_cut: lets a caller that reports the cut itself (massive-rt replay) filter this.
                 logger.warning("[%s] %s: %s; replayed up to byte %d of %d", self._name, path, reader.end.reason,
-                               reader.end.offset, reader.end.size)  # fmt: skip
+                               reader.end.offset, reader.end.size, extra={"recording_cut": str(path)})  # fmt: skip
                 self._emit("replay_incomplete", f"{path}: {reader.end.reason}; stopped at byte "
                            f"{reader.end.offset} of {reader.end.size}")  # fmt: skip
 

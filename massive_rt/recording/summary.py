@@ -45,6 +45,7 @@ class FileHealth:
         size: the file's size in bytes.
         records: records read from it.
         detail: why it stopped (the cut or the error), empty when whole.
+        codec: its blocks' compression, from its header: ``zstd``, ``gzip`` or ``none``.
     """
 
     path: str
@@ -53,6 +54,7 @@ class FileHealth:
     size: int
     records: int
     detail: str = ""
+    codec: str = ""
 
     def describe(self) -> str:
         """``whole``, ``cut at byte N of M`` or ``corrupt at byte N``."""
@@ -121,6 +123,12 @@ class RecordingSummary:
         before its offset replays) or ``corrupt``."""
         return "corrupt" if not self.healthy else "ok" if self.complete else "cut"
 
+    @property
+    def codec(self) -> str:
+        """The files' codec (``zstd``, ``gzip`` or ``none``; several, comma-separated, when the
+        parts differ; empty when there is no file)."""
+        return ", ".join(dict.fromkeys(f.codec for f in self.files))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``by_symbol`` keys as ``"ev.symbol"``)."""
         out = snapshot_dict(self)
@@ -128,6 +136,7 @@ class RecordingSummary:
         out["healthy"] = self.healthy
         out["complete"] = self.complete
         out["health"] = self.health
+        out["codec"] = self.codec
         return out
 
 
@@ -209,13 +218,14 @@ def summarize(
                     progress(tally.records, record.received_at_ns)
         except fileformat.CorruptRecordingError as exc:
             files.append(FileHealth(path=str(file), state="corrupt", offset=exc.offset, size=file.stat().st_size,
-                                    records=tally.records - before, detail=exc.message))  # fmt: skip
+                                    records=tally.records - before, detail=exc.message,
+                                    codec=reader.header.codec))  # fmt: skip
             break
         end = reader.end
         assert end is not None
         state, detail = ("whole", "") if end.complete else ("cut", end.reason)
         files.append(FileHealth(path=str(file), state=state, offset=end.offset, size=end.size, records=end.records,
-                                detail=detail))  # fmt: skip
+                                detail=detail, codec=reader.header.codec))  # fmt: skip
     by_ev: collections.Counter[str] = collections.Counter()
     for (ev, _), n in tally.by_symbol.items():
         by_ev[ev] += n

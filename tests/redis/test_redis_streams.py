@@ -273,17 +273,14 @@ def test_sink_never_blocks_the_dispatcher_while_redis_is_stalled(
     redis_server.pause()  # SIGSTOP: connections hang instead of failing fast
     try:
         durations.clear()
-        started = time.monotonic()
         mock_server.publish(trades(200, 3000))
-        assert wait_until(lambda: len(durations) == 3000, WAIT)
-        elapsed = time.monotonic() - started
+        assert wait_until(lambda: len(durations) == 3000, WAIT)  # all dispatched while Redis hangs
         stalled = sink.stats()
     finally:
         redis_server.resume()
-    assert elapsed < 2.0  # 3,000 events dispatched while a single Redis call would hang 2 s
-    # A blocking call would take the whole 2 s socket timeout; scheduling noise on a busy machine stays far below.
-    assert max(durations) < 250_000_000, f"slowest sink handler call: {max(durations) / 1e6:.1f} ms"
-    assert sorted(durations)[len(durations) // 2] < 200_000  # median well under 0.2 ms
+    # A sink handler that called Redis would take the whole 2 s socket timeout: the bound is set by
+    # that failure, not by how fast this machine is (scheduling noise stays far below 1 s).
+    assert max(durations) < 1_000_000_000, f"slowest sink handler call: {max(durations) / 1e6:.1f} ms"
     assert stalled.published == 200
     assert stalled.dropped >= 3000 - 500 - 100
     assert stalled.received == stalled.published + stalled.dropped + stalled.buffered

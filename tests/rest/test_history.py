@@ -253,7 +253,6 @@ def test_reversed_window_is_refused(mock: MockMassiveREST) -> None:
     assert mock.requests == []
 
 
-
 def test_a_publish_listener_can_be_removed(massive_server: MockMassiveServer) -> None:
     """What MockMassiveREST.close() does, so a closed REST mock stops recording the WebSocket mock."""
     calls: list[str] = []

@@ -310,3 +310,27 @@ def test_a_shared_duplicate_filter_is_used_as_it_is() -> None:
     adapter._dispatch([trade(q=1), trade(q=1)])
     assert shared.suppressed == 1
     assert adapter.stats().dispatched == 1
+
+
+class NoHistory:
+    """A history that is never asked: nothing here has a gap."""
+
+    def _never(self, *args: object, **kwargs: object) -> Any:
+        raise AssertionError("no gap, no fetch")
+
+    trades = quotes = aggs = _never
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_an_idle_backfill_every_live_event_still_reaches_its_handlers_in_order() -> None:
+    """``_dispatch`` passes each batch through the backfill first (it holds events of symbols being
+    refilled); with no gap it holds nothing, and an emptied batch would be the only thing skipped."""
+    adapter = make(backfill=mrt.Backfill(history=NoHistory()))
+    calls = Calls()
+    adapter.on(mrt.EquityTrade, calls.handler("trade"))
+    batch: list[mrt.Event] = [trade(q=1), trade("MSFT", q=2), trade(q=3)]
+    adapter._dispatch(list(batch))
+    assert [event for _, event in calls.log] == batch
+    assert adapter.stats().dispatched == 3

@@ -1,4 +1,4 @@
-"""``dispatch="adaptive"`` (the default): inline while callbacks are fast, the dispatcher after one was not.
+"""``dispatch="adaptive"``: inline while callbacks are fast, the dispatcher after one was not.
 
 The budget is measured with an injected clock that only the test's callbacks move, so a
 callback is "slow" exactly when the test says so, whatever the machine's speed. What must hold
@@ -123,7 +123,7 @@ class HandOver:
 def test_within_budget_callbacks_run_on_the_reader(server: MockMassiveServer, make_adapter) -> None:
     client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
     trades = Trades()
-    adapter = make_adapter(client, clock=FakeClock())  # the default dispatch; a clock that never moves
+    adapter = make_adapter(client, dispatch="adaptive", clock=FakeClock())  # a clock that never moves
     adapter.on(mrt.EquityTrade, trades)
     adapter.start()
     assert client.wait_acked(["T.*"], WAIT)
@@ -146,7 +146,7 @@ def test_a_slow_callback_hands_over_the_reader_keeps_reading_and_order_holds_acr
     clock = FakeClock()
     hand_over = HandOver(clock)
     trades = Trades(hand_over)
-    adapter = make_adapter(client, clock=clock)
+    adapter = make_adapter(client, dispatch="adaptive", clock=clock)
     adapter.on(mrt.EquityTrade, trades)
     adapter.start()
     assert client.wait_acked(["T.*"], WAIT)
@@ -186,7 +186,7 @@ def test_a_hand_over_on_one_connection_of_a_pool_holds_order_on_all_three(
     clock = FakeClock()
     hand_over = HandOver(clock)
     trades = Trades(hand_over)
-    adapter = make_adapter(pool, clock=clock)
+    adapter = make_adapter(pool, dispatch="adaptive", clock=clock)
     adapter.on(mrt.EquityTrade, trades)
     adapter.start()
     pool.wait_ready(WAIT)
@@ -228,7 +228,7 @@ def test_callbacks_never_overlap_while_the_mode_flips_under_load(server: MockMas
             clock.advance(1.0)
 
     trades = Trades(every_40th_is_slow)
-    adapter = make_adapter(pool, clock=clock)
+    adapter = make_adapter(pool, dispatch="adaptive", clock=clock)
     adapter.on(mrt.EquityTrade, trades)
     adapter.start()
     pool.wait_ready(WAIT)
@@ -256,7 +256,7 @@ def test_callbacks_never_overlap_while_the_mode_flips_under_load(server: MockMas
 
 
 def test_stop_closes_the_inline_path_for_good_even_after_a_hand_over() -> None:
-    adapter = RealTimeDataAdapter(SyntheticSource(["T.*"], seed=1), clock=FakeClock())
+    adapter = RealTimeDataAdapter(SyntheticSource(["T.*"], seed=1), dispatch="adaptive", clock=FakeClock())
     budget = adapter._budget
     assert budget is not None
     for stopped in (False, True):
@@ -277,7 +277,7 @@ def test_a_bad_inline_budget_is_refused_in_every_mode(budget: object) -> None:
         with pytest.raises(mrt.ConfigurationError, match="inline_budget"):
             RealTimeDataAdapter(source, dispatch=dispatch, inline_budget=budget)  # type: ignore[arg-type]
     with pytest.raises(mrt.ConfigurationError, match="clock"):
-        RealTimeDataAdapter(source, clock=0.001)  # type: ignore[arg-type]
+        RealTimeDataAdapter(source, dispatch="adaptive", clock=0.001)  # type: ignore[arg-type]
 
 
 def test_thread_and_inline_report_no_hand_overs() -> None:

@@ -141,21 +141,31 @@ def test_a_ca_directory_is_used_as_capath(tmp_path: Path) -> None:
 
 def test_a_zero_timeout_stop_forces_the_socket_shut_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
     with MockMassiveServer(api_keys={"k"}) as server:
-        client = mrt.MassiveWebSocketClient(
-            api_key="k", url=server.url(), subscriptions=["T.AAPL"], queue_size=1, overflow="block"
-        )
-        client.start()
-        client.wait_ready(5)
-        for i in range(5):  # nobody consumes: the reader ends up waiting for room in the queue
-            server.publish([{"ev": "T", "sym": "AAPL", "q": i}], batch=1)
+        client = mrt.MassiveWebSocketClient(api_key="k", url=server.url(), subscriptions=["T.AAPL"])
+        # The reader is held for sure in a callback it runs itself (inline): a reader merely waiting
+        # for room in a full queue sees the stop request within 50 ms, and on a loaded machine it
+        # was sometimes gone before stop(timeout=0) looked, so nothing was said.
+        adapter = mrt.RealTimeDataAdapter(client, dispatch="inline")
+        entered, release = threading.Event(), threading.Event()
+
+        def stuck(_event: mrt.Event) -> None:
+            entered.set()
+            release.wait(10)
+
+        adapter.on(mrt.EquityTrade, stuck)
+        adapter.start()
         try:
-            # connected, auth, ack, the queued trade, and the one the reader is holding
-            assert wait_until(lambda: client.stats().frames_received >= 5, 5)
+            client.wait_ready(5)
+            server.publish([{"ev": "T", "sym": "AAPL", "q": 0}], batch=1)
+            assert entered.wait(5)
             client.stop(timeout=0)  # no time to wait: shut the socket down, warn, return at once
             assert "did not stop within" in caplog.text
+            assert client.reader_alive
         finally:
-            client.stop()  # and a normal stop then joins the reader
+            release.set()
+            adapter.stop()  # and a normal stop then joins the reader
         assert client.state is mrt.ConnectionState.STOPPED
+        assert not client.reader_alive
 
 
 def test_after_a_fork_every_client_of_the_parent_refuses_use() -> None:

@@ -164,3 +164,15 @@ def test_item_events_counts_str_frames_and_an_empty_frame_as_one() -> None:
 def test_an_unknown_unit_is_refused() -> None:
     with pytest.raises(ValueError, match="unit"):
         FrameQueue(10, unit="frames")  # type: ignore[arg-type]
+
+
+def test_counting_without_the_lock_counts_the_same_data_events_and_skips_statuses_and_markers() -> None:
+    """``count_events(locked=False)`` is what a forked child's ``stats()`` uses (its copy of the lock
+    may be held for ever): the same count, from the data frames only."""
+    queue = bytes_queue(len(trades(2)) + len(trades(4)), drops=[])
+    queue.put(frame(trades(3, "a")))
+    queue.put(status("state"))
+    queue.put(frame(trades(2, "b")))
+    queue.put(frame(trades(4, "c")))  # drops the oldest: a drop marker of 3 events now heads the queue
+    assert [item[0] for item in list(queue._items)][:1] == [KIND_DROPPED]  # white box: the marker is queued
+    assert queue.count_events(locked=False) == queue.count_events() == 2 + 4

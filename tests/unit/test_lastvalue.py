@@ -310,7 +310,8 @@ def test_a_pool_caches_under_each_connections_market(server: MockMassiveServer, 
 
 
 def test_the_synthetic_source_fills_trades_quotes_and_bars(dispatch: str) -> None:
-    source = mrt.SyntheticSource(["T.*", "Q.*", "AM.*", "A.*"], symbols=["AAPL", "MSFT"], seed=3, rate=None)
+    source = mrt.SyntheticSource(["T.*", "Q.*", "AM.*", "A.*"], symbols=["AAPL", "MSFT"], seed=3, rate=None,
+                                 clock=None)  # simulated time: bars as fast as the events
     adapter = mrt.RealTimeDataAdapter(source, dispatch=dispatch)
     cache = mrt.LastValueCache(adapter)
     with adapter:

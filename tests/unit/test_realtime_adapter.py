@@ -1,6 +1,6 @@
 """RealTimeDataAdapter over a client, a pool and the synthetic source, in every dispatch mode.
 
-Every test runs with ``dispatch="thread"``, ``"inline"`` and ``"adaptive"`` (the default); the
+Every test runs with ``dispatch="thread"``, ``"inline"`` and ``"adaptive"``; the
 few whose subject is the dispatcher thread itself say so and run once.
 """
 
@@ -96,7 +96,7 @@ class TestInitialization:
         assert isinstance(adapter.source, SyntheticSource)
         assert "synthetic" in caplog.text
         assert not [t for t in threading.enumerate() if t.name.startswith("massive-rt-reader")]  # no real client (B14)
-        assert adapter.dispatch == "adaptive"
+        assert adapter.dispatch == "thread"
         adapter.stop()
 
     def test_from_env_passes_the_dispatch_mode_to_either_source(self) -> None:
