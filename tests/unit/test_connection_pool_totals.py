@@ -56,7 +56,8 @@ def drain_all(client: MassiveWebSocketClient) -> list[mrt.Event]:
 
 @pytest.mark.timeout(30)
 def test_stats_keep_the_counters_of_a_closed_connection_once(server: MockMassiveServer, pools) -> None:
-    pool = pools(url=server.url, idle_timeout=0.0, client_options={"queue_size": 2}).start()
+    # The queue bounds bytes: 100 hold two of these one-trade frames (~42 bytes each), not three.
+    pool = pools(url=server.url, idle_timeout=0.0, client_options={"queue_bytes": 100}).start()
     pool.subscribe("T.A")
     pool.wait_ready(5)
     old = pool.connections[0]
