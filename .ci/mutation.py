@@ -54,7 +54,9 @@ class Target:
 
 
 MODULES: dict[str, Target] = {
-    "eventqueue": Target("massive_rt/eventqueue.py", ("tests/unit/test_eventqueue*.py",)),
+    "eventqueue": Target(
+        "massive_rt/eventqueue.py", ("tests/unit/test_eventqueue*.py", "tests/unit/test_read_batches.py")
+    ),
     "protocol": Target("massive_rt/protocol.py", ("tests/unit/test_protocol*.py",)),
     "framing": Target("massive_rt/framing.py", ("tests/unit/test_framing*.py",)),
     "config": Target("massive_rt/config.py", ("tests/unit/test_config*.py",)),

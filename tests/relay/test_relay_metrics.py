@@ -4,10 +4,13 @@ counters never decreasing across scrapes, values equal to ``stats()``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry
 
 import massive_rt as mrt
 from massive_rt.metrics import instrument
+from massive_rt.relay import RelayStats
 from massive_rt.testing import MockMassiveServer
 from tests.conftest import wait_until
 from tests.operating.scrapes import assert_counters_never_decrease, only_value, scrape_registry, series
@@ -16,6 +19,7 @@ from tests.relay.conftest import Clients, RawClients, Relays
 
 BURST = 2000  # one frame of ~220 KB: far more than the stalled client's socket buffers hold
 TOTAL = BURST + 30_000  # the stalled client's writer is stuck in the burst: the rest overflows its buffer
+SETTLED = ("frames_in", "events_in", "events_sent", "events_dropped", "slow_consumers")  # RelayStats fields
 RELAY_COUNTERS = ("relay_frames_in", "relay_events_in", "relay_events_sent", "relay_events_dropped",
                   "relay_slow_consumers")  # fmt: skip
 
@@ -49,8 +53,18 @@ def test_a_relay_exports_its_fan_out_its_consumers_and_its_upstream_connection(
         assert wait_until(lambda end=start + 1000: read(end), 10)
     assert wait_until(lambda: relay.stats().slow_consumers == 1, 10)
     assert relay.wait_for(lambda: len(relay.active_connections()) == 1, 10)
-    second = scrape_registry(registry)
-    stats = relay.stats()
+    # A writer counts what it sent once its send returns, which can be after the client read it:
+    # scrape between two equal snapshots, so the scrape and stats() see the same totals.
+    scraped: list[tuple[dict[str, Any], RelayStats]] = []
+
+    def settled() -> bool:
+        before = relay.stats()
+        scraped[:] = [(scrape_registry(registry), relay.stats())]
+        after = scraped[0][1]
+        return all(getattr(before, name) == getattr(after, name) for name in SETTLED)
+
+    assert wait_until(settled, 10)
+    second, stats = scraped[0]
 
     labels = {"relay": stats.name}
     assert_counters_never_decrease(first, second, (*RELAY_COUNTERS, "frames_received", "reconnects"))
