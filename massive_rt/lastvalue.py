@@ -11,10 +11,12 @@ own thread.
 
 Consistency, precisely: all stores happen on the one thread at a time that runs the adapter's
 callbacks, in dispatch order. ``cache.snapshot()`` copies every table in one C call
-(``list(map(dict.copy, tables))``) that runs no Python code (keys are ``str``), so under the GIL no
-store interleaves with it: a snapshot holds exactly the values after some prefix of the
+(``list(map(dict.copy, tables))``) that runs no Python code of its own (keys are ``str``), so
+under the GIL no store interleaves with it: a snapshot holds the values after some prefix of the
 dispatched events — never one symbol's newer value beside another's older one that was already
-replaced before it. (On a free-threaded build each table's copy is consistent on its own.) Two
+replaced before it. The one exception: a garbage collection triggered by a copy's allocation
+runs finalizers, which may let the GIL switch between two tables' copies (each table's copy is
+still consistent on its own, as on a free-threaded build). Two
 separate reads (``trade(A)`` then ``trade(B)``) have no such joint guarantee; take a snapshot for
 that.
 """
@@ -389,9 +391,12 @@ class LastValueCache(LastValues):
         return None if table is None else table.get(key[2])
 
     def _flat(self) -> dict[tuple[str, str, str], MarketEvent | CachedValue]:
-        keys = list(self._tables)  # tables are only added: the copies below are a prefix of these
-        copies = list(map(dict.copy, self._tables.values()))  # one C call: no store interleaves
-        return {(kind, market, symbol): value for (kind, market), table in zip(keys, copies, strict=False)
+        # Iterating the live dict of tables failed once ("dictionary changed size during iteration"):
+        # a copy can allocate, a collection can run Python code, and the writer can add a table then.
+        # The dict of tables is copied first (one C call) and the tables of that copy next.
+        tables = self._tables.copy()
+        copies = list(map(dict.copy, tables.values()))  # one C call: no store interleaves
+        return {(kind, market, symbol): value for (kind, market), table in zip(tables, copies, strict=True)
                 for symbol, value in table.items()}  # fmt: skip
 
     def snapshot(self) -> LastValues:
@@ -403,7 +408,7 @@ class LastValueCache(LastValues):
         return self.snapshot().items()
 
     def __len__(self) -> int:
-        return sum(map(len, list(self._tables.values())))
+        return sum(map(len, self._tables.copy().values()))
 
     def __contains__(self, key: object) -> bool:
         if not (isinstance(key, tuple) and len(key) == 3):

@@ -805,6 +805,7 @@ class TestStop:
         client = make_client(subscriptions=["T.*"], queue_size=2, overflow="block")
         client.start()
         client.wait_ready(5)
+        assert server.wait_for_subscribed(["T.*"], 5)  # else the trades may go out before it listens
         for i in range(10):
             server.publish([dict(TRADE, q=i)], batch=1)
         assert wait_until(lambda: client.stats().queue_events >= 2, 5)
