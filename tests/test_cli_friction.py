@@ -17,6 +17,7 @@ from massive_rt.recording import RecordingHeader, RecordingReader, RecordingWrit
 from massive_rt.recording.fileformat import KIND_DATA
 from massive_rt.testing import MockMassiveServer
 from tests.test_cli import CLI, ROOT, TIMEOUT, Running, clean_env, run
+from tests.test_cli import cli as cli  # the fixture, shared
 
 WRONG_KEY = "s3cret-wrong-key-0123456789"
 
@@ -25,19 +26,6 @@ WRONG_KEY = "s3cret-wrong-key-0123456789"
 def server() -> Iterator[MockMassiveServer]:
     with MockMassiveServer(api_keys={"right-key"}, name="friction") as mock:
         yield mock
-
-
-@pytest.fixture
-def cli() -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def start(*args: str) -> Running:
-        started.append(Running(*CLI, *args))
-        return started[-1]
-
-    yield start
-    for proc in started:
-        proc.close()
 
 
 def base_url(server: MockMassiveServer) -> str:

@@ -10,7 +10,7 @@ import pty
 import re
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,22 +21,10 @@ from massive_rt.cli import CSV_COLUMNS
 from massive_rt.recording import CorruptRecordingError, RecordingHeader, RecordingReader, RecordingWriter, encode_status
 from massive_rt.recording.fileformat import KIND_DATA, KIND_DROPPED, KIND_STATUS
 from tests.test_cli import CLI, ROOT, TIMEOUT, Running, clean_env, run
+from tests.test_cli import cli as cli  # the fixture, shared
 
 SECOND = 1_000_000_000
 T0 = 1_750_000_000 * SECOND  # 2025-06-15 15:06:40 UTC
-
-
-@pytest.fixture
-def cli() -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def start(*args: str) -> Running:
-        started.append(Running(*CLI, *args))
-        return started[-1]
-
-    yield start
-    for proc in started:
-        proc.close()
 
 
 def trade(sym: str, seq: int) -> dict[str, Any]:
