@@ -118,12 +118,56 @@ def alternating(seconds: float, rounds: int, tmp: str) -> tuple[list[float], lis
     return without, with_rec
 
 
+def live(rounds: int, events: int, batch: int) -> None:
+    """The adapter over a real connection (the benchmark server of ``run.py``, loopback) without
+    and with a Recorder on its client, each in a fresh process, alternating: the recorder's share
+    of a fast path (the synthetic comparison above includes the generator's cost, ~14 µs/event)."""
+    import multiprocessing
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_server
+    from run import repeat
+
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    server = context.Process(target=bench_server.serve, args=(child,), name="bench-server", daemon=True)
+    server.start()
+    url = f"ws://127.0.0.1:{parent.recv()}/stocks"
+    try:
+        variants = ["massive_rt adapter", "massive_rt adapter recorded"]
+        results = repeat(url, variants, rounds, events=events, batch=batch)
+    finally:
+        parent.send("stop")
+        server.join(10)
+    without = [r["eps"] for r in results[variants[0]]]
+    with_rec = [r["eps"] for r in results[variants[1]]]
+    ratios = sorted(on / off for off, on in zip(without, with_rec, strict=True))
+    cpu_off = statistics.median(r["cpu_us_per_event"] for r in results[variants[0]])
+    cpu_on = statistics.median(r["cpu_us_per_event"] for r in results[variants[1]])
+    last = results[variants[1]][-1]
+    print(
+        f"live adapter, {events:,} trades in frames of {batch}, {rounds} alternating rounds: median "
+        f"{statistics.median(without):,.0f} ev/s without, {statistics.median(with_rec):,.0f} ev/s with a recorder "
+        f"({last['codec']}, {last['recorded_bytes'] / events:.1f} bytes/event, {last['recorded_dropped']} lost); "
+        f"ratio median {statistics.median(ratios):.1%} (min {ratios[0]:.1%}, max {ratios[-1]:.1%}); CPU "
+        f"{cpu_off:.2f} vs {cpu_on:.2f} µs/event"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--typed-only", action="store_true", help="only the with/without recorder comparison")
+    parser.add_argument("--live", action="store_true",
+                        help="only the comparison over a real loopback connection (the benchmark server)")
+    parser.add_argument("--events", type=int, default=300_000, help="with --live: trades per run")
+    parser.add_argument("--batch", type=int, default=10, help="with --live: trades per frame")
     args = parser.parse_args()
+    if args.live:
+        live(args.rounds, args.events, args.batch)
+        return
     if not args.typed_only:
         codecs(200_000)
         burst(200_000, 8 << 20)

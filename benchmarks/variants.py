@@ -120,12 +120,18 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
     return started
 
 
-def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> float:
+def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread", record: bool = False) -> float:
+    import tempfile
+
     from massive_rt.adapter import RealTimeDataAdapter
 
     client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, ping_interval=None)
     adapter = RealTimeDataAdapter(client, dispatch=dispatch)
     adapter.on(mrt.EquityTrade, meter.handler())
+    recorder = None
+    if record:  # a Recorder on the client (issue 16's target: >= 90% of the adapter without one)
+        folder = tempfile.mkdtemp(prefix="massive-rt-bench-")
+        recorder = mrt.Recorder(client, Path(folder) / "bench.mrt").start()
     adapter.start()
     client.wait_ready(10)
     started = time.perf_counter()
@@ -135,6 +141,13 @@ def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread") -> fl
     EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
                  handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
     adapter.stop()
+    if recorder is not None:
+        recorder.stop()
+        recorded = recorder.stats()
+        EXTRA.update(recorded_records=recorded.records, recorded_dropped=recorded.dropped,
+                     recorded_bytes=recorded.bytes_written, codec=recorder.codec)  # fmt: skip
+        for part in recorded.files:
+            Path(part).unlink(missing_ok=True)
     return started
 
 
@@ -222,6 +235,7 @@ VARIANTS: dict[str, Callable[..., float]] = {
     "massive_rt adapter": mrt_adapter,
     "massive_rt adapter inline": lambda url, m, ch: mrt_adapter(url, m, ch, "inline"),
     "massive_rt adapter adaptive": lambda url, m, ch: mrt_adapter(url, m, ch, "adaptive"),
+    "massive_rt adapter recorded": lambda url, m, ch: mrt_adapter(url, m, ch, record=True),
     "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
     "official typed": lambda url, m, ch: official(url, m, ch, False),
     "official raw": lambda url, m, ch: official(url, m, ch, True),

@@ -320,7 +320,8 @@ class QueueConsumer:
 
         Items are ``[kind, payload, received_at_ns, events]`` as queued, in the order the
         consumer sees them (``dropped`` markers where the events went missing); the frames of one
-        read queued together come one by one, each as a ``KIND_DATA`` item. The tap runs on
+        read queued together come as one ``KIND_FRAMES`` item (``payload`` is the list of frames;
+        delivered inline they come frame by frame, each as a ``KIND_DATA`` item). The tap runs on
         the consuming thread (or a reader delivering inline) under the consume lock: it must not
         block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
         """
@@ -338,9 +339,8 @@ class QueueConsumer:
                 tap(self, item)
             return [payload]
         if kind == KIND_FRAMES:  # never raw: the reader batches only frames it does not pass on raw
-            if tap is not None:  # frame by frame, as if each had been queued on its own
-                for frame in payload:
-                    tap(self, [KIND_DATA, frame, received_at_ns, len(frame)])
+            if tap is not None:  # the whole read at once: a recorder costs one call per read, not per frame
+                tap(self, item)
             events = self._decoder.decode_frames(payload, received_at_ns)
             dedupe = self._dedupe
             return events if dedupe is None else self._without_duplicates(dedupe, events)

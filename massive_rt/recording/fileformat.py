@@ -226,7 +226,10 @@ class RecordingWriter:
             self._file = target
         self.header = header
         self._block_bytes = block_bytes
-        self._buffer = bytearray()
+        # Record headers and payloads of the block being filled, joined once when it is written (a
+        # bytearray grown record by record cost twice as much per record: measured).
+        self._parts: list[bytes] = []
+        self._pending = 0
         self._block_records = 0
         self._connections: dict[str, int] = {}
         self.records = 0  # data, status and drop records (connection declarations not counted)
@@ -243,29 +246,63 @@ class RecordingWriter:
         Returns True when the append wrote a block (the buffer reached ``block_bytes``)."""
         conn_id = self._connections.get(connection)
         if conn_id is None:
-            conn_id = self._connections[connection] = len(self._connections)
-            declaration = json.dumps({"name": connection, "market": market}).encode()
-            self._buffer += _RECORD.pack(received_at_ns, conn_id, KIND_CONNECTION, len(declaration))
-            self._buffer += declaration
-            self._block_records += 1
-        self._buffer += _RECORD.pack(received_at_ns, conn_id, kind, len(payload))
-        self._buffer += payload
+            conn_id = self._declare(received_at_ns, connection, market)
+        parts = self._parts
+        parts.append(_RECORD.pack(received_at_ns, conn_id, kind, len(payload)))
+        parts.append(payload)
+        self._pending += _RECORD.size + len(payload)
         self._block_records += 1
         self.records += 1
-        if len(self._buffer) >= self._block_bytes:
+        if self._pending >= self._block_bytes:
             self.flush()
             return True
         return False
 
+    def append_many(
+        self, received_at_ns: int, connection: str, kind: int, payloads: list[bytes], market: str = ""
+    ) -> bool:
+        """Buffer one record per payload, all with the same receive time, connection and kind
+        (a read's frames): the same records as that many :meth:`append` calls, in fewer steps.
+
+        Returns True when a block was written."""
+        conn_id = self._connections.get(connection)
+        if conn_id is None:
+            conn_id = self._declare(received_at_ns, connection, market)
+        append = self._parts.append
+        pack = _RECORD.pack
+        pending = 0
+        for payload in payloads:
+            size = len(payload)
+            append(pack(received_at_ns, conn_id, kind, size))
+            append(payload)
+            pending += size
+        self._pending += pending + _RECORD.size * len(payloads)
+        self._block_records += len(payloads)
+        self.records += len(payloads)
+        if self._pending >= self._block_bytes:
+            self.flush()
+            return True
+        return False
+
+    def _declare(self, received_at_ns: int, connection: str, market: str) -> int:
+        conn_id = self._connections[connection] = len(self._connections)
+        declaration = json.dumps({"name": connection, "market": market}).encode()
+        self._parts.append(_RECORD.pack(received_at_ns, conn_id, KIND_CONNECTION, len(declaration)))
+        self._parts.append(declaration)
+        self._pending += _RECORD.size + len(declaration)
+        self._block_records += 1
+        return conn_id
+
     def flush(self) -> None:
         """Write the records buffered so far as one block, and flush the file."""
-        if self._buffer:
-            raw = bytes(self._buffer)
+        if self._parts:
+            raw = b"".join(self._parts)
             stored = self._compressor.compress(raw)
             head = _BLOCK.pack(_BLOCK_MAGIC, len(stored), len(raw), self._block_records, zlib.crc32(stored))
             self._write(head + _U32.pack(zlib.crc32(head)) + stored)
             self.raw_bytes += len(raw)
-            self._buffer.clear()
+            self._parts.clear()
+            self._pending = 0
             self._block_records = 0
         self._file.flush()
 
@@ -283,7 +320,7 @@ class RecordingWriter:
     @property
     def pending_bytes(self) -> int:
         """Raw bytes buffered and not yet written."""
-        return len(self._buffer)
+        return self._pending
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)

@@ -27,7 +27,7 @@ from .._util import RateLimitedLog, snapshot_dict
 from .._validate import field_error, require_int, require_name, require_number
 from ..consumer import QueueConsumer
 from ..errors import ClientClosedError
-from ..eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_OBJECTS, Item
+from ..eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_FRAMES, KIND_OBJECTS, Item
 from ..models import StatusMessage
 from . import fileformat
 from .statuses import encode_status
@@ -250,6 +250,8 @@ class Recorder:
         kind = item[0]
         if kind == KIND_DATA:
             size = len(item[1]) + ITEM_OVERHEAD
+        elif kind == KIND_FRAMES:  # a read's frames: one item for the buffer, one record per frame in the file
+            size = sum(map(len, item[1])) + ITEM_OVERHEAD * len(item[1])
         elif kind == KIND_OBJECTS:
             size = item[3] * OBJECT_EVENT_BYTES + ITEM_OVERHEAD
         else:
@@ -321,6 +323,8 @@ class Recorder:
                 if kind == KIND_DATA:
                     data = payload if payload.__class__ is bytes else payload.encode()
                     self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+                elif kind == KIND_FRAMES:
+                    self._append_frames(item[2], known[0], payload, known[1])
                 elif kind == KIND_OBJECTS:
                     self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
                 else:
@@ -360,6 +364,20 @@ class Recorder:
                 self._hour = hour
                 writer = self._next_part()
         if writer.append(received_at_ns, connection, kind, data, market) and (
+            self._max_bytes is not None and writer.bytes_written >= self._max_bytes
+        ):
+            self._next_part()
+
+    def _append_frames(self, received_at_ns: int, connection: str, frames: list[Any], market: str) -> None:
+        """A read's frames, one data record each (as if queued one by one), in one writer call."""
+        if self._rotate == "hourly" or any(frame.__class__ is not bytes for frame in frames):
+            for frame in frames:
+                data = frame if frame.__class__ is bytes else frame.encode()
+                self._append(received_at_ns, connection, fileformat.KIND_DATA, data, market)
+            return
+        writer = self._writer
+        assert writer is not None
+        if writer.append_many(received_at_ns, connection, fileformat.KIND_DATA, frames, market) and (
             self._max_bytes is not None and writer.bytes_written >= self._max_bytes
         ):
             self._next_part()

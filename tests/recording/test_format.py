@@ -197,3 +197,24 @@ def test_a_record_whose_content_cannot_be_replayed_fails_the_replay_with_a_statu
     assert isinstance(failed[0].error, mrt.RecordingError)
     assert "could not be replayed" in failed[0].message
     assert source.stats().healthy is False
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_append_many_writes_the_same_records_as_one_append_per_frame(tmp_path: Path, codec: str) -> None:
+    """A read's frames in one call: the same records (a block may end a few frames later)."""
+    header = RecordingHeader(codec=codec, markets=("stocks",), connections=("c1",), subscriptions=("T.*",),
+                             started_at_ns=1)  # fmt: skip
+    frames = [frame(i) for i in range(300)]
+    one = RecordingWriter(tmp_path / "one.mrt", header, block_bytes=2048)
+    many = RecordingWriter(tmp_path / "many.mrt", header, block_bytes=2048)
+    for start in range(0, len(frames), 16):
+        read = frames[start : start + 16]
+        for payload in read:
+            one.append(5_000 + start, "c1", KIND_DATA, payload, "stocks")
+        many.append_many(5_000 + start, "c1", KIND_DATA, read, "stocks")
+    one.close()
+    many.close()
+    assert many.records == one.records == 300
+    assert many.raw_bytes == one.raw_bytes
+    assert list(RecordingReader(tmp_path / "many.mrt")) == list(RecordingReader(tmp_path / "one.mrt"))
+    assert [r.payload for r in RecordingReader(tmp_path / "many.mrt")] == frames

@@ -129,14 +129,14 @@ def test_the_dict_path_decodes_a_read_like_its_frames_one_by_one() -> None:
     assert [type(e).__name__ for e in events] == ["EquityTrade", "EquityTrade", "StatusMessage", "EquityTrade"]
 
 
-def test_the_tap_sees_every_frame_of_a_read_with_its_receive_time() -> None:
+def test_the_tap_sees_a_read_as_one_item_with_every_frame_and_its_receive_time() -> None:
     client = Consumer()
-    seen: list[tuple[int, bytes, int]] = []
-    client.set_tap(lambda _consumer, item: seen.append((item[0], item[1], item[2])))
+    seen: list[tuple[int, list[bytes], int]] = []
+    client.set_tap(lambda _consumer, item: seen.append((item[0], list(item[1]), item[2])))
     frames = [frame(1), frame(2, 2), frame(4)]
     client.offer([KIND_FRAMES, frames, 123, -1])
     events = client.drain()
-    assert seen == [(KIND_DATA, f, 123) for f in frames]
+    assert seen == [(KIND_FRAMES, frames, 123)]
     assert [e.sequence_number for e in events] == [1, 2, 3, 4]  # type: ignore[attr-defined]
 
 
