@@ -60,6 +60,19 @@ def test_a_404_on_a_url_that_names_a_market_keeps_the_general_advice(server: Moc
     assert "check url=, feed= and market=" in result.stderr
 
 
+@pytest.mark.allow_errors(r"HTTP 404", logger="massive_rt.connection")
+def test_a_pool_whose_every_connection_failed_for_good_ends_on_one_error_line(server: MockMassiveServer) -> None:
+    # It ran to its --duration with no event and exit 0 before: the pool's members failed for good
+    # (a 404 is not retried) and only the library's ERROR log line said so.
+    result = run("stream", "T.AAPL", "T.MSFT", "--url", base_url(server), "--api-key", "right-key", "--pool", "2",
+                 "--duration", str(TIMEOUT * 2))  # fmt: skip
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    error = next(line for line in result.stderr.splitlines() if "massive-rt: error:" in line)
+    assert "HTTP 404" in error
+
+
 # --------------------------------------------------------------------------------------- wrong key
 
 

@@ -344,9 +344,12 @@ class Printer:
     def on_status(self, status: StatusMessage) -> None:
         if self.closed:
             return
-        if status.status == "failed" and (self._fatal_on_failure or isinstance(status.error, AuthenticationError)):
+        if status.status == "adapter_failed" or (
+            status.status == "failed" and (self._fatal_on_failure or isinstance(status.error, AuthenticationError))
+        ):
             # A lone client never comes back from FAILED, and a refused key stays refused (a pool
-            # recycles its other failed connections by itself).
+            # recycles its other failed connections by itself, until every one failed for good:
+            # the adapter's adapter_failed).
             self.error = status.error or MassiveRTError(status.message or "connection failed")
             self.close()
             return
