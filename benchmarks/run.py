@@ -39,17 +39,22 @@ ACCELERATOR = [
     *(f"massive_rt {v}{suffix}" for v in ("adapter", "get()", "drain()") for suffix in ("", NO_ACCEL)),
     "official typed",
 ]
+# ~1 KB events (a trade padded with LARGE_PAD characters): where scanning or copying per byte shows.
+LARGE = -1  # the key of their results in the throughput dict
+LARGE_PAD = 900
+LARGE_EVENTS = ["massive_rt get()", "massive_rt adapter", "official typed", "official raw"]
 LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive",
            "official typed"]  # fmt: skip
 
 
-def run_variant(url: str, variant: str, events: int, batch: int, rate: int = 0, connections: int = 3) -> dict:
+def run_variant(url: str, variant: str, events: int, batch: int, rate: int = 0, connections: int = 3,
+                pad: int = 0) -> dict:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "MASSIVE_RT_NO_EXTENSIONS"}
     if variant.endswith(NO_ACCEL):
         env["MASSIVE_RT_NO_EXTENSIONS"] = "1"
     command = [sys.executable, str(HERE / "variants.py"), variant.removesuffix(NO_ACCEL), "--url", url,
                "--events", str(events), "--batch", str(batch), "--rate", str(rate),
-               "--connections", str(connections)]  # fmt: skip
+               "--connections", str(connections), "--pad", str(pad)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{variant} failed:\n{done.stderr[-2000:]}")
@@ -246,9 +251,50 @@ def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[in
                  ", ".join(f"{market} {eps:,.0f}" for market, eps in generated.items()),
                  verdict(min(generated.values()) >= 300_000)))  # fmt: skip
     rows.append(("≤ 5 MB RSS per idle connection", f"{idle_kb:.0f} KB", verdict(idle_kb <= 5 * 1024)))
-    lines = ["### Against the targets (this run's medians)", "", "| target (issues 3, 4, 5) | measured | |",
+    rows += speed_round_3_rows(throughput, latency)
+    lines = ["### Against the targets (this run's medians)", "", "| target (issues 3, 4, 5, 19) | measured | |",
              "|---|---|---|", *(f"| {t} | {m} | {v} |" for t, m, v in rows)]  # fmt: skip
     return "\n".join(lines)
+
+
+def speed_round_3_rows(throughput: dict[int, dict[str, list[dict]]],
+                       latency: dict[int, dict[str, list[dict]]]) -> list[tuple[str, str, str]]:  # fmt: skip
+    """Issue 19's targets: 5× with the default dispatch, get(), drain() and the pool; 3.5× without the
+    accelerator; 3× at ~1 KB events; the default dispatch's p99; pool vs one connection; raw 3×."""
+
+    def med(batch: int, variant: str, key: str = "eps") -> float:
+        return _median(throughput[batch][variant], key)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    rows = []
+    typed = ["massive_rt adapter", "massive_rt get()", "massive_rt drain()", "massive_rt pool"]
+    for batch in (10, 1):
+        ratios = {v: med(batch, v) / med(batch, "official typed") for v in typed}
+        rows.append((f"issue 19: typed ≥ 5× official at frames of {batch} (default dispatch, get, drain, pool of 3)",
+                     ", ".join(f"{v.removeprefix('massive_rt ')} {r:.2f}×" for v, r in ratios.items()),
+                     verdict(min(ratios.values()) >= 5)))  # fmt: skip
+        plain = med(batch, "massive_rt adapter" + NO_ACCEL) / med(batch, "official typed")
+        rows.append((f"issue 19: without the accelerator ≥ 3.5× at frames of {batch}", f"adapter {plain:.2f}×",
+                     verdict(plain >= 3.5)))  # fmt: skip
+    large = {v: med(LARGE, v) / med(LARGE, "official typed") for v in ("massive_rt adapter", "massive_rt get()")}
+    rows.append(("issue 19: typed ≥ 3× official at ~1 KB events",
+                 ", ".join(f"{v.removeprefix('massive_rt ')} {r:.2f}×" for v, r in large.items()),
+                 verdict(min(large.values()) >= 3)))  # fmt: skip
+    for rate, goal in ((1_000, 0.6), (20_000, 0.3)):
+        runs = latency[rate]
+        got = {key: _median(runs["massive_rt adapter"], key) / _median(runs["official typed"], key)
+               for key in ("recv_p99_us", "lat_p99_us")}  # fmt: skip
+        rows.append((f"issue 19: default dispatch p99 ≤ {goal}× official at {rate:,} events/s",
+                     f"receive → callback {got['recv_p99_us']:.2f}×, send → callback {got['lat_p99_us']:.2f}×",
+                     verdict(got["recv_p99_us"] <= goal)))  # fmt: skip
+    pool = {b: med(b, "massive_rt pool") / med(b, "massive_rt adapter") for b in (10, 1)}
+    rows.append(("issue 19: pool of 3 ≥ 0.97× one connection", ", ".join(f"{r:.2f}× (frames of {b})"
+                 for b, r in pool.items()), verdict(min(pool.values()) >= 0.97)))  # fmt: skip
+    raw = med(10, "massive_rt raw") / med(10, "official raw")
+    rows.append(("issue 19: raw ≥ 3× official raw at frames of 10", f"{raw:.2f}×", verdict(raw >= 3)))
+    return rows
 
 
 BEGIN = "<!-- generated by benchmarks/run.py: everything up to the END marker is replaced on each run -->"
@@ -298,6 +344,11 @@ def main() -> None:
             throughput[batch] = repeat(url, THROUGHPUT, reps, events=events, batch=batch)
             sections.append(throughput_table(f"Typed events/s, {events:,} trades in frames of {batch}",
                                              throughput[batch]))  # fmt: skip
+        events = 100_000 // scale
+        print("throughput, ~1 KB events in frames of 10:", file=sys.stderr)
+        throughput[LARGE] = repeat(url, LARGE_EVENTS, reps, events=events, batch=10, pad=LARGE_PAD)
+        sections.append(throughput_table(f"Typed events/s, {events:,} trades of ~1 KB in frames of 10",
+                                         throughput[LARGE]))  # fmt: skip
         for rate in (1_000, 20_000):
             events = rate * 3 // scale
             print(f"latency at {rate} events/s:", file=sys.stderr)
