@@ -259,8 +259,8 @@ def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[in
 
 def speed_round_3_rows(throughput: dict[int, dict[str, list[dict]]],
                        latency: dict[int, dict[str, list[dict]]]) -> list[tuple[str, str, str]]:  # fmt: skip
-    """Issue 19's targets: 5× with the default dispatch, get(), drain() and the pool; 3.5× without the
-    accelerator; 3× at ~1 KB events; the default dispatch's p99; pool vs one connection; raw 3×."""
+    """Issue 19's targets: 5x with the default dispatch, get(), drain() and the pool; 3.5x without the
+    accelerator; 3x at ~1 KB events; the default dispatch's p99; pool vs one connection; raw 3x."""
 
     def med(batch: int, variant: str, key: str = "eps") -> float:
         return _median(throughput[batch][variant], key)
