@@ -197,6 +197,23 @@ def test_taking_from_a_blocking_queue_wakes_a_waiting_put_at_once(take: str) -> 
     assert producer.join() is True
 
 
+def test_a_blocked_put_that_lands_in_a_queue_emptied_meanwhile_wakes_the_listener() -> None:
+    """The adapter's dispatcher sleeps until the listener runs (or its 0.5 s poll): a frame that
+    waited for room and then arrives in the queue the dispatcher has just emptied must wake it."""
+    calls: list[int] = []
+    queue = FrameQueue(1, Overflow.BLOCK)
+    queue.set_listener(lambda: calls.append(len(queue)))
+    queue.put(data(1, "full"))
+    probe = StopProbe()
+    producer = ThreadResult(lambda: queue.put(data(1, "next"), should_stop=probe))
+    assert probe.waiting.wait(JOIN_TIMEOUT)  # the put found the queue full and waits for room
+
+    assert labels([queue.get(0)]) == ["D:full"]  # the consumer empties the queue
+
+    assert producer.join() is True
+    assert calls == [1, 1]  # one wake-up per arrival in an empty queue
+
+
 # ============================================================================================
 # Waiting consumers
 
