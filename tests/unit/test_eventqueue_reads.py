@@ -6,25 +6,18 @@ tests/unit/test_read_batches.py compares whole streams with the same frames queu
 from __future__ import annotations
 
 from massive_rt.enums import Overflow
-from massive_rt.eventqueue import KIND_DATA, KIND_DROPPED, KIND_FRAMES, FrameQueue, Item, item_events
+from massive_rt.eventqueue import KIND_DATA, KIND_FRAMES, FrameQueue, Item, item_events
 from tests.unit.test_eventqueue import data, status
+from tests.unit.test_eventqueue import dropped as marker
+from tests.unit.test_eventqueue_bytes import trades
 
 #: A frame without an "ev" key (a status-like object, or one the server sent malformed): one event.
 NO_EV = b'[{"status":"x"}]'
 
 
-def trades(n: int, tag: str) -> bytes:
-    """A frame of ``n`` trades; ``tag`` tells equal-sized frames apart."""
-    return ("[" + ",".join(f'{{"ev":"T","sym":"{tag}"}}' for _ in range(n)) + "]").encode()
-
-
 def read(frames: list[bytes], received_at_ns: int) -> Item:
     """A read's frames as the reader queues them: not measured yet (``-1``)."""
     return [KIND_FRAMES, list(frames), received_at_ns, -1]
-
-
-def marker(events: int, received_at_ns: int) -> Item:
-    return [KIND_DROPPED, events, received_at_ns, 0]
 
 
 def everything(queue: FrameQueue) -> list[Item]:
