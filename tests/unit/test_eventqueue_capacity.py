@@ -214,6 +214,23 @@ def test_a_blocked_put_that_lands_in_a_queue_emptied_meanwhile_wakes_the_listene
     assert calls == [1, 1]  # one wake-up per arrival in an empty queue
 
 
+def test_a_blocked_put_that_lands_behind_a_queued_frame_does_not_call_the_listener_again() -> None:
+    calls: list[int] = []
+    queue = FrameQueue(2, Overflow.BLOCK)
+    queue.set_listener(lambda: calls.append(len(queue)))
+    queue.put(data(1, "a"))
+    queue.put(data(1, "b"))
+    probe = StopProbe()
+    producer = ThreadResult(lambda: queue.put(data(1, "c"), should_stop=probe))
+    assert probe.waiting.wait(JOIN_TIMEOUT)
+
+    assert labels([queue.get(0)]) == ["D:a"]  # room for one more, "b" still queued
+
+    assert producer.join() is True
+    assert calls == [1]  # only "a" arrived in an empty queue
+    assert labels(drain(queue)) == ["D:b", "D:c"]
+
+
 # ============================================================================================
 # Waiting consumers
 
