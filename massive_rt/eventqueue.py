@@ -200,10 +200,9 @@ class FrameQueue:
                         self._not_full.wait(0.05)
                     if self.closed:
                         return False
+                    was_empty = not self._items  # the consumer may have emptied it meanwhile
             if item:
                 self._append(item, size)
-            elif not was_empty or not self._items or self._items[0][0] == KIND_DROPPED:
-                was_empty = False  # nothing to consume arrived (a drop marker alone wakes get() only)
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         if was_empty and self._listener is not None:

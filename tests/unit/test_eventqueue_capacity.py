@@ -197,6 +197,40 @@ def test_taking_from_a_blocking_queue_wakes_a_waiting_put_at_once(take: str) -> 
     assert producer.join() is True
 
 
+def test_a_blocked_put_that_lands_in_a_queue_emptied_meanwhile_wakes_the_listener() -> None:
+    """The adapter's dispatcher sleeps until the listener runs (or its 0.5 s poll): a frame that
+    waited for room and then arrives in the queue the dispatcher has just emptied must wake it."""
+    calls: list[int] = []
+    queue = FrameQueue(1, Overflow.BLOCK)
+    queue.set_listener(lambda: calls.append(len(queue)))
+    queue.put(data(1, "full"))
+    probe = StopProbe()
+    producer = ThreadResult(lambda: queue.put(data(1, "next"), should_stop=probe))
+    assert probe.waiting.wait(JOIN_TIMEOUT)  # the put found the queue full and waits for room
+
+    assert labels([queue.get(0)]) == ["D:full"]  # the consumer empties the queue
+
+    assert producer.join() is True
+    assert calls == [1, 1]  # one wake-up per arrival in an empty queue
+
+
+def test_a_blocked_put_that_lands_behind_a_queued_frame_does_not_call_the_listener_again() -> None:
+    calls: list[int] = []
+    queue = FrameQueue(2, Overflow.BLOCK)
+    queue.set_listener(lambda: calls.append(len(queue)))
+    queue.put(data(1, "a"))
+    queue.put(data(1, "b"))
+    probe = StopProbe()
+    producer = ThreadResult(lambda: queue.put(data(1, "c"), should_stop=probe))
+    assert probe.waiting.wait(JOIN_TIMEOUT)
+
+    assert labels([queue.get(0)]) == ["D:a"]  # room for one more, "b" still queued
+
+    assert producer.join() is True
+    assert calls == [1]  # only "a" arrived in an empty queue
+    assert labels(drain(queue)) == ["D:b", "D:c"]
+
+
 # ============================================================================================
 # Waiting consumers
 
