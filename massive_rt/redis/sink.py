@@ -535,16 +535,18 @@ class RedisStreamSink:
             self._unresolved[name] = now + _NEGATIVE_TTL
         return market
 
-    def _write(self, entries: list[Entry], announce: bool = False) -> None:
-        """Write ``entries`` (retrying through outages) until written, refused, or the stop deadline."""
+    def _write(self, entries: list[Entry], announce: bool = False) -> list[Entry]:
+        """Write ``entries`` (retrying through outages) until written, refused, or the stop deadline;
+        returns those not written (refused, or left at the deadline)."""
         pending = entries
+        lost: list[Entry] = []
         verify = False  # after a failed round trip: find out what the server applied before re-sending
         id_retries = 0
         last_ids = self._last_ids
         while pending:
             if self._past_deadline():
                 self._settle(0, len(pending), announce)
-                return
+                return lost + pending
             try:
                 unknown = {e.stream for e in pending if e.stream not in last_ids}
                 check = {e.stream for e in pending if e.id is not None} if verify else set()
@@ -581,6 +583,7 @@ class RedisStreamSink:
                     retry.append(entry)
                 else:
                     refused += 1
+                    lost.append(entry)
                     self._error_log("redis sink %s: Redis refused an entry of %s: %s (dropped)", self._name,
                                     entry.stream, result)  # fmt: skip
             if refused:
@@ -590,6 +593,7 @@ class RedisStreamSink:
             self._settle(written_count, refused, announce)
             pending = retry
             id_retries += 1
+        return lost
 
     def _unwritten(self, pending: list[Entry], tops: dict[str, StreamId], announce: bool) -> list[Entry]:
         """After a failed round trip: settle the entries the stream holds as ours; the rest, to send.
@@ -713,15 +717,23 @@ class RedisStreamSink:
         with self._cond:
             counts, self._unannounced = self._unannounced, collections.Counter()
         now = time.time_ns()
-        statuses: list[Event] = [
-            StatusMessage(
+        entries: list[Entry] = []
+        owners: dict[int, tuple[str, int]] = {}
+        for connection, count in counts.items():
+            status = StatusMessage(
                 status="dropped", dropped=count, connection=connection, received_at_ns=now,
                 message=f"{count} events dropped by redis sink {self._name} (buffer full while Redis was "
                 "unreachable or slow)",
-            )
-            for connection, count in counts.items()
-        ]  # fmt: skip
-        self._write(self._encode(statuses, announce=True), announce=True)
+            )  # fmt: skip
+            for entry in self._encode([status], announce=True):
+                entries.append(entry)
+                owners[id(entry)] = (connection, count)
+        not_written = self._write(entries, announce=True)
+        if not_written:  # refused (or cut by stop): announced again after a later batch, never lost
+            with self._cond:
+                for entry in not_written:
+                    connection, count = owners[id(entry)]
+                    self._unannounced[connection] += count
 
 
 def _last_generated_id(info: Any) -> StreamId:

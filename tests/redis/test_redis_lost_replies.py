@@ -138,3 +138,38 @@ def test_entries_an_xreadgroup_with_a_lost_reply_left_pending_here_are_delivered
     assert raw.xpending(STREAM, "massive-rt")["pending"] == 0
     stats = source.stats()
     assert (stats.gaps, stats.missing, stats.lost) == (1, 1, 0)
+
+
+@pytest.mark.allow_errors(r"Redis refused an entry of massive:stocks:status: .*no permissions",
+                          logger="massive_rt.redis.sink")
+def test_a_dropped_status_redis_refuses_is_written_once_redis_accepts_it_again(
+    redis_server: RedisServer, proxy: FaultProxy, mock_server: MockMassiveServer, managed: Managed
+) -> None:
+    """The sink's ``dropped`` status (its buffer overflowed) is how consumers learn of those events:
+    refused by Redis, its count must be announced later, not lost."""
+    admin = redis_server.client()
+    admin.execute_command("ACL", "SETUSER", "sink", "on", "nopass", "~massive:stocks:T", "+@all")  # no status stream
+    client = upstream_client(mock_server, ("T.*",))
+    upstream = RealTimeDataAdapter(client)
+    sink = RedisStreamSink(upstream, f"redis://sink@127.0.0.1:{proxy.port}/0", buffer=10, reconnect=QUICK,
+                           socket_timeout=0.5)  # fmt: skip
+    managed.add(sink.stop)
+    sink.start()
+    start_adapter(upstream, managed)
+    client.wait_ready(WAIT)
+    mock_server.publish(trades(0, 1))
+    assert wait_until(lambda: sink.stats().published == 1, WAIT)
+
+    proxy.set_faults("both", blackhole=True)
+    mock_server.publish(trades(1, 30))  # 10 buffered, 20 dropped
+    assert wait_until(lambda: sink.stats().dropped == 20 and sink.stats().errors >= 1, WAIT), sink.stats()
+    proxy.clear_faults()
+    assert wait_until(lambda: sink.stats().published == 11, WAIT), sink.stats()
+    assert admin.xlen("massive:stocks:status") == 0  # the dropped status was refused
+
+    admin.execute_command("ACL", "SETUSER", "sink", "~massive:stocks:status")
+    mock_server.publish(trades(31, 1))
+    assert wait_until(lambda: sink.stats().published == 12, WAIT), sink.stats()
+    assert wait_until(lambda: admin.xlen("massive:stocks:status") == 1, WAIT), sink.stats()
+    (_, fields), = admin.xrange("massive:stocks:status")
+    assert (json.loads(fields[b"d"])["status"], json.loads(fields[b"d"])["dropped"]) == ("dropped", 20)
