@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -68,10 +68,15 @@ class Publisher:
 class Ledger:
     """A handler (for an adapter or a drain loop) keeping, per symbol, the stream a consumer saw."""
 
-    def __init__(self, *, counted: bool = False, symbols: Sequence[str] = ()) -> None:
+    def __init__(self, *, counted: bool = False, symbols: Sequence[str] = (), trade_streams: Sequence[str] = ()
+                 ) -> None:  # fmt: skip
         """``counted``: reports carry exact counts, drops may trail (see the module docstring);
-        ``symbols``: their sequences start at 1 here, so a hole before the first delivery counts too."""
+        ``symbols``: their sequences start at 1 here, so a hole before the first delivery counts too;
+        ``trade_streams``: only gaps of these streams count as missing trades (a gap of the status
+        stream counts statuses; all are kept in ``gaps_by_stream``)."""
         self.counted = counted
+        self.trade_streams = frozenset(trade_streams)
+        self.gaps_by_stream: Counter[str] = Counter()
         self.cond = threading.Condition()
         self.seen: dict[str, list[tuple[str, Any]]] = defaultdict(list)  # symbol -> [("T", q) | ("gap", mark q)]
         self.dropped_since: dict[str, int] = defaultdict(int)  # dropped counted since that symbol's last delivery
@@ -101,8 +106,11 @@ class Ledger:
                 if mark.ev == "T":
                     self.seen[mark.symbol].append(("gap", mark.sequence))
             if self.counted and not status.last_seen:
-                self.reported["gap"] += status.dropped
-                self.stream_gap_since.update(self.last)
+                for stream in status.channels:
+                    self.gaps_by_stream[stream] += status.dropped
+                if not self.trade_streams or self.trade_streams.intersection(status.channels):
+                    self.reported["gap"] += status.dropped
+                    self.stream_gap_since.update(self.last)
 
     def _trade(self, trade: mrt.EquityTrade) -> None:
         sym, q = trade.symbol, trade.sequence_number

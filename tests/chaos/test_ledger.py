@@ -96,6 +96,16 @@ def test_a_drop_report_may_trail_the_trades_after_its_hole() -> None:
     assert ledger.verify({"A": 3, "B": 3})["reported_dropped"] == 2
 
 
+def test_only_gaps_of_the_trade_streams_count_as_missing_trades() -> None:
+    status_gap = mrt.StatusMessage(status="gap", message="1 entry vanished", dropped=1,
+                                   channels=("massive:stocks:status",))  # fmt: skip
+    ledger = Ledger(counted=True, symbols=("A",), trade_streams=("massive:stocks:T",))
+    for event in (trade("A", 1), status_gap, stream_gap(2), trade("A", 4)):
+        ledger(event)
+    assert ledger.verify({"A": 4})["reported_gap"] == 2
+    assert ledger.gaps_by_stream == {"massive:stocks:status": 1, "massive:stocks:T": 2}
+
+
 def test_holes_at_the_start_count_when_the_symbols_start_at_one() -> None:
     ledger = counted(stream_gap(2), trade("A", 2), trade("B", 2))
     assert ledger.verify({"A": 2, "B": 2})["missing_in_windows"] == 2
