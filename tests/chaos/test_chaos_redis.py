@@ -261,3 +261,24 @@ def test_faults_on_both_links_at_once_lose_nothing_silently(
     assert report["sink_reconnects"] >= 1
     assert report["source_reconnects"] >= 1
     assert report["reported_gap"] > 0
+
+
+def test_stop_ends_both_ends_within_its_timeout_while_both_links_are_blackholed(
+    pipeline: Pipeline, server: MockMassiveServer, sink_proxy: FaultProxy, source_proxy: FaultProxy
+) -> None:
+    pipeline.start()
+    publisher = Publisher(server, SYMBOLS).start()
+    try:
+        for proxy in (sink_proxy, source_proxy):
+            proxy.set_faults("both", blackhole=True)
+        # Each end finds the half-open link by its read timeout (SOCKET_TIMEOUT), then keeps retrying.
+        assert wait_until(lambda: pipeline.sink.stats().errors >= 1 and pipeline.source.stats().errors >= 1, 20)
+    finally:
+        publisher.stop()
+    pipeline.upstream.stop()
+    assert pipeline.sink.stop(2.0), "the sink's writer did not end within stop()'s timeout"
+    stats = pipeline.sink.stats()
+    assert stats.buffered == 0
+    assert stats.received == stats.published + stats.dropped > stats.published  # what was left is counted
+    pipeline.source.stop(2.0)
+    assert pipeline.source.state is mrt.ConnectionState.STOPPED
