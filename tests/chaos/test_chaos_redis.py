@@ -2,19 +2,20 @@
 redis-server -> FaultProxy -> RedisStreamSource -> adapter -> ledger, with the faults on the sink's
 link, on the source's link, or on both at once.
 
-Each fault runs for ``CHAOS_SECONDS / 7`` (``make test``: 3 s in all; ``make chaos`` runs minutes):
-latency with jitter, a 64 KB/s throttle, one-byte segments, a reset in the middle of a command
-(client -> Redis), a reset in the middle of a reply (Redis -> client), a blackhole both ways
-(half-open: each end's ``socket_timeout`` of 1 s finds it) and a flapping link. Then the faults
-clear and every symbol's last published trade must arrive.
+The faults share ``CHAOS_SECONDS`` (``make test``: 3 s in all; ``make chaos`` runs minutes): latency
+with jitter; on the sink's link, Redis refusing every ``XADD`` of the sink (an ACL); a 64 KB/s
+throttle; one-byte segments; a reset in the middle of a command (client -> Redis) and one in the
+middle of a reply (Redis -> client); a blackhole both ways (half-open: each end's read timeout,
+``socket_timeout`` = 0.3 s here, finds it); a flapping link. Then the faults clear and every
+symbol's last published trade must arrive.
 
 The ledger is a counted one (``tests/chaos/_ledger.py``): every trade published is delivered once,
 in order, or its symbol's hole is reported — by a source ``gap`` (entries that exist nowhere in the
-stream, counted exactly) or by a sink ``dropped`` (its buffer of 2,000 overflowed while the link was
+stream, counted exactly) or by a sink ``dropped`` (its buffer of 500 overflowed while the link was
 slow or down; the status travels on the status stream and may trail) — and the trades missing equal
-the counts reported. A write Redis refused would be counted twice in the counters (the sink's
-``dropped`` and the source's ``gap``) but announced once (the gap): the sink's counters are checked
-against that rule too.
+the counts reported. A write Redis refused is counted twice in the counters (the sink's ``dropped``
+and the source's ``gap``) and announced once (the gap): the sink's counters are checked against
+that rule too.
 """
 
 from __future__ import annotations
