@@ -31,9 +31,10 @@ Delivery semantics
     bounded buffer overflowed while Redis was unreachable or slow, Redis refused the entry, its
     market could not be resolved, or ``stop()`` ran out of time), or ``skipped`` (``RawFrame``).
     ``received == published + dropped + skipped + buffered`` at every quiescent moment. Writes that
-    failed mid-pipeline are retried after a reconnect without duplicates: the sink compares the
-    ids it assigned with the stream's last id and re-sends only what is missing (this assumes the
-    sink is the only writer of its streams — use one sink per stream set).
+    failed mid-pipeline are retried after a reconnect without duplicates: the sink looks up the
+    ids it assigned (``XRANGE``) and counts those holding its epoch and sequence as written (Redis
+    ran them, the reply was lost, or they landed late), re-sending only the rest (use one sink per
+    stream set).
 
     *Source* — at least once per consumer group. An entry is acknowledged (``XACK``) only after
     the events decoded from it were handed out by :meth:`RedisStreamSource.drain` (or

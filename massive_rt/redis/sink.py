@@ -35,6 +35,7 @@ from ._wire import (
     new_epoch,
     pack,
     parse_id,
+    sequence_of,
     template_fields,
 )
 
@@ -534,33 +535,36 @@ class RedisStreamSink:
             self._unresolved[name] = now + _NEGATIVE_TTL
         return market
 
-    def _write(self, entries: list[Entry], announce: bool = False) -> None:
-        """Write ``entries`` (retrying through outages) until written, refused, or the stop deadline."""
+    def _write(self, entries: list[Entry], announce: bool = False) -> list[Entry]:
+        """Write ``entries`` (retrying through outages) until written, refused, or the stop deadline;
+        returns those not written (refused, or left at the deadline)."""
         pending = entries
+        lost: list[Entry] = []
         verify = False  # after a failed round trip: find out what the server applied before re-sending
         id_retries = 0
         last_ids = self._last_ids
         while pending:
             if self._past_deadline():
                 self._settle(0, len(pending), announce)
-                return
+                return lost + pending
             try:
                 unknown = {e.stream for e in pending if e.stream not in last_ids}
                 check = {e.stream for e in pending if e.id is not None} if verify else set()
                 if unknown or check:
                     tops = self._tops(unknown | check)
-                    if check:
-                        written = [e for e in pending if e.id is not None and e.id <= tops[e.stream]]
-                        if written:
-                            pending = [e for e in pending if e.id is None or e.id > tops[e.stream]]
-                            self._settle(len(written), 0, announce)
+                    self._succeeded()
                     for name, top in tops.items():
                         last_ids[name] = max(last_ids.get(name, ZERO_ID), top)
+                    if check:
+                        pending = self._unwritten(pending, tops, announce)
                     verify = False
                     if not pending:
                         break
                 self._assign(pending)
                 results = self._roundtrip([b"".join((e.head, id_bulk(e.id), e.tail, int_bulk(e.seq))) for e in pending])
+                too_small = [e for e, result in zip(pending, results, strict=True)
+                             if isinstance(result, Exception) and _TOO_SMALL in str(result)]  # fmt: skip
+                landed = self._already_written(too_small) if too_small else set()
             except self._conn_errors as exc:
                 self._failed(exc)
                 verify = True
@@ -570,7 +574,7 @@ class RedisStreamSink:
             retry: list[Entry] = []
             written_count = refused = 0
             for entry, result in zip(pending, results, strict=True):
-                if not isinstance(result, Exception):
+                if not isinstance(result, Exception) or id(entry) in landed:
                     written_count += 1
                 elif _TOO_SMALL in str(result) and id_retries < 3:
                     # Another writer (or a stream recreated behind our back) moved the top: re-sync, re-send.
@@ -579,6 +583,7 @@ class RedisStreamSink:
                     retry.append(entry)
                 else:
                     refused += 1
+                    lost.append(entry)
                     self._error_log("redis sink %s: Redis refused an entry of %s: %s (dropped)", self._name,
                                     entry.stream, result)  # fmt: skip
             if refused:
@@ -588,6 +593,48 @@ class RedisStreamSink:
             self._settle(written_count, refused, announce)
             pending = retry
             id_retries += 1
+        return lost
+
+    def _unwritten(self, pending: list[Entry], tops: dict[str, StreamId], announce: bool) -> list[Entry]:
+        """After a failed round trip: settle the entries the stream holds as ours; the rest, to send.
+
+        An id at or below the stream's top was either written by our attempt (its reply lost) or
+        taken by another writer: the stream's entry at that id tells (our epoch and sequence). Ours
+        are written; the others get a new id above the top (same sequence: not a gap).
+        """
+        doubtful = [e for e in pending if e.id is not None and e.id <= tops[e.stream]]
+        if not doubtful:
+            return pending
+        landed = self._already_written(doubtful)
+        self._settle(len(landed), 0, announce)
+        for entry in doubtful:
+            if id(entry) not in landed:
+                entry.id = None  # taken by another writer: re-assigned above the top
+        return [e for e in pending if id(e) not in landed]
+
+    def _already_written(self, entries: list[Entry]) -> set[int]:
+        """``id()`` of the ``entries`` the stream holds at their ids with this sink's epoch and
+        sequence: an attempt of ours that Redis ran though we never had its reply (cut, or landed
+        after we gave up on it). Those are written and must not be written again."""
+        by_stream: dict[str, list[Entry]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry)
+        names = list(by_stream)
+        replies = self._roundtrip([
+            pack(b"XRANGE", name.encode(), b"%d-%d" % min(e.id for e in by_stream[name] if e.id is not None),
+                 b"%d-%d" % max(e.id for e in by_stream[name] if e.id is not None))
+            for name in names
+        ])  # fmt: skip
+        landed: set[int] = set()
+        for name, reply in zip(names, replies, strict=True):
+            if isinstance(reply, Exception):
+                continue
+            stored = {parse_id(entry_id): sequence_of(fields) for entry_id, fields in reply}
+            for entry in by_stream[name]:
+                stamp = stored.get(entry.id) if entry.id is not None else None
+                if stamp is not None and stamp[0] == self._epoch and stamp[1] == entry.seq:
+                    landed.add(id(entry))
+        return landed
 
     def _tops(self, streams: set[str]) -> dict[str, StreamId]:
         """Each stream's last generated id (0-0 when it does not exist)."""
@@ -670,15 +717,23 @@ class RedisStreamSink:
         with self._cond:
             counts, self._unannounced = self._unannounced, collections.Counter()
         now = time.time_ns()
-        statuses: list[Event] = [
-            StatusMessage(
+        entries: list[Entry] = []
+        owners: dict[int, tuple[str, int]] = {}
+        for connection, count in counts.items():
+            status = StatusMessage(
                 status="dropped", dropped=count, connection=connection, received_at_ns=now,
                 message=f"{count} events dropped by redis sink {self._name} (buffer full while Redis was "
                 "unreachable or slow)",
-            )
-            for connection, count in counts.items()
-        ]  # fmt: skip
-        self._write(self._encode(statuses, announce=True), announce=True)
+            )  # fmt: skip
+            for entry in self._encode([status], announce=True):
+                entries.append(entry)
+                owners[id(entry)] = (connection, count)
+        not_written = self._write(entries, announce=True)
+        if not_written:  # refused (or cut by stop): announced again after a later batch, never lost
+            with self._cond:
+                for entry in not_written:
+                    connection, count = owners[id(entry)]
+                    self._unannounced[connection] += count
 
 
 def _last_generated_id(info: Any) -> StreamId:

@@ -703,15 +703,23 @@ class RedisStreamSource(ThreadedSource):
             candidate = observe(stream_name, stamp[0], stamp[1], entry_id, stamp[2])
             if candidate is None:
                 continue
-            gaps = missing_runs(candidate, self._still_in_stream(candidate))
-            if not gaps:
+            present = self._still_in_stream(candidate)
+            gaps = missing_runs(candidate, present)
+            unseen = self._unseen_own(candidate) if present else []
+            if not gaps and not unseen:
                 continue
             if index > start:
                 self._queue.put([KIND_OBJECTS, _Entries(stream_name, fresh[start:index]), time.time_ns(),
                                  index - start])  # fmt: skip
                 start = index
-            for gap in gaps:
+            for gap in gaps:  # in sequence order: the unseen entries before each gap, then the gap
+                split = next((i for i, e in enumerate(unseen) if _seq_in(candidate, e[1]) >= gap.first), len(unseen))
+                if split:
+                    self._enqueue(stream_name, unseen[:split])
+                    unseen = unseen[split:]
                 self._report_gap(gap)
+            if unseen:
+                self._enqueue(stream_name, unseen)
         if start < len(fresh):
             self._queue.put([KIND_OBJECTS, _Entries(stream_name, fresh[start:]), time.time_ns(), len(fresh) - start])
 
@@ -741,6 +749,35 @@ class RedisStreamSource(ThreadedSource):
                        self._name, _VERIFY_PAGE * _VERIFY_PAGES, candidate.stream,
                        candidate.last - candidate.first + 1)  # fmt: skip
         return present
+
+    def _unseen_own(self, candidate: Candidate) -> list[tuple[bytes, Any]]:
+        """Entries of the hole pending to this very consumer that it never saw: an ``XREADGROUP`` of
+        ours that Redis ran after we had given up on it (its reply lost, e.g. held on a half-open
+        link and delivered after the reconnect). They are ours to deliver, before the entry after
+        the hole. (Pending entries of other consumers are theirs.)"""
+        unseen: list[tuple[bytes, Any]] = []
+        in_flight = self._in_flight.get(candidate.stream, set())
+        before = parse_id(candidate.before_id)
+        cursor = candidate.after_id
+        for _ in range(_VERIFY_PAGES):
+            try:
+                reply = self._client.xreadgroup(self._group, self._consumer, {candidate.stream: cursor},
+                                                count=_VERIFY_PAGE)  # fmt: skip
+            except (*self._conn_errors, self._response_error) as exc:
+                # Still pending here: read again (after the entries already read) at the next reconnect.
+                logger.warning("[%s] could not read back this consumer's pending entries in a hole of %s (%s)",
+                               self._name, candidate.stream, exc)  # fmt: skip
+                return unseen
+            entries = [entry for _name, page in _stream_items(reply) for entry in page]
+            for entry_id, fields in entries:
+                if parse_id(entry_id) >= before:
+                    return unseen
+                if entry_id not in in_flight:
+                    unseen.append((entry_id, fields))
+            if len(entries) < _VERIFY_PAGE:
+                return unseen
+            cursor = entries[-1][0]
+        return unseen
 
     def _report_gap(self, gap: Gap) -> None:
         self._gaps += 1
@@ -796,6 +833,12 @@ class RedisStreamSource(ThreadedSource):
                 client.xgroup_delconsumer(stream_name, self._group, self._consumer)
         except (*self._conn_errors, self._response_error):
             logger.debug("[%s] could not remove consumer %s", self._name, self._consumer, exc_info=True)
+
+
+def _seq_in(candidate: Candidate, fields: Any) -> int:
+    """The producer sequence of an entry if it belongs to ``candidate``'s epoch, else 0."""
+    stamp = sequence_of(fields)
+    return stamp[1] if stamp is not None and stamp[0] == candidate.epoch else 0
 
 
 def _raw_reply(response: Any, **_options: Any) -> Any:
