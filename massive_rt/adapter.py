@@ -39,6 +39,7 @@ from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .inlinebudget import DEFAULT_INLINE_BUDGET, InlineBudget
 from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
+from .relief import RELIEF_INTERVAL
 
 if TYPE_CHECKING:
     from .backfill import Backfill, BackfillStats
@@ -112,6 +113,8 @@ class AdapterStats:
         handovers: ``"adaptive"``: times a callback over ``inline_budget`` moved the callbacks
             from the readers to the dispatcher.
         inline_returns: ``"adaptive"``: times they moved back to the readers.
+        reliefs: ``"adaptive"``: times a connection's relief reader took over its socket while
+            its reader was in a callback (see :mod:`massive_rt.relief`).
         duplicates_suppressed: events the adapter's own filter dropped (``dedupe``).
         status_events: of which status events.
         handler_errors: total exceptions raised by handlers.
@@ -150,6 +153,7 @@ class AdapterStats:
     source: Any
     recorders: tuple[Any, ...] = ()
     backfill: BackfillStats | None = None
+    reliefs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
@@ -266,7 +270,9 @@ class RealTimeDataAdapter:
             window = dedupe_window(dedupe)
             self._dedupe = DuplicateFilter(window) if window else None
         # Held by whoever runs callbacks: the dispatcher (per drain-and-dispatch) or, inline, a reader.
-        self._gate = InlineGate(self._dispatch_inline)
+        self._gate = InlineGate(
+            self._dispatch_inline, relief_after=max(budget.budget, RELIEF_INTERVAL) if dispatch == "adaptive" else None
+        )
         self._gate.open = dispatch != "thread"
         self._inline_thread: int | None = None
         self._dispatched_inline = 0
@@ -669,6 +675,7 @@ class RealTimeDataAdapter:
             inline_active=self._dispatch_mode != "thread" and self._gate.open,
             handovers=0 if self._budget is None else self._budget.handovers,
             inline_returns=0 if self._budget is None else self._budget.returns,
+            reliefs=self._gate.reliefs,
             duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
             status_events=self._status_events,
             handler_errors=self._handler_errors,
@@ -816,15 +823,22 @@ class RealTimeDataAdapter:
             if budget is None:
                 self._dispatch(events)
             else:
+                gate = self._gate
+                reliefs = gate.reliefs
                 started = self._clock()
                 self._dispatch(events)
                 elapsed = self._clock() - started
-                if self._gate.open and budget.after_inline(len(events), elapsed):
-                    self._gate.open = False  # later frames queue: the dispatcher takes over
+                # A relief reader that took this reader's socket over closed the gate: a hand-over too.
+                relieved = gate.reliefs != reliefs
+                if (gate.open or relieved) and (
+                    budget.after_inline(len(events), elapsed) or (relieved and budget.hand_over())
+                ):
+                    gate.open = False  # later frames queue: the dispatcher takes over
                     self._handover_log(
-                        "adapter: callbacks took %.1f ms on %s (inline_budget %.1f ms): they run on the dispatcher "
-                        "thread until it has delivered %d events within budget", elapsed * 1000,
-                        threading.current_thread().name, budget.budget * 1000, budget.streak,
+                        "adapter: callbacks took %.1f ms on %s (inline_budget %.1f ms%s): they run on the "
+                        "dispatcher thread until it has delivered %d events within budget", elapsed * 1000,
+                        threading.current_thread().name, budget.budget * 1000,
+                        "; its relief reader read the socket meanwhile" if relieved else "", budget.streak,
                     )  # fmt: skip
             self._dispatched_inline += len(events)
         except BaseException as exc:
