@@ -634,6 +634,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
             self._stop_requested.set()
             thread = self._thread
         self._wake()
+        self._rouse_relief()
         transport = self._transport
         if transport is not None:
             # The TLS and WebSocket handshakes block in websocket-client/ssl, not in our select:

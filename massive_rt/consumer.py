@@ -297,6 +297,8 @@ class QueueConsumer:
                     gate.dispatch(events)
                 else:
                     relief.busy += 1  # odd: in a callback (what the relief reader watches)
+                    if relief.dozing:
+                        relief.wake.set()
                     try:
                         gate.dispatch(events)
                     finally:
@@ -356,6 +358,8 @@ class QueueConsumer:
                     marks.tick()
             if events:
                 relief.busy += 1
+                if relief.dozing:
+                    relief.wake.set()
                 try:
                     gate.dispatch(events)
                 finally:

@@ -206,6 +206,34 @@ def test_a_status_and_a_close_during_a_takeover_are_handled_after_the_reader_is_
     assert client.stats().reconnects == 1
 
 
+def test_a_callback_stuck_after_a_quiet_spell_is_relieved_too(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    stream = Stream()
+    client, adapter = adaptive_client(server, make_adapter, stream)
+    latch = client._relief
+    assert latch is not None
+    nxt = warm_up(server, stream, "AAPL")
+    try:
+        for _ in range(5):
+            # Quiet: the relief thread stops polling; the next delivery on the reader rouses it.
+            assert wait_until(lambda: latch.dozing, WAIT)
+            stream.block = ("AAPL", nxt)
+            server.publish([trade("AAPL", nxt)])
+            nxt += 1
+            assert wait_until(lambda: stream.entered.is_set() or len(stream.trades("AAPL")) >= nxt, WAIT)  # noqa: B023
+            if stream.entered.is_set():
+                break
+        assert stream.entered.is_set()
+        server.publish([trade("AAPL", q) for q in range(nxt, nxt + 10)], batch=2)
+        nxt += 10
+        assert wait_until(lambda: client.stats().queue_events == 10, WAIT)
+    finally:
+        stream.release.set()
+    assert stream.wait_trades("AAPL", nxt) == list(range(nxt))
+    assert adapter.stats().reliefs == 1
+
+
 def test_stop_during_a_takeover_returns_and_the_relief_thread_ends(
     server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
 ) -> None:
