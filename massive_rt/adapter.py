@@ -6,13 +6,15 @@ same for all three. The dispatcher thread (``massive-rt-dispatcher``) drains the
 round-robin, a bounded number of frames each per round, so a flooding connection cannot starve
 the others; order is preserved per connection.
 
-Who runs the callbacks is the ``dispatch`` mode: ``"thread"`` (the default), the dispatcher only;
+Who runs the callbacks is the ``dispatch`` mode: ``"adaptive"`` (the default), inline on a
+connection's reader thread while each frame's callbacks stay within ``inline_budget``, on the
+dispatcher only after one did not, until the dispatcher has shown them fast again
+(:mod:`massive_rt.inlinebudget`), with a relief reader reading the socket while a reader is
+stuck in a callback (:mod:`massive_rt.relief`); ``"thread"``, the dispatcher only;
 ``"inline"``, also a connection's reader thread, whenever the dispatcher is idle and that
 connection has nothing queued (no thread hand-off: lower latency, but a slow callback delays
-reading); ``"adaptive"``, inline while each frame's callbacks stay within
-``inline_budget``, on the dispatcher only after one did not, until the dispatcher has shown them
-fast again (:mod:`massive_rt.inlinebudget`). In every mode one gate lock lets one callback run at
-a time, and a frame never overtakes an older one of its connection (see docs/threading.md).
+reading). In every mode one gate lock lets one callback run at a time, and a frame never
+overtakes an older one of its connection (see docs/threading.md).
 """
 
 from __future__ import annotations
@@ -204,16 +206,17 @@ class RealTimeDataAdapter:
         on_event: a handler for every market event (same as ``on("*", on_event)``).
         frames_per_round: frames taken from each connection per round (fairness quantum).
         latency_samples: how many recent latency samples ``stats()`` keeps.
-        dispatch: ``"thread"`` (default): callbacks run on the dispatcher thread only, and a slow
-            callback never delays reading — the queue absorbs it. ``"adaptive"``: as
-            ``"inline"`` while callbacks are fast (its latency); as soon as one frame's callbacks
-            take longer than ``inline_budget`` on a reader, every later frame goes through the
-            queue to the dispatcher thread (the reader goes back to its socket), until the
+        dispatch: ``"adaptive"`` (default): as ``"inline"`` while callbacks are fast (its
+            latency); as soon as one frame's callbacks take longer than ``inline_budget`` on a
+            reader, every later frame goes through the queue to the dispatcher thread, until the
             dispatcher has drained every queue and delivered a streak of events in rounds within
             the budget (32 events, doubling up to 4,096 while the callbacks keep turning slow
-            soon after each return). So one slow frame's callbacks delay reading per return, for
-            as long as they run (a callback stuck for seconds stalls its connection's socket for
-            seconds: not the default for that reason). ``"inline"``: a connection's reader
+            soon after each return). A callback still running on a reader after
+            ``max(inline_budget, 5 ms)`` no longer keeps its socket unread: the connection's
+            relief thread (``massive-rt-relief-<name>``) reads and queues its frames and answers
+            pings until the callback returns (:mod:`massive_rt.relief`). ``"thread"``: callbacks
+            run on the dispatcher thread only, and a slow callback never delays reading — the
+            queue absorbs it. ``"inline"``: a connection's reader
             thread runs the callbacks itself whenever the dispatcher is idle and its queue is
             empty — one thread hand-off less per frame (lower latency), but every slow callback
             delays that connection's reading (the server may then drop it as a slow consumer).
@@ -239,7 +242,7 @@ class RealTimeDataAdapter:
         *,
         frames_per_round: int = 16,
         latency_samples: int = 50_000,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         dedupe: bool | int | DuplicateFilter = False,
         backfill: Backfill | None = None,
         inline_budget: float = DEFAULT_INLINE_BUDGET,
@@ -963,7 +966,7 @@ class RealTimeDataAdapter:
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
         rate: float | None = 1000.0,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         **client_options: Any,
     ) -> RealTimeDataAdapter:
         """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.

@@ -206,6 +206,30 @@ def test_a_status_and_a_close_during_a_takeover_are_handled_after_the_reader_is_
     assert client.stats().reconnects == 1
 
 
+def test_a_disconnect_during_a_takeover_is_acted_on_when_the_callback_returns(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    stream = Stream()
+    client, _adapter = adaptive_client(server, make_adapter, stream)
+    (conn,) = server.active_connections()
+    try:
+        nxt = block_on_reader(server, stream, "AAPL")
+        server.publish([trade("AAPL", q) for q in range(nxt, nxt + 4)], batch=2)
+        nxt += 4
+        assert wait_until(lambda: client.stats().queue_events == 4, WAIT)
+        server.kick(conn)  # the relief reader reads EOF and leaves it to the reader
+        assert wait_until(lambda: not server.active_connections(), WAIT)
+        assert client.stats().reconnects == 0
+    finally:
+        stream.release.set()
+    assert wait_until(lambda: client.stats().reconnects == 1, WAIT)
+    assert client.wait_acked(["T.*"], WAIT)
+    server.publish([trade("AAPL", nxt)])
+    nxt += 1
+    assert stream.wait_trades("AAPL", nxt) == list(range(nxt))
+    assert stream.overlaps == 0
+
+
 def test_a_callback_stuck_after_a_quiet_spell_is_relieved_too(
     server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
 ) -> None:
