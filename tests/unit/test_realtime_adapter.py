@@ -96,7 +96,7 @@ class TestInitialization:
         assert isinstance(adapter.source, SyntheticSource)
         assert "synthetic" in caplog.text
         assert not [t for t in threading.enumerate() if t.name.startswith("massive-rt-reader")]  # no real client (B14)
-        assert adapter.dispatch == "thread"
+        assert adapter.dispatch == "adaptive"  # the default
         adapter.stop()
 
     def test_from_env_passes_the_dispatch_mode_to_either_source(self) -> None:
