@@ -234,6 +234,25 @@ class Session:
         self._last_data_mono = self.recv_mono
         self._put([KIND_FRAMES, payloads, received_at_ns, -1], self._stopping)
 
+    def on_relief_frames(
+        self,
+        payloads: list[bytes],
+        received_at_ns: int,
+        put: Callable[[list[Any], Callable[[], bool]], Any],
+        stopping: Callable[[], bool],
+    ) -> None:
+        """Data frames the relief reader read (while the reader runs a callback: see
+        :mod:`massive_rt.relief`): as :meth:`on_data_frames`, but always queued through ``put``
+        (the queue's own ``put``), never dispatched on the calling thread."""
+        if self.gap_start_ns is not None or not self.streaming:
+            self._note_first_data(received_at_ns)
+        self.last_data_ns = received_at_ns
+        self._last_data_mono = self.recv_mono
+        if len(payloads) == 1:
+            put([KIND_DATA, payloads[0], received_at_ns, -1], stopping)
+        else:
+            put([KIND_FRAMES, payloads, received_at_ns, -1], stopping)
+
     def on_control_frame(self, payload: bytes, received_at_ns: int) -> Outcome | None:
         """A frame that may hold statuses: act on the statuses, queue the rest."""
         try:

@@ -6,13 +6,15 @@ same for all three. The dispatcher thread (``massive-rt-dispatcher``) drains the
 round-robin, a bounded number of frames each per round, so a flooding connection cannot starve
 the others; order is preserved per connection.
 
-Who runs the callbacks is the ``dispatch`` mode: ``"thread"`` (the default), the dispatcher only;
+Who runs the callbacks is the ``dispatch`` mode: ``"adaptive"`` (the default), inline on a
+connection's reader thread while each frame's callbacks stay within ``inline_budget``, on the
+dispatcher only after one did not, until the dispatcher has shown them fast again
+(:mod:`massive_rt.inlinebudget`), with a relief reader reading the socket while a reader is
+stuck in a callback (:mod:`massive_rt.relief`); ``"thread"``, the dispatcher only;
 ``"inline"``, also a connection's reader thread, whenever the dispatcher is idle and that
 connection has nothing queued (no thread hand-off: lower latency, but a slow callback delays
-reading); ``"adaptive"``, inline while each frame's callbacks stay within
-``inline_budget``, on the dispatcher only after one did not, until the dispatcher has shown them
-fast again (:mod:`massive_rt.inlinebudget`). In every mode one gate lock lets one callback run at
-a time, and a frame never overtakes an older one of its connection (see docs/threading.md).
+reading). In every mode one gate lock lets one callback run at a time, and a frame never
+overtakes an older one of its connection (see docs/threading.md).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from .errors import ClientClosedError, ConfigurationError, MassiveRTError
 from .inlinebudget import DEFAULT_INLINE_BUDGET, InlineBudget
 from .models import Event, StatusMessage
 from .protocol import MARKET_EVENTS
+from .relief import RELIEF_INTERVAL
 
 if TYPE_CHECKING:
     from .backfill import Backfill, BackfillStats
@@ -112,6 +115,8 @@ class AdapterStats:
         handovers: ``"adaptive"``: times a callback over ``inline_budget`` moved the callbacks
             from the readers to the dispatcher.
         inline_returns: ``"adaptive"``: times they moved back to the readers.
+        reliefs: ``"adaptive"``: times a connection's relief reader took over its socket while
+            its reader was in a callback (see :mod:`massive_rt.relief`).
         duplicates_suppressed: events the adapter's own filter dropped (``dedupe``).
         status_events: of which status events.
         handler_errors: total exceptions raised by handlers.
@@ -150,6 +155,7 @@ class AdapterStats:
     source: Any
     recorders: tuple[Any, ...] = ()
     backfill: BackfillStats | None = None
+    reliefs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (for a health endpoint), the source's snapshot included; it holds no secret."""
@@ -200,16 +206,17 @@ class RealTimeDataAdapter:
         on_event: a handler for every market event (same as ``on("*", on_event)``).
         frames_per_round: frames taken from each connection per round (fairness quantum).
         latency_samples: how many recent latency samples ``stats()`` keeps.
-        dispatch: ``"thread"`` (default): callbacks run on the dispatcher thread only, and a slow
-            callback never delays reading — the queue absorbs it. ``"adaptive"``: as
-            ``"inline"`` while callbacks are fast (its latency); as soon as one frame's callbacks
-            take longer than ``inline_budget`` on a reader, every later frame goes through the
-            queue to the dispatcher thread (the reader goes back to its socket), until the
+        dispatch: ``"adaptive"`` (default): as ``"inline"`` while callbacks are fast (its
+            latency); as soon as one frame's callbacks take longer than ``inline_budget`` on a
+            reader, every later frame goes through the queue to the dispatcher thread, until the
             dispatcher has drained every queue and delivered a streak of events in rounds within
             the budget (32 events, doubling up to 4,096 while the callbacks keep turning slow
-            soon after each return). So one slow frame's callbacks delay reading per return, for
-            as long as they run (a callback stuck for seconds stalls its connection's socket for
-            seconds: not the default for that reason). ``"inline"``: a connection's reader
+            soon after each return). A callback still running on a reader after
+            ``max(inline_budget, 5 ms)`` no longer keeps its socket unread: the connection's
+            relief thread (``massive-rt-relief-<name>``) reads and queues its frames and answers
+            pings until the callback returns (:mod:`massive_rt.relief`). ``"thread"``: callbacks
+            run on the dispatcher thread only, and a slow callback never delays reading — the
+            queue absorbs it. ``"inline"``: a connection's reader
             thread runs the callbacks itself whenever the dispatcher is idle and its queue is
             empty — one thread hand-off less per frame (lower latency), but every slow callback
             delays that connection's reading (the server may then drop it as a slow consumer).
@@ -235,7 +242,7 @@ class RealTimeDataAdapter:
         *,
         frames_per_round: int = 16,
         latency_samples: int = 50_000,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         dedupe: bool | int | DuplicateFilter = False,
         backfill: Backfill | None = None,
         inline_budget: float = DEFAULT_INLINE_BUDGET,
@@ -266,7 +273,9 @@ class RealTimeDataAdapter:
             window = dedupe_window(dedupe)
             self._dedupe = DuplicateFilter(window) if window else None
         # Held by whoever runs callbacks: the dispatcher (per drain-and-dispatch) or, inline, a reader.
-        self._gate = InlineGate(self._dispatch_inline)
+        self._gate = InlineGate(
+            self._dispatch_inline, relief_after=max(budget.budget, RELIEF_INTERVAL) if dispatch == "adaptive" else None
+        )
         self._gate.open = dispatch != "thread"
         self._inline_thread: int | None = None
         self._dispatched_inline = 0
@@ -669,6 +678,7 @@ class RealTimeDataAdapter:
             inline_active=self._dispatch_mode != "thread" and self._gate.open,
             handovers=0 if self._budget is None else self._budget.handovers,
             inline_returns=0 if self._budget is None else self._budget.returns,
+            reliefs=self._gate.reliefs,
             duplicates_suppressed=0 if self._dedupe is None else self._dedupe.suppressed,
             status_events=self._status_events,
             handler_errors=self._handler_errors,
@@ -816,15 +826,22 @@ class RealTimeDataAdapter:
             if budget is None:
                 self._dispatch(events)
             else:
+                gate = self._gate
+                reliefs = gate.reliefs
                 started = self._clock()
                 self._dispatch(events)
                 elapsed = self._clock() - started
-                if self._gate.open and budget.after_inline(len(events), elapsed):
-                    self._gate.open = False  # later frames queue: the dispatcher takes over
+                # A relief reader that took this reader's socket over closed the gate: a hand-over too.
+                relieved = gate.reliefs != reliefs
+                if (gate.open or relieved) and (
+                    budget.after_inline(len(events), elapsed) or (relieved and budget.hand_over())
+                ):
+                    gate.open = False  # later frames queue: the dispatcher takes over
                     self._handover_log(
-                        "adapter: callbacks took %.1f ms on %s (inline_budget %.1f ms): they run on the dispatcher "
-                        "thread until it has delivered %d events within budget", elapsed * 1000,
-                        threading.current_thread().name, budget.budget * 1000, budget.streak,
+                        "adapter: callbacks took %.1f ms on %s (inline_budget %.1f ms%s): they run on the "
+                        "dispatcher thread until it has delivered %d events within budget", elapsed * 1000,
+                        threading.current_thread().name, budget.budget * 1000,
+                        "; its relief reader read the socket meanwhile" if relieved else "", budget.streak,
                     )  # fmt: skip
             self._dispatched_inline += len(events)
         except BaseException as exc:
@@ -949,7 +966,7 @@ class RealTimeDataAdapter:
         symbols: Sequence[str] | None = None,
         seed: int | None = None,
         rate: float | None = 1000.0,
-        dispatch: str = "thread",
+        dispatch: str = "adaptive",
         **client_options: Any,
     ) -> RealTimeDataAdapter:
         """An adapter on Massive when ``MASSIVE_API_KEY`` is set, else on the synthetic market.

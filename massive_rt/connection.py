@@ -67,21 +67,14 @@ from .protocol import (
     parse_channels,
     wildcard_of,
 )
+from .relief import BATCH_FRAMES, RECV_BYTES, STATUS_MARK, STATUS_WINDOW, ReliefReader, ReliefSession, queue_batch
 
 __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 
 logger = logging.getLogger(__name__)
 
-_RECV_BYTES = 256 * 1024
-#: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
-_BATCH_FRAMES = 16
 # How long get() waits, at the end of the stream, for the reader that has just closed the queue.
 _END_OF_STREAM_JOIN = 1.0
-# Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
-# start keeps the reader from scanning every data frame; a status later in a mixed array reaches
-# the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
-_STATUS_MARK = b"status"
-_STATUS_WINDOW = 40
 _names = itertools.count(1)
 _live_clients: weakref.WeakSet[MassiveWebSocketClient] = weakref.WeakSet()
 
@@ -188,7 +181,7 @@ class ConnectionStats:
         return snapshot_dict(self)
 
 
-class MassiveWebSocketClient(ThreadedSource):
+class MassiveWebSocketClient(ThreadedSource, ReliefReader):
     """One Massive WebSocket connection with its own daemon reader thread and a bounded queue.
 
     Example::
@@ -602,8 +595,10 @@ class MassiveWebSocketClient(ThreadedSource):
         :class:`ClientClosedError`.
         """
         require_number("timeout", timeout)
+        deadline = time.monotonic() + timeout
         thread = self.request_stop()
         if thread is None or thread is threading.current_thread():
+            self._stop_relief(deadline)  # it ends within its interval, even while a callback runs here
             return
         if self._queue.held_by_current_thread():
             # A signal handler interrupted this thread inside get(): the reader needs the queue this
@@ -622,6 +617,13 @@ class MassiveWebSocketClient(ThreadedSource):
             thread.join(timeout / 2)
             if thread.is_alive():
                 self._log.warning("reader thread did not stop within %.1fs", timeout)
+        self._stop_relief(deadline)
+
+    def _stop_relief(self, deadline: float) -> None:
+        # The relief thread ends within its interval of the stop request; a pong it is sending to a
+        # peer that does not read ends when the reader's join above shut the socket down.
+        if not self._join_relief(max(0.1, deadline - time.monotonic())):
+            self._log.warning("relief reader thread did not stop by the deadline")
 
     def request_stop(self) -> threading.Thread | None:
         """Ask the reader thread to stop and return at once (``stop`` = this + join).
@@ -632,6 +634,7 @@ class MassiveWebSocketClient(ThreadedSource):
             self._stop_requested.set()
             thread = self._thread
         self._wake()
+        self._rouse_relief()
         transport = self._transport
         if transport is not None:
             # The TLS and WebSocket handshakes block in websocket-client/ssl, not in our select:
@@ -884,6 +887,8 @@ class MassiveWebSocketClient(ThreadedSource):
             selector.register(self._wake_r, selectors.EVENT_READ)
         stop = self._stop_requested.is_set
         raw = self._config.raw  # raw frames stay one item each (RawFrame per frame; the relay's input)
+        relief_session = ReliefSession(sock, ws, parser, proto)
+        relief = None  # the relief latch, once an adaptive adapter adopted this connection
         try:
             # The peer may already be gone (reset right after the upgrade): a lost session, not a crash.
             # Framed here rather than by ws.send, whose trace (websocket.enableTrace) would log the key.
@@ -892,13 +897,20 @@ class MassiveWebSocketClient(ThreadedSource):
                 # 1. Wait for bytes or a wake-up, bounded by the nearest timer.
                 timeout = proto.next_timeout(time.monotonic())
                 pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
-                ready = () if pending else selector.select(timeout)
+                if relief is None and self._relief is not None:
+                    relief = self._relief
+                    relief.begin(relief_session)
+                # Messages the relief reader left for this thread come first.
+                ready = () if pending or (relief is not None and relief.messages) else selector.select(timeout)
                 if stop():
                     return Outcome("stopped", stopped=True)
                 data = b""
-                if pending or any(key.fileobj is sock for key, _ in ready):
+                if relief is not None:
+                    if pending or any(key.fileobj is sock for key, _ in ready):
+                        self.read_messages(relief, relief_session)
+                elif pending or any(key.fileobj is sock for key, _ in ready):
                     try:
-                        data = sock.recv(_RECV_BYTES)
+                        data = sock.recv(RECV_BYTES)
                     except ssl.SSLWantReadError:
                         data = None  # type: ignore[assignment]
                     except (OSError, ssl.SSLError) as exc:
@@ -910,36 +922,43 @@ class MassiveWebSocketClient(ThreadedSource):
                     _send_texts(ws, proto.sync_subscriptions())
                 now = time.monotonic()
                 # 2. Frames.
-                if data:
+                if relief is not None:
+                    if relief.messages:
+                        outcome = self.handle_messages(relief, transport)
+                        if outcome is not None:
+                            return outcome
+                        if stop():
+                            return Outcome("stopped", stopped=True)
+                elif data:
                     received_at_ns = time.time_ns()
                     self._bytes += len(data)
                     self._last_frame_mono = proto.recv_mono = now
                     parser.feed(data)
                     # Consecutive data frames of this read go to the queue as one item (up to
-                    # _BATCH_FRAMES); any other frame first sends them on, so order is kept.
+                    # BATCH_FRAMES); any other frame first sends them on, so order is kept.
                     batch: list[bytes] = []
                     try:
                         for opcode, payload in parser.messages():
                             self._frames += 1
                             if opcode in (OP_TEXT, OP_BINARY):
-                                if proto.authenticated and _STATUS_MARK not in payload[:_STATUS_WINDOW]:
+                                if proto.authenticated and STATUS_MARK not in payload[:STATUS_WINDOW]:
                                     if raw:
                                         proto.on_data(payload, received_at_ns)
                                         continue
                                     batch.append(payload)
-                                    if len(batch) == _BATCH_FRAMES:
-                                        _queue_batch(proto, batch, received_at_ns)
+                                    if len(batch) == BATCH_FRAMES:
+                                        queue_batch(proto, batch, received_at_ns)
                                         batch = []
                                     continue
                                 if batch:
-                                    _queue_batch(proto, batch, received_at_ns)
+                                    queue_batch(proto, batch, received_at_ns)
                                     batch = []
                                 outcome = proto.on_control_frame(payload, received_at_ns)
                                 if outcome is not None:
                                     return outcome
                                 continue
                             if batch:
-                                _queue_batch(proto, batch, received_at_ns)
+                                queue_batch(proto, batch, received_at_ns)
                                 batch = []
                             if opcode == OP_PING:
                                 ws.pong(payload)
@@ -950,15 +969,15 @@ class MassiveWebSocketClient(ThreadedSource):
                                 transport.send_close(reply, "")
                                 return outcome
                         if batch:
-                            _queue_batch(proto, batch, received_at_ns)
+                            queue_batch(proto, batch, received_at_ns)
                     except FrameTooLargeError as exc:
                         if batch:  # the frames before the oversized one were whole: deliver them
-                            _queue_batch(proto, batch, received_at_ns)
+                            queue_batch(proto, batch, received_at_ns)
                         transport.send_close(1009, "message too big")
                         return proto.lost(f"closed: {exc}")
                     except ProtocolViolationError as exc:
                         if batch:
-                            _queue_batch(proto, batch, received_at_ns)
+                            queue_batch(proto, batch, received_at_ns)
                         transport.send_close(1002, "protocol error")
                         return proto.lost(f"closed: WebSocket protocol error: {exc}")
                     if stop():
@@ -978,6 +997,8 @@ class MassiveWebSocketClient(ThreadedSource):
         except (OSError, websocket.WebSocketException) as exc:
             return proto.lost(f"connection lost: {describe(exc)}")
         finally:
+            if relief is not None:
+                relief.end()
             selector.close()
             transport.close(graceful=True)
 
@@ -987,13 +1008,6 @@ class MassiveWebSocketClient(ThreadedSource):
             with contextlib.suppress(OSError):
                 while wake.recv(4096):
                     pass
-
-
-def _queue_batch(proto: Session, batch: list[bytes], received_at_ns: int) -> None:
-    if len(batch) == 1:
-        proto.on_data(batch[0], received_at_ns)
-    else:
-        proto.on_data_frames(batch, received_at_ns)
 
 
 def _send_texts(ws: websocket.WebSocket, frames: list[str]) -> None:

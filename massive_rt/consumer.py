@@ -12,6 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ._json import loads as fast_loads
 from ._util import RateLimitedLog
@@ -23,6 +24,9 @@ from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_FRAMES, KIND_OBJ
 from .marks import GAP_STATUSES, DeliveryMarks
 from .models import Event, RawFrame, StatusMessage
 from .protocol import MARKET_EVENTS, Decoder
+
+if TYPE_CHECKING:
+    from .relief import ReliefLatch
 
 __all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
@@ -48,15 +52,21 @@ class InlineGate:
     ``wanted`` (set while the dispatcher waits for the lock) makes producers queue instead of
     taking the lock, so a flooding connection cannot keep the dispatcher from the others.
     ``"adaptive"`` closes ``open`` after a slow inline dispatch and reopens it later.
+
+    ``relief_after`` (``"adaptive"`` only; None otherwise): a connection whose reader has been
+    in one frame's callbacks for about this long lets its relief reader (:mod:`massive_rt.relief`)
+    take over the socket and close ``open``; each such takeover adds one to ``reliefs``.
     """
 
-    __slots__ = ("dispatch", "lock", "open", "wanted")
+    __slots__ = ("dispatch", "lock", "open", "relief_after", "reliefs", "wanted")
 
-    def __init__(self, dispatch: Callable[[list[Event]], None]) -> None:
+    def __init__(self, dispatch: Callable[[list[Event]], None], relief_after: float | None = None) -> None:
         self.dispatch = dispatch
         self.lock = threading.Lock()
         self.open = True
         self.wanted = False
+        self.relief_after = relief_after
+        self.reliefs = 0  # only a relief reader whose reader holds ``lock`` adds to it: one writer at a time
 
 
 class QueueConsumer:
@@ -69,6 +79,7 @@ class QueueConsumer:
     _marks: DeliveryMarks | None = None  # per symbol, the last event decoded (None: raw, nothing decoded)
     _predecessor_marks: DeliveryMarks | None = None  # a pool replacement's: the gap it closes was theirs
     _tap: Callable[[QueueConsumer, Item], None] | None = None  # set_tap(): sees every item taken
+    _relief: ReliefLatch | None = None  # "adaptive" on a connection: its relief reader may take over
 
     _name: str
     _queue: FrameQueue
@@ -281,7 +292,17 @@ class QueueConsumer:
             finally:
                 self._consume_lock.release()
             if events:
-                gate.dispatch(events)
+                relief = self._relief
+                if relief is None:
+                    gate.dispatch(events)
+                else:
+                    relief.busy += 1  # odd: in a callback (what the relief reader watches)
+                    if relief.dozing:
+                        relief.wake.set()
+                    try:
+                        gate.dispatch(events)
+                    finally:
+                        relief.leave()
             return True
         finally:
             gate.lock.release()
@@ -291,6 +312,9 @@ class QueueConsumer:
         ``"adaptive"`` times each frame's callbacks, as for frames queued one by one). If the gate
         closes on the way (a hand-over, ``stop()``) or the dispatcher waits for it, the frames not
         dispatched yet are queued."""
+        if self._relief is not None:
+            self._deliver_frames_relieved(gate, item, self._relief)
+            return
         frames = item[1]
         received_at_ns = item[2]
         decode = self._decode_item
@@ -309,6 +333,39 @@ class QueueConsumer:
                     marks.tick()
             if events:
                 gate.dispatch(events)
+
+    def _deliver_frames_relieved(self, gate: InlineGate, item: Item, relief: ReliefLatch) -> None:
+        """:meth:`_deliver_frames_inline` with a relief reader watching: the frames not taken yet
+        wait in ``relief.rest``, so a relief reader that takes over while a callback runs queues
+        them (before anything it reads) and this thread stops after that callback."""
+        rest: deque[bytes] = deque(item[1])
+        received_at_ns = item[2]
+        relief.rest, relief.rest_ns = rest, received_at_ns
+        decode = self._decode_item
+        consume_lock = self._consume_lock
+        marks = self._marks
+        first = True
+        while rest:
+            if not first and (not gate.open or gate.wanted):
+                # Between callbacks (busy is even): the relief reader cannot take over meanwhile.
+                relief.queue_rest(self._queue)
+                return
+            first = False
+            frame = rest.popleft()
+            with consume_lock:
+                events = decode([KIND_DATA, frame, received_at_ns, -1])
+                if marks is not None:
+                    marks.tick()
+            if events:
+                relief.busy += 1
+                if relief.dozing:
+                    relief.wake.set()
+                try:
+                    gate.dispatch(events)
+                finally:
+                    taken = relief.leave()
+                if taken:
+                    return  # the relief reader queued the rest and reads the socket until we take it back
 
     @property
     def tap(self) -> Callable[[QueueConsumer, Item], None] | None:

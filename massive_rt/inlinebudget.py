@@ -73,6 +73,18 @@ class InlineBudget:
         self._inline_events += events
         if elapsed <= self.budget or not self.inline:
             return False
+        self._hand_over()
+        return True
+
+    def hand_over(self) -> bool:
+        """Hand over now whatever the time (a relief reader took over a reader stuck in a callback,
+        which the budget's clock may not show). True if callbacks were inline until now."""
+        if not self.inline:
+            return False
+        self._hand_over()
+        return True
+
+    def _hand_over(self) -> None:
         self.inline = False
         self.handovers += 1
         # Slow again before it had stayed inline as long as the dispatcher had to prove itself:
@@ -80,7 +92,6 @@ class InlineBudget:
         flapping = self.returns > 0 and self._inline_events < self.streak
         self.streak = min(self.streak * 2, self._max) if flapping else self._base
         self._fast = 0
-        return True
 
     def after_round(self, events: int, elapsed: float) -> None:
         """The dispatcher delivered ``events`` in one round taking ``elapsed`` seconds."""

@@ -139,7 +139,7 @@ def _record(args: argparse.Namespace, client: MassiveWebSocketClient, recorder: 
             failure.append(status.error or RuntimeError(status.message))
             stop.set()
 
-    adapter = RealTimeDataAdapter(client, on_event=on_event)
+    adapter = RealTimeDataAdapter(client, on_event=on_event, dispatch="thread")  # the threads named above
     adapter.on_status(on_status)
 
     def refresh() -> None:

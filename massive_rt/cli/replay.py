@@ -77,7 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     stop = Stop()
     # Recorded "failed" statuses are history, not this replay failing: source.error says that.
     printer = Printer(sys.stdout, fmt, console, stop.set, fatal_on_failure=False, verbose=args.verbose > 0)
-    adapter = RealTimeDataAdapter(source, on_event=printer.on_event)
+    adapter = RealTimeDataAdapter(source, on_event=printer.on_event, dispatch="thread")  # the threads named above
     adapter.on_status(printer.on_status)
     started = time.monotonic()
     with stop.on_signals():

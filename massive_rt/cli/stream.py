@@ -194,7 +194,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                     announce.append(f"{PROG}: --backfill: REST history from a local mock at {rest_mock.url}")
                 backfill = _backfill(key, None if rest_mock is None else rest_mock.url)
             source = _open_source(args, key, market, channels, server)
-            adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill)
+            # "thread": stdout is written by the dispatcher only (a slow pipe never runs on a reader).
+            adapter = RealTimeDataAdapter(source, on_event=printer.on_event, backfill=backfill, dispatch="thread")
             adapter.on_status(printer.on_status)
             with page_for(adapter, args.status_port, console.message):
                 for line in announce:

@@ -525,6 +525,14 @@ class MockMassiveServer(ProtocolServer):
         value = None if market is None else market_path(market)
         return sum(self._write(c, frame) for c in self._open_conns(connection, value))
 
+    def ping(self, connection: str | ConnectionInfo) -> threading.Event:
+        """Send a WebSocket ping to ``connection``; the returned event is set when its pong arrives.
+
+        Raises:
+            KeyError: unknown connection id.
+        """
+        return self._lookup(connection).ws.ping()
+
     def send_status(
         self,
         status: str,

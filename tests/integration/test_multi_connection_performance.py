@@ -446,7 +446,10 @@ class TestMultiConnectionResilience:
                 entered.set()
                 gate.wait(WAIT)
 
-        adapter = make_adapter(pool, on_event=slow)
+        # "thread": the callback blocks the dispatcher, not a reader, so the kicked connection's
+        # reader sees the disconnect at once (under "adaptive" its reader acts on it when the
+        # callback returns: tests/unit/test_relief_reader.py).
+        adapter = make_adapter(pool, on_event=slow, dispatch="thread")
         adapter.on_status(recorder)
         adapter.start()
         pool.subscribe("T.A")

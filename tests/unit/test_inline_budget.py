@@ -111,3 +111,14 @@ def test_bad_settings_are_refused_naming_the_field(kwargs: dict[str, object], fi
     with pytest.raises(mrt.ConfigurationError, match=field) as raised:
         InlineBudget(**kwargs)  # type: ignore[arg-type]
     assert raised.value.field == field
+
+
+def test_a_relief_hands_over_whatever_the_time_once_and_the_streak_rules_apply() -> None:
+    budget = InlineBudget(0.001, base_streak=4, max_streak=32)
+    assert budget.hand_over() is True  # a relief reader took over: hand over even at FAST
+    assert (budget.inline, budget.handovers, budget.streak) == (False, 1, 4)
+    assert budget.hand_over() is False  # already handed over
+    budget.after_round(4, FAST)
+    assert budget.may_return() is True
+    assert budget.hand_over() is True  # soon after the return: flapping doubles the streak
+    assert (budget.handovers, budget.streak) == (2, 8)

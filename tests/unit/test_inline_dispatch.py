@@ -92,7 +92,7 @@ def test_dispatch_mode_is_validated_and_reported() -> None:
     source = SyntheticSource(["T.*"], seed=1)
     with pytest.raises(mrt.ConfigurationError, match="dispatch"):
         RealTimeDataAdapter(source, dispatch="fast")
-    assert RealTimeDataAdapter(source).dispatch == "thread"
+    assert RealTimeDataAdapter(source).dispatch == "adaptive"  # the default
     assert RealTimeDataAdapter(source, dispatch="inline").stats().dispatch == "inline"
     assert RealTimeDataAdapter(source, dispatch="thread").stats().dispatch == "thread"
 

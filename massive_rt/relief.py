@@ -1,0 +1,489 @@
+"""The relief reader: while a connection's reader is stuck in a callback, another thread reads its socket.
+
+Under ``dispatch="adaptive"`` a connection's reader thread (R, ``massive-rt-reader-<name>``) runs
+callbacks itself while they are fast. A callback cannot be moved off a thread once it runs, so a
+slow one would keep R from its socket for as long as it runs. Each such connection therefore has
+a relief thread (T, ``massive-rt-relief-<name>``, started when an adaptive adapter adopts the
+connection, ended by the client's ``stop()``) that takes over reading while R is in a callback:
+
+- **Watching.** R counts :attr:`ReliefLatch.busy` up as it enters one frame's callbacks (odd:
+  inside) and up again, under :attr:`ReliefLatch.lock`, as it leaves. T looks every
+  ``relief_after`` seconds (``max(inline_budget, RELIEF_INTERVAL)``); the same odd value twice in
+  a row means R has been in one delivery for at least ``relief_after`` (at most twice that, plus
+  the interpreter's switch interval, when T notices). No clock call is added per frame.
+- **Taking over.** Under the lock, while ``busy`` still holds that value: T marks the latch
+  ``relieved``, closes the adapter's gate (the adaptive hand-over: later frames are queued for the
+  dispatcher) and queues the frames of R's read item that R has not taken yet, before anything it
+  reads. R leaves its delivery under the same lock, so either it left first (T does nothing) or
+  it sees ``relieved`` and stops: the rest is T's. The dispatcher cannot dispatch what T queued
+  before R's callback returns (R holds the gate), so order per connection holds and callbacks
+  never overlap.
+- **The read token.** Whoever holds it (R, or T while ``relieved``) owns the socket, the frame
+  parser and :attr:`ReliefLatch.messages` (the parsed messages not handled yet, all of one read).
+  R handles messages by peeking and popping, and hands a batch of data frames on before it pops
+  the frame after it, so T continues exactly where R stopped. T handles data frames (queued,
+  never dispatched), pings (it answers: only the token holder sends) and pongs, and updates the
+  byte, frame and receive-time counters the timers read; at anything else (a status or close
+  frame, EOF, an error, a frame too large) it stops and leaves it at the front for R. When R's
+  callback returns, R asks for the token back (:meth:`ReliefLatch.take_back`); T hands it over
+  within ``relief_after`` and R carries on with its loop (the messages T left, timers, sends).
+- ``stop()`` ends T within about ``relief_after`` even while R's callback is stuck; R then ends
+  when its callback returns (``stop()`` reports a reader that did not end, as always).
+
+Nothing here runs under ``dispatch="thread"`` (no latch, no thread) or ``"inline"`` (the choice of
+callbacks on the reader, including a slow one's delay, is the user's there).
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import websocket
+
+from ._transport import describe
+from .consumer import QueueConsumer
+from .eventqueue import KIND_DATA, KIND_FRAMES, FrameQueue
+from .framing import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameParser,
+    FrameTooLargeError,
+    ProtocolViolationError,
+)
+
+if TYPE_CHECKING:
+    from ._session import Outcome, Session
+    from ._transport import Transport
+    from .consumer import InlineGate
+
+__all__ = [
+    "BATCH_FRAMES",
+    "OP_EOF",
+    "OP_LOST",
+    "OP_TOO_LARGE",
+    "OP_VIOLATION",
+    "RECV_BYTES",
+    "RELIEF_INTERVAL",
+    "STATUS_MARK",
+    "STATUS_WINDOW",
+    "ReliefLatch",
+    "ReliefReader",
+    "ReliefSession",
+    "queue_batch",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The shortest time a reader is in one frame's callbacks before its relief reader takes over
+#: (the adapter uses ``max(inline_budget, RELIEF_INTERVAL)``), and the relief thread's polling
+#: interval: it wakes this often while its connection is adopted by an adaptive adapter.
+RELIEF_INTERVAL = 0.005
+#: Bytes one ``recv`` reads.
+RECV_BYTES = 256 * 1024
+#: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
+BATCH_FRAMES = 16
+# Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
+# start keeps the reader from scanning every data frame; a status later in a mixed array reaches
+# the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
+STATUS_MARK = b"status"
+STATUS_WINDOW = 40
+#: Pseudo-opcodes the reading side puts in :attr:`ReliefLatch.messages` after the messages of a
+#: read, for the reader to act on in order: end of stream, a failed ``recv``, a message over
+#: ``max_message_size``, a WebSocket protocol violation (the payload is the exception).
+OP_EOF = -1
+OP_LOST = -2
+OP_TOO_LARGE = -3
+OP_VIOLATION = -4
+
+_DATA_OPS = (OP_TEXT, OP_BINARY)
+# A reader that asks for its socket back while stopping waits at most this long for its relief thread.
+_TAKE_BACK_ON_STOP = 1.0
+# Looks at an idle reader (no delivery entered or under way) before the relief thread stops
+# polling and dozes until the reader's next delivery (100 ms at the 5 ms interval): an idle
+# connection costs no wake-ups, a streaming one about 200 a second.
+_IDLE_LOOKS = 20
+# The longest doze between two checks of the stop request (stop() rouses it at once anyway).
+_DOZE = 1.0
+
+
+class ReliefSession:
+    """What the relief thread needs of one session: set by the reader at the start of a session."""
+
+    __slots__ = ("parser", "proto", "sock", "ws")
+
+    def __init__(self, sock: Any, ws: websocket.WebSocket, parser: FrameParser, proto: Session) -> None:
+        self.sock = sock
+        self.ws = ws
+        self.parser = parser
+        self.proto = proto
+
+
+class ReliefLatch:
+    """The state a connection's reader and its relief thread share (see the module docstring).
+
+    Attributes:
+        gate: the adapter's gate (closed at a takeover; its ``relief_after`` is the interval).
+        lock: guards the takeover against the reader leaving a delivery (never held across I/O).
+        busy: odd while the reader is in one frame's callbacks; only the reader writes it.
+        relieved: the relief thread holds the read token.
+        want_back: the reader's callback returned; it waits for the token.
+        dozing: the relief thread waits on ``wake`` (its reader delivered nothing inline for a
+            while) instead of polling; the reader sets ``wake`` as it enters a delivery.
+        wake: rouses a dozing relief thread (the reader's next delivery, or a stop).
+        rest: the frames of the reader's current read item not taken yet, and their receive time.
+        messages: parsed messages (and pseudo-opcodes) of one read not handled yet; the token
+            holder's.
+        received_at_ns: when the read those messages came from was received.
+        session: the current session's socket, parser and session state (None between sessions).
+    """
+
+    __slots__ = (
+        "busy", "cond", "dozing", "gate", "lock", "messages", "received_at_ns", "relieved", "rest", "rest_ns",
+        "session", "wake", "want_back",
+    )  # fmt: skip
+
+    def __init__(self, gate: InlineGate) -> None:
+        self.gate = gate
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.busy = 0
+        self.relieved = False
+        self.want_back = False
+        self.rest: deque[bytes] = deque()
+        self.rest_ns = 0
+        self.messages: deque[tuple[int, Any]] = deque()
+        self.received_at_ns = 0
+        self.session: ReliefSession | None = None
+        self.dozing = False
+        self.wake = threading.Event()
+
+    def leave(self) -> bool:
+        """The reader: one frame's callbacks returned. True if the relief thread took over meanwhile."""
+        with self.lock:
+            self.busy += 1
+            return self.relieved
+
+    def queue_rest(self, queue: FrameQueue, should_stop: Callable[[], bool] | None = None) -> None:
+        """Queue the frames of the current read item not taken yet, as one item (order kept:
+        they are the oldest frames of this connection not delivered)."""
+        rest = self.rest
+        frames = []
+        while rest:
+            frames.append(rest.popleft())
+        if frames:
+            ns = self.rest_ns
+            queue.put([KIND_FRAMES, frames, ns, -1] if len(frames) > 1 else [KIND_DATA, frames[0], ns, -1],
+                      should_stop)  # fmt: skip
+
+    def take_over(self, busy: int) -> bool:
+        """The relief thread: take the read token if the reader is still in the delivery ``busy``."""
+        with self.lock:
+            if self.busy != busy or self.session is None:
+                return False
+            self.relieved = True
+            self.want_back = False
+            self.gate.open = False  # the adaptive hand-over: later frames queue for the dispatcher
+            self.gate.reliefs += 1
+            return True
+
+    def take_back(self, stopping: Callable[[], bool]) -> None:
+        """The reader, after its callback returned: wait until the relief thread hands the token back
+        (within its interval; while stopping, at most a second)."""
+        with self.cond:
+            self.want_back = True
+            self.cond.notify_all()
+            give_up = None
+            while self.relieved:
+                if stopping():
+                    now = time.monotonic()
+                    give_up = give_up or now + _TAKE_BACK_ON_STOP
+                    if now >= give_up:
+                        break
+                self.cond.wait(0.05)
+            self.want_back = False
+
+    def hand_back(self) -> None:
+        """The relief thread: the reader has the token again."""
+        with self.cond:
+            self.relieved = False
+            self.cond.notify_all()
+
+    def wait_for_reader(self, stopping: threading.Event, interval: float) -> None:
+        """The relief thread, stopped at a frame for the reader: wait until it wants the token (or a stop)."""
+        with self.cond:
+            while not self.want_back and not stopping.is_set():
+                self.cond.wait(interval)
+
+    def begin(self, session: ReliefSession) -> None:
+        """The reader: a new session (its socket and parser) starts; nothing of the last one is left."""
+        with self.lock:
+            self.messages.clear()
+            self.session = session
+
+    def end(self) -> None:
+        """The reader: the session ended."""
+        with self.lock:
+            self.session = None
+            self.messages.clear()
+
+
+class ReliefReader(QueueConsumer):
+    """Mixin for :class:`~massive_rt.MassiveWebSocketClient`: the relief thread and the
+    relief-aware handling of a read (see the module docstring)."""
+
+    _relief_thread: threading.Thread | None = None
+    _NOUN: str
+    _life_lock: threading.RLock
+    _stop_requested: threading.Event
+    _frames: int
+    _bytes: int
+    _last_frame_mono: float | None
+
+    def set_inline(self, gate: InlineGate | None) -> bool:
+        """As :meth:`QueueConsumer.set_inline`; a gate with ``relief_after`` (``"adaptive"``) also
+        starts this connection's relief thread, once."""
+        accepted = super().set_inline(gate)
+        if gate is not None and gate.relief_after is not None and self._relief is None:
+            with self._life_lock:
+                if self._relief is None and not self._stop_requested.is_set():
+                    latch = ReliefLatch(gate)
+                    thread = threading.Thread(target=self._relief_run, args=(latch, gate.relief_after),
+                                              name="massive-rt-relief-" + self._name, daemon=True)  # fmt: skip
+                    self._relief_thread = thread
+                    thread.start()
+                    self._relief = latch  # from now on the reader counts its deliveries
+        return accepted
+
+    @property
+    def relief_alive(self) -> bool:
+        """True while this connection's relief thread runs (``dispatch="adaptive"``)."""
+        thread = self._relief_thread
+        return thread is not None and thread.is_alive()
+
+    def _join_relief(self, timeout: float) -> bool:
+        """After the stop request: wait for the relief thread; False if it is still running."""
+        thread = self._relief_thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    # ------------------------------------------------------------------ relief thread
+
+    def _relief_run(self, latch: ReliefLatch, interval: float) -> None:
+        stopping = self._stop_requested
+        seen = 0  # the value of busy at the last look
+        relieved = 0  # the delivery taken over last (each one at most once)
+        idle = 0  # looks in a row that found the reader outside any delivery, and no new one
+        try:
+            while not stopping.is_set():
+                if idle >= _IDLE_LOOKS:
+                    # Doze: the reader rouses us as it enters its next delivery. Either it sees
+                    # ``dozing`` or we see its count move (both are plain stores under the GIL).
+                    latch.dozing = True
+                    if latch.busy == seen:
+                        latch.wake.wait(_DOZE)
+                    latch.dozing = False
+                    latch.wake.clear()
+                    idle = 0
+                    seen = latch.busy
+                    continue
+                if stopping.wait(interval):
+                    break
+                busy = latch.busy
+                if busy & 1 and busy == seen and busy != relieved and latch.take_over(busy):
+                    relieved = busy
+                    try:
+                        latch.queue_rest(self._queue, stopping.is_set)
+                        self._relieve(latch, interval)
+                    finally:
+                        latch.hand_back()
+                idle = idle + 1 if busy == seen and not busy & 1 else 0
+                seen = busy
+        except Exception:  # a bug: the reader keeps working without relief
+            logger.exception("%s: relief reader crashed", self._name)
+
+    def _rouse_relief(self) -> None:
+        """Wake a dozing relief thread (to see a stop request at once)."""
+        latch = self._relief
+        if latch is not None:
+            latch.wake.set()
+
+    def _relieve(self, latch: ReliefLatch, interval: float) -> None:
+        """Read the socket until the reader wants it back (or a frame needs the reader, or a stop)."""
+        session = latch.session
+        if session is None:
+            return
+        stopping = self._stop_requested
+        sock = session.sock
+        selector = selectors.DefaultSelector()
+        try:
+            selector.register(sock, selectors.EVENT_READ)
+            while not stopping.is_set():
+                if not self._relieve_messages(latch, session):
+                    latch.wait_for_reader(stopping, interval)
+                    return
+                if latch.want_back:
+                    return
+                if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or selector.select(interval):
+                    self.read_messages(latch, session)
+        except (OSError, ValueError, IndexError) as exc:  # the reader closed the session while stopping
+            logger.debug("%s: relief reader ends its takeover: %s", self._name, exc)
+        finally:
+            selector.close()
+
+    def _relieve_messages(self, latch: ReliefLatch, session: ReliefSession) -> bool:
+        """Queue the data frames at the front of ``messages``, answer pings, note pongs; False at a
+        message only the reader may handle (left at the front)."""
+        messages = latch.messages
+        proto = session.proto
+        raw = self._raw
+        put = self._queue.put
+        should_stop = self._stop_requested.is_set
+        batch: list[bytes] = []
+        while messages:
+            opcode, payload = messages[0]
+            if opcode in _DATA_OPS and proto.authenticated and STATUS_MARK not in payload[:STATUS_WINDOW]:
+                messages.popleft()
+                self._frames += 1
+                batch.append(payload)
+                if raw or len(batch) == BATCH_FRAMES:
+                    proto.on_relief_frames(batch, latch.received_at_ns, put, should_stop)
+                    batch = []
+                continue
+            if batch:
+                proto.on_relief_frames(batch, latch.received_at_ns, put, should_stop)
+                batch = []
+            if opcode == OP_PING:
+                messages.popleft()
+                self._frames += 1
+                try:
+                    session.ws.pong(payload)
+                except (OSError, websocket.WebSocketException) as exc:
+                    messages.appendleft((OP_LOST, exc))
+                    return False
+            elif opcode == OP_PONG:
+                messages.popleft()
+                self._frames += 1
+                proto.on_pong()
+            else:
+                return False
+        if batch:
+            proto.on_relief_frames(batch, latch.received_at_ns, put, should_stop)
+        return True
+
+    # ------------------------------------------------------------------ both sides
+
+    def read_messages(self, latch: ReliefLatch, session: ReliefSession) -> None:
+        """One ``recv``: its messages (or what went wrong, as a pseudo-opcode) go to ``latch.messages``.
+        Only the holder of the read token calls it, with ``latch.messages`` empty."""
+        messages = latch.messages
+        try:
+            data = session.sock.recv(RECV_BYTES)
+        except ssl.SSLWantReadError:
+            return
+        except (OSError, ssl.SSLError) as exc:
+            messages.append((OP_LOST, exc))
+            return
+        if not data:
+            messages.append((OP_EOF, b""))
+            return
+        latch.received_at_ns = time.time_ns()
+        self._bytes += len(data)
+        self._last_frame_mono = session.proto.recv_mono = time.monotonic()
+        parser = session.parser
+        parser.feed(data)
+        try:
+            messages.extend(parser.messages())
+        except FrameTooLargeError as exc:
+            messages.append((OP_TOO_LARGE, exc))
+        except ProtocolViolationError as exc:
+            messages.append((OP_VIOLATION, exc))
+
+    def handle_messages(self, latch: ReliefLatch, transport: Transport) -> Outcome | None:
+        """The reader: handle ``latch.messages`` as the reader loop handles a read's messages,
+        taking the token back whenever the relief thread took over during a callback. Returns
+        the outcome that ends the session, if one does."""
+        session = latch.session
+        assert session is not None
+        proto = session.proto
+        ws = session.ws
+        messages = latch.messages
+        raw = self._raw
+        stopping = self._stop_requested.is_set
+        batch: list[bytes] = []
+        while True:
+            if not messages:
+                if not batch:
+                    return None
+                queue_batch(proto, batch, latch.received_at_ns)
+                batch = []
+                if latch.relieved:
+                    latch.take_back(stopping)
+                continue
+            opcode, payload = messages[0]
+            if opcode in _DATA_OPS and proto.authenticated and STATUS_MARK not in payload[:STATUS_WINDOW]:
+                messages.popleft()
+                self._frames += 1
+                batch.append(payload)
+                if raw or len(batch) == BATCH_FRAMES:
+                    queue_batch(proto, batch, latch.received_at_ns)
+                    batch = []
+                    if latch.relieved:
+                        latch.take_back(stopping)
+                continue
+            if batch:  # before popping the next message: a takeover during these callbacks starts there
+                queue_batch(proto, batch, latch.received_at_ns)
+                batch = []
+                if latch.relieved:
+                    latch.take_back(stopping)
+                continue
+            messages.popleft()
+            if opcode < 0:
+                return _ended(opcode, payload, proto, transport)
+            self._frames += 1
+            if opcode in _DATA_OPS:
+                outcome = proto.on_control_frame(payload, latch.received_at_ns)
+                if outcome is not None:
+                    return outcome
+                if latch.relieved:  # its data objects ran callbacks here
+                    latch.take_back(stopping)
+            elif opcode == OP_PING:
+                ws.pong(payload)
+            elif opcode == OP_PONG:
+                proto.on_pong()
+            elif opcode == OP_CLOSE:
+                reply, outcome = proto.on_close(payload)
+                transport.send_close(reply, "")
+                return outcome
+
+
+def queue_batch(proto: Session, batch: list[bytes], received_at_ns: int) -> None:
+    """Hand the data frames of a read on to the session: one frame alone, several as one item."""
+    if len(batch) == 1:
+        proto.on_data(batch[0], received_at_ns)
+    else:
+        proto.on_data_frames(batch, received_at_ns)
+
+
+def _ended(opcode: int, error: Any, proto: Session, transport: Transport) -> Outcome:
+    """The outcome of a pseudo-opcode, as the reader loop reports it without a relief reader."""
+    if opcode == OP_EOF:
+        return proto.closed_without_frame()
+    if opcode == OP_TOO_LARGE:
+        transport.send_close(1009, "message too big")
+        return proto.lost(f"closed: {error}")
+    if opcode == OP_VIOLATION:
+        transport.send_close(1002, "protocol error")
+        return proto.lost(f"closed: WebSocket protocol error: {error}")
+    return proto.lost(f"connection lost: {describe(error)}")
