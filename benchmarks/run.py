@@ -31,7 +31,7 @@ import readme  # noqa: E402
 NO_ACCEL = " (no accelerator)"
 THROUGHPUT = [
     "massive_rt get()", "massive_rt drain()", "massive_rt adapter", "massive_rt adapter" + NO_ACCEL,
-    "massive_rt adapter inline", "massive_rt adapter adaptive", "massive_rt pool",
+    "massive_rt adapter inline", "massive_rt adapter thread", "massive_rt pool",
     "massive_rt raw", "official typed", "official raw", "websocket-client recv",
 ]  # fmt: skip
 # --accelerator: the typed variants with and without the compiled accelerator, against the official client.
@@ -43,7 +43,7 @@ ACCELERATOR = [
 LARGE = -1  # the key of their results in the throughput dict
 LARGE_PAD = 900
 LARGE_EVENTS = ["massive_rt get()", "massive_rt adapter", "official typed", "official raw"]
-LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive",
+LATENCY = ["massive_rt get()", "massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter thread",
            "official typed"]  # fmt: skip
 
 
@@ -219,7 +219,7 @@ def targets_table(throughput: dict[int, dict[str, list[dict]]], latency: dict[in
     def verdict(ok: bool, how: str = "") -> str:
         return ("met" + (f" ({how})" if how else "")) if ok else "**not met**"
 
-    typed = ["massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter adaptive", "massive_rt get()",
+    typed = ["massive_rt adapter", "massive_rt adapter inline", "massive_rt adapter thread", "massive_rt get()",
              "massive_rt drain()", "massive_rt pool"]  # fmt: skip
     rows = []
     for batch in (10, 1):

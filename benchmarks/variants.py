@@ -120,13 +120,14 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
     return started
 
 
-def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str = "thread", record: bool = False) -> float:
+def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str | None = None, record: bool = False) -> float:
+    """The adapter with ``dispatch`` (None: the default, "adaptive")."""
     import tempfile
 
     from massive_rt.adapter import RealTimeDataAdapter
 
     client = mrt.MassiveWebSocketClient(KEY, url=url, queue_size=10_000_000, ping_interval=None)
-    adapter = RealTimeDataAdapter(client, dispatch=dispatch)
+    adapter = RealTimeDataAdapter(client) if dispatch is None else RealTimeDataAdapter(client, dispatch=dispatch)
     adapter.on(mrt.EquityTrade, meter.handler())
     recorder = None
     if record:  # a Recorder on the client (issue 16's target: >= 90% of the adapter without one)
@@ -158,7 +159,7 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
 
     pool = ConnectionPool(KEY, max_connections=connections, max_subscriptions_per_connection=1, url=url,
                           client_options={"queue_size": 10_000_000, "ping_interval": None})  # fmt: skip
-    adapter = RealTimeDataAdapter(pool, dispatch="thread")  # as "massive_rt adapter": 1 vs 3 connections
+    adapter = RealTimeDataAdapter(pool)  # the default dispatch, as "massive_rt adapter": 1 vs 3 connections
     adapter.on(mrt.EquityTrade, meter.handler())
     # Warm the connections first (same as the single-connection variant's wait_ready).
     placeholders = [f"T.WARM{i}" for i in range(connections)]
@@ -234,7 +235,7 @@ VARIANTS: dict[str, Callable[..., float]] = {
     "massive_rt drain()": lambda url, m, ch: mrt_client(url, m, ch, "drain"),
     "massive_rt adapter": mrt_adapter,
     "massive_rt adapter inline": lambda url, m, ch: mrt_adapter(url, m, ch, "inline"),
-    "massive_rt adapter adaptive": lambda url, m, ch: mrt_adapter(url, m, ch, "adaptive"),
+    "massive_rt adapter thread": lambda url, m, ch: mrt_adapter(url, m, ch, "thread"),
     "massive_rt adapter recorded": lambda url, m, ch: mrt_adapter(url, m, ch, record=True),
     "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
     "official typed": lambda url, m, ch: official(url, m, ch, False),
