@@ -21,6 +21,11 @@ MIN_PIP := --disable-pip-version-check
 MIN_TESTS := tests/unit/test_mock_server.py tests/unit/test_massive_client.py \
 	tests/unit/test_client_protocol_edges.py tests/integration --ignore=tests/integration/test_peer_fidelity.py \
 	tests/hardening/test_tls.py tests/test_cli.py tests/test_examples.py tests/test_base_install.py
+# make fuzz: the hostile-input fuzzing of a live client and the unit property tests, whose full
+# budget (tests/support.py property_examples) runs only here; make test runs a quarter of it.
+FUZZ_TESTS := tests/hardening/test_hostile_input.py tests/unit/test_decoder_properties.py \
+	tests/unit/test_speedups.py tests/unit/test_struct_decoder.py tests/unit/test_framing.py \
+	tests/unit/test_dedupe.py tests/unit/test_synthetic.py
 
 .DEFAULT_GOAL := help
 
@@ -95,9 +100,9 @@ test-browser: $(STAMP) ## The browser tests alone (headless Chromium; .ci/run ru
 chaos: $(STAMP) ## The chaos suite for minutes (MASSIVE_RT_CHAOS_SECONDS, default 180 per scenario): faults through FaultProxy, the accounting invariant checked
 	MASSIVE_RT_CHAOS_SECONDS=$${MASSIVE_RT_CHAOS_SECONDS:-180} $(PY) -m pytest -q -p no:randomly -s tests/chaos $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## Hostile-input fuzzing of a live client with a deep hypothesis budget (HYPOTHESIS_PROFILE=deep)
+fuzz: $(STAMP) ## Hostile-input fuzzing of a live client and the unit property tests with a deep hypothesis budget (HYPOTHESIS_PROFILE=deep)
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -n auto -q -p no:cacheprovider -o timeout=3600 \
-		tests/hardening/test_hostile_input.py $(PYTEST_ARGS)
+		$(FUZZ_TESTS) $(PYTEST_ARGS)
 
 flake: $(STAMP) ## The whole suite 10 times in a row; fails on any failure
 	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n auto -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
