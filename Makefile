@@ -8,6 +8,10 @@ COV_FLOOR ?= 90
 COV_CORE ?= 95
 CORE_MODULES := connection pool adapter
 PYTEST_ARGS ?=
+# xdist workers for test, test-min and flake: one per core. Under coverage the suite keeps the
+# cores busy, and each extra worker collects (imports, rewrites) the whole suite again, so more
+# workers than cores did not pay on two (docs/testing.md has the measurements).
+PYTEST_WORKERS ?= auto
 # test-min: a venv of its own with the oldest Python python_requires admits (when this machine has
 # it) and the minimum version of every dependency setup.cfg declares (.ci/min_versions.py), running
 # the tests of what those dependencies carry: the client (websocket-client, attrs), the mock server
@@ -21,6 +25,11 @@ MIN_PIP := --disable-pip-version-check
 MIN_TESTS := tests/unit/test_mock_server.py tests/unit/test_massive_client.py \
 	tests/unit/test_client_protocol_edges.py tests/integration --ignore=tests/integration/test_peer_fidelity.py \
 	tests/hardening/test_tls.py tests/test_cli.py tests/test_examples.py tests/test_base_install.py
+# make fuzz: the hostile-input fuzzing of a live client and the unit property tests, whose full
+# budget (tests/support.py property_examples) runs only here; make test runs a quarter of it.
+FUZZ_TESTS := tests/hardening/test_hostile_input.py tests/unit/test_decoder_properties.py \
+	tests/unit/test_speedups.py tests/unit/test_struct_decoder.py tests/unit/test_framing.py \
+	tests/unit/test_dedupe.py tests/unit/test_synthetic.py
 
 .DEFAULT_GOAL := help
 
@@ -40,7 +49,7 @@ install: $(STAMP) ## Create .venv and install massive_rt with its dev and testin
 
 test: $(STAMP) ## Run the whole suite in parallel under coverage (fails under the coverage floor)
 	rm -f .coverage .coverage.*
-	$(PY) -m coverage run -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m coverage run -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 	$(PY) -m coverage combine --quiet
 	$(PY) -m coverage report --fail-under=$(COV_FLOOR)
 	@for module in $(CORE_MODULES); do \
@@ -49,7 +58,10 @@ test: $(STAMP) ## Run the whole suite in parallel under coverage (fails under th
 		     $(PY) -m coverage report --include="massive_rt/$$module.py"; exit 1; }; \
 	done; echo "core modules ($(CORE_MODULES)) at or above $(COV_CORE)% coverage"
 
-$(VENV_MIN)/.installed: setup.cfg pyproject.toml .ci/min_versions.py
+# Built in two steps: the interpreter and the pinned dependencies, which write nothing in the work
+# tree (so .ci/run builds them in the background while make install, lint and typecheck run), then
+# this checkout, editable.
+$(VENV_MIN)/.deps: setup.cfg pyproject.toml .ci/min_versions.py
 	rm -rf $(VENV_MIN)
 	@interpreter='$(MIN_PYTHON)'; \
 	if [ -z "$$interpreter" ]; then \
@@ -61,6 +73,9 @@ $(VENV_MIN)/.installed: setup.cfg pyproject.toml .ci/min_versions.py
 	$(PYTHON) .ci/min_versions.py requirements --extras $(MIN_EXTRAS) --tools $(MIN_TOOLS) \
 		> $(VENV_MIN)/requirements.txt
 	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PIP) -r $(VENV_MIN)/requirements.txt
+	touch $@
+
+$(VENV_MIN)/.installed: $(VENV_MIN)/.deps
 	$(VENV_MIN)/bin/python -m pip install --quiet $(MIN_PIP) --no-deps -e .
 	$(VENV_MIN)/bin/python -m pip check $(MIN_PIP)
 	touch $@
@@ -69,7 +84,7 @@ test-min: $(VENV_MIN)/.installed ## Client, server, relay, CLI, example tests on
 	@$(VENV_MIN)/bin/python -c 'import sys; from importlib.metadata import version as v; \
 		print("test-min: Python %d.%d.%d," % sys.version_info[:3], \
 		      ", ".join(f"{p} {v(p)}" for p in ("websockets", "websocket-client", "attrs", "pytest")))'
-	$(VENV_MIN)/bin/python -m pytest -n auto -q -p no:cacheprovider $(MIN_TESTS) $(PYTEST_ARGS)
+	$(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider $(MIN_TESTS) $(PYTEST_ARGS)
 
 cov: test ## Same as test, plus an HTML report in htmlcov/
 	$(PY) -m coverage html
@@ -95,12 +110,12 @@ test-browser: $(STAMP) ## The browser tests alone (headless Chromium; .ci/run ru
 chaos: $(STAMP) ## The chaos suite for minutes (MASSIVE_RT_CHAOS_SECONDS, default 180 per scenario): faults through FaultProxy, the accounting invariant checked
 	MASSIVE_RT_CHAOS_SECONDS=$${MASSIVE_RT_CHAOS_SECONDS:-180} $(PY) -m pytest -q -p no:randomly -s tests/chaos $(PYTEST_ARGS)
 
-fuzz: $(STAMP) ## Hostile-input fuzzing of a live client with a deep hypothesis budget (HYPOTHESIS_PROFILE=deep)
+fuzz: $(STAMP) ## Hostile-input fuzzing of a live client and the unit property tests with a deep hypothesis budget (HYPOTHESIS_PROFILE=deep)
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -n auto -q -p no:cacheprovider -o timeout=3600 \
-		tests/hardening/test_hostile_input.py $(PYTEST_ARGS)
+		$(FUZZ_TESTS) $(PYTEST_ARGS)
 
 flake: $(STAMP) ## The whole suite 10 times in a row; fails on any failure
-	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n auto -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
+	for i in 1 2 3 4 5 6 7 8 9 10; do echo "== run $$i"; $(PY) -m pytest -n $(PYTEST_WORKERS) -q -p no:randomly $(PYTEST_ARGS) || exit 1; done
 
 $(VENV)/.installed-mutation: $(STAMP) setup.cfg
 	$(PY) -m pip install --quiet -e '.[dev,testing,mutation]'

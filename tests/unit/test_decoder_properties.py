@@ -18,8 +18,11 @@ from hypothesis import strategies as st
 from massive_rt.enums import Market
 from massive_rt.models import Event, MarketEvent, StatusMessage, UnknownEvent
 from massive_rt.protocol import MARKET_EVENTS, Decoder, DecodeStats
+from tests.support import property_examples
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(
+    max_examples=property_examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 LOADERS: tuple[Callable[[Any], Any], ...] = (json.loads, orjson.loads)
 RECEIVED_AT_NS = 1_700_000_000_000_000_001
 CONNECTION = "prop-conn"

@@ -41,6 +41,7 @@ from massive_rt.models import (
 )
 from massive_rt.protocol import MARKET_EVENTS, Decoder
 from massive_rt.synthetic import SyntheticMarket
+from tests.support import property_examples
 
 T0 = 1_700_000_000_000
 JOIN_TIMEOUT = 30.0
@@ -327,7 +328,7 @@ events_strategy = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=property_examples(300), deadline=None)
 @given(events=events_strategy, window=st.integers(1, 20), cuts=st.lists(st.integers(0, 80), max_size=10))
 def test_matches_the_reference_for_any_stream_window_and_batching(events: list[Event], window: int,
                                                                   cuts: list[int]) -> None:  # fmt: skip

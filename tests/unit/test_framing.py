@@ -21,6 +21,7 @@ from massive_rt.framing import (
     ProtocolViolationError,
     parse_close_payload,
 )
+from tests.support import property_examples
 
 Message = tuple[int, bytes]
 
@@ -424,7 +425,7 @@ _data_message = st.tuples(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=property_examples(200), deadline=None)
 @given(messages=st.lists(_data_message, max_size=8), cuts=st.lists(st.integers(min_value=0), max_size=12))
 def test_any_messages_split_anywhere_come_out_unchanged(
     messages: list[tuple[int, bytes, list[int], bytes | None, list[tuple[int, bytes]]]], cuts: list[int]

@@ -368,7 +368,8 @@ def test_large_publish_arrives_complete_and_in_order(server: MockMassiveServer, 
     reader = threading.Thread(target=lambda: received.extend(e["q"] for _ in range(total) for e in client.recv_frame()))
     reader.start()
     assert server.publish([trade("AAPL", i) for i in range(total)], batch=1) == total
-    reader.join(10)
+    reader.join(40)  # 12 s with four workers on two loaded cores; 10 s was too short there
+    assert not reader.is_alive(), f"{len(received):,} of {total:,} frames read in 40 s"
     assert received == list(range(total))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from massive_rt import _structdecode, speedups
@@ -28,6 +28,7 @@ from massive_rt.enums import Market
 from massive_rt.marks import DeliveryMarks
 from massive_rt.models import EquityTrade, Event, MarketEvent
 from massive_rt.protocol import MARKET_EVENTS, Decoder
+from tests.support import property_examples
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -114,7 +115,7 @@ def test_every_class_of_every_market_builds_the_same_event_on_both_paths(
     assert fast.stats == slow.stats
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=property_examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_random_events_of_every_class_are_the_same_field_by_field(data: st.DataObject) -> None:
     market, ev, cls = data.draw(st.sampled_from(CLASS_CASES))

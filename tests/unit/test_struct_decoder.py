@@ -21,6 +21,7 @@ from massive_rt import _structdecode
 from massive_rt.enums import Market
 from massive_rt.models import EquityQuote, EquityTrade, MarketEvent, StatusMessage, UnknownEvent
 from massive_rt.protocol import MARKET_EVENTS, Decoder
+from tests.support import property_examples
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -177,7 +178,7 @@ values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=3) | st.dict
                       max_size=3), max_leaves=8)  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=property_examples(150), deadline=None)
 @given(data=st.data())
 def test_random_known_events_decode_identically_on_both_paths(data: st.DataObject) -> None:
     market, ev, cls = data.draw(st.sampled_from(CLASS_CASES))

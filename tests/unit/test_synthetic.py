@@ -22,6 +22,7 @@ from massive_rt.errors import ConfigurationError
 from massive_rt.models import CryptoQuote, CryptoTrade, CurrencyAgg, EquityAgg, EquityQuote, EquityTrade, to_wire
 from massive_rt.protocol import Decoder
 from massive_rt.synthetic import DEFAULT_CRYPTO, DEFAULT_STOCKS, SESSION_START_MS, SymbolState, SyntheticMarket
+from tests.support import property_examples
 
 Wire = dict[str, Any]
 
@@ -492,7 +493,7 @@ def test_without_a_seed_a_fresh_one_is_drawn_and_reported_for_replay() -> None:
     assert SyntheticMarket().seed != market.seed
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=property_examples(25), deadline=None)
 @given(
     seed=st.integers(min_value=0, max_value=2**64),
     symbols=st.lists(st.sampled_from(["AAPL", "SPY", "BRK.B", "NEWCO", "PENNY", "F"]), min_size=1, max_size=4),
