@@ -13,7 +13,7 @@ import massive_rt as mrt
 from massive_rt._session import ACK_TIMEOUT, Outcome, Session
 from massive_rt.config import ClientConfig
 from massive_rt.enums import ConnectionState
-from massive_rt.eventqueue import KIND_DATA, KIND_OBJECTS
+from massive_rt.eventqueue import KIND_DATA, KIND_FRAMES, KIND_OBJECTS
 
 
 def frame(*objects: dict[str, Any]) -> bytes:
@@ -164,6 +164,45 @@ def test_data_makes_the_session_stream_and_is_queued_as_it_came() -> None:
     assert h.items == [[KIND_DATA, b'[{"ev":"T"}]', 42, -1]]
     assert h.states[-1][:2] == (ConnectionState.STREAMING, "data arriving")
     assert h.session.last_data_ns == 42
+
+
+def test_a_read_s_frames_are_queued_as_one_item_and_make_the_session_stream() -> None:
+    h = Harness()
+    h.authenticate()
+    h.session.recv_mono = h.now
+    h.session.on_data_frames([b"[1]", b"[2]"], 43)
+    assert h.items == [[KIND_FRAMES, [b"[1]", b"[2]"], 43, -1]]
+    assert h.states[-1][:2] == (ConnectionState.STREAMING, "data arriving")
+    assert h.session.last_data_ns == 43
+
+
+def test_frames_the_relief_reader_read_go_to_the_given_put_never_the_session_s_sink() -> None:
+    # The reader may be inside the session's sink (an inline callback): the relief reader's frames
+    # go straight to the queue's put with the stop check it was given.
+    h = Harness()
+    h.session.continue_gap(40)
+    h.authenticate()
+    h.session.recv_mono = h.now
+    assert not h.session.delivered_data
+    queued: list[tuple[list[Any], bool]] = []
+
+    def stop_check() -> bool:
+        return True
+
+    def put(item: list[Any], stopping: Any) -> None:
+        queued.append((item, stopping is stop_check))
+
+    h.session.on_relief_frames([b"[1]"], 50, put, stop_check)
+    h.session.on_relief_frames([b"[2]", b"[3]"], 51, put, stop_check)
+    assert queued == [([KIND_DATA, b"[1]", 50, -1], True), ([KIND_FRAMES, [b"[2]", b"[3]"], 51, -1], True)]
+    assert h.items == []  # not the session's own sink
+    [gap] = h.statuses("gap")  # the first data closes the gap, as any data does
+    assert (gap.gap_start_ns, gap.gap_end_ns) == (40, 50)
+    assert h.states[-1][:2] == (ConnectionState.STREAMING, "data arriving")
+    assert h.session.last_data_ns == 51
+    assert h.session.delivered_data  # it counts for reset_on_data like any data
+    h.session.on_relief_frames([b"[4]"], 52, put, stop_check)
+    assert len(h.statuses("gap")) == 1
 
 
 def test_statuses_and_data_in_one_frame_are_split() -> None:
