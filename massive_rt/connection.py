@@ -772,6 +772,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
             if not isinstance(exc, Exception):
                 raise
         finally:
+            self._end_relief()
             if self._transport is not None:
                 self._transport.close()
             if not failed:
@@ -997,10 +998,16 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
         except (OSError, websocket.WebSocketException) as exc:
             return proto.lost(f"connection lost: {describe(exc)}")
         finally:
+            graceful = True
             if relief is not None:
+                if relief.relieved:
+                    # Stopping, and its relief thread has not handed the socket back (blocked in a
+                    # pong to a peer that does not read): shut the socket under it, send nothing.
+                    transport.force_shut()
+                    graceful = False
                 relief.end()
             selector.close()
-            transport.close(graceful=True)
+            transport.close(graceful=graceful)
 
     def _drain_wake(self) -> None:
         wake = self._wake_r

@@ -345,27 +345,33 @@ class QueueConsumer:
         consume_lock = self._consume_lock
         marks = self._marks
         first = True
-        while rest:
-            if not first and (not gate.open or gate.wanted):
-                # Between callbacks (busy is even): the relief reader cannot take over meanwhile.
-                relief.queue_rest(self._queue)
-                return
-            first = False
-            frame = rest.popleft()
-            with consume_lock:
-                events = decode([KIND_DATA, frame, received_at_ns, -1])
-                if marks is not None:
-                    marks.tick()
-            if events:
-                relief.busy += 1
-                if relief.dozing:
-                    relief.wake.set()
-                try:
-                    gate.dispatch(events)
-                finally:
-                    taken = relief.leave()
-                if taken:
-                    return  # the relief reader queued the rest and reads the socket until we take it back
+        try:
+            while rest:
+                if not first and (not gate.open or gate.wanted):
+                    # Between callbacks (busy is even): the relief reader cannot take over meanwhile.
+                    relief.queue_rest(self._queue)
+                    return
+                first = False
+                frame = rest.popleft()
+                with consume_lock:
+                    events = decode([KIND_DATA, frame, received_at_ns, -1])
+                    if marks is not None:
+                        marks.tick()
+                if events:
+                    relief.busy += 1
+                    if relief.dozing:
+                        relief.wake.set()
+                    try:
+                        gate.dispatch(events)
+                    finally:
+                        taken = relief.leave()
+                    if taken:
+                        return  # the relief reader queued the rest and reads the socket until we take it back
+        except BaseException:
+            # A crashing reader: no later takeover may queue these frames, out of order. (Not on
+            # a takeover's return: the relief thread is queuing them, maybe still.)
+            rest.clear()
+            raise
 
     @property
     def tap(self) -> Callable[[QueueConsumer, Item], None] | None:

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import websocket
 
+from ._session import Outcome
 from ._transport import describe
 from .consumer import QueueConsumer
 from .eventqueue import KIND_DATA, KIND_FRAMES, FrameQueue
@@ -62,7 +63,7 @@ from .framing import (
 )
 
 if TYPE_CHECKING:
-    from ._session import Outcome, Session
+    from ._session import Session
     from ._transport import Transport
     from .consumer import InlineGate
 
@@ -132,7 +133,9 @@ class ReliefLatch:
     """The state a connection's reader and its relief thread share (see the module docstring).
 
     Attributes:
-        gate: the adapter's gate (closed at a takeover; its ``relief_after`` is the interval).
+        gate: the adapter's gate (closed at a takeover; its ``relief_after`` is the interval), or
+            None while no adaptive adapter dispatches from this connection (no takeover then).
+        reader_ended: the reader thread ended (stopped or failed for good): the relief thread ends too.
         lock: guards the takeover against the reader leaving a delivery (never held across I/O).
         busy: odd while the reader is in one frame's callbacks; only the reader writes it.
         relieved: the relief thread holds the read token.
@@ -148,12 +151,13 @@ class ReliefLatch:
     """
 
     __slots__ = (
-        "busy", "cond", "dozing", "gate", "lock", "messages", "received_at_ns", "relieved", "rest", "rest_ns",
-        "session", "wake", "want_back",
+        "busy", "cond", "dozing", "gate", "lock", "messages", "reader_ended", "received_at_ns", "relieved", "rest",
+        "rest_ns", "session", "wake", "want_back",
     )  # fmt: skip
 
     def __init__(self, gate: InlineGate) -> None:
-        self.gate = gate
+        self.gate: InlineGate | None = gate
+        self.reader_ended = False
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.busy = 0
@@ -185,10 +189,16 @@ class ReliefLatch:
             queue.put([KIND_FRAMES, frames, ns, -1] if len(frames) > 1 else [KIND_DATA, frames[0], ns, -1],
                       should_stop)  # fmt: skip
 
+    def retarget(self, gate: InlineGate | None) -> None:
+        """The adapter dispatching from this connection changed (another adapter's gate, or None:
+        no adaptive adapter any more): takeovers close that gate and count there, or none happen."""
+        with self.lock:
+            self.gate = gate
+
     def take_over(self, busy: int) -> bool:
         """The relief thread: take the read token if the reader is still in the delivery ``busy``."""
         with self.lock:
-            if self.busy != busy or self.session is None:
+            if self.busy != busy or self.session is None or self.gate is None:
                 return False
             self.relieved = True
             self.want_back = False
@@ -196,9 +206,10 @@ class ReliefLatch:
             self.gate.reliefs += 1
             return True
 
-    def take_back(self, stopping: Callable[[], bool]) -> None:
+    def take_back(self, stopping: Callable[[], bool]) -> bool:
         """The reader, after its callback returned: wait until the relief thread hands the token back
-        (within its interval; while stopping, at most a second)."""
+        (within its interval; while stopping, at most a second). False if it gave up (stopping): the
+        relief thread may still be using the socket, the parser and the messages."""
         with self.cond:
             self.want_back = True
             self.cond.notify_all()
@@ -211,6 +222,7 @@ class ReliefLatch:
                         break
                 self.cond.wait(0.05)
             self.want_back = False
+            return not self.relieved
 
     def hand_back(self) -> None:
         """The relief thread: the reader has the token again."""
@@ -242,6 +254,7 @@ class ReliefReader(QueueConsumer):
     relief-aware handling of a read (see the module docstring)."""
 
     _relief_thread: threading.Thread | None = None
+    _reader_ended = False  # set as the reader thread ends: no relief thread starts, a running one ends
     _NOUN: str
     _life_lock: threading.RLock
     _stop_requested: threading.Event
@@ -253,9 +266,14 @@ class ReliefReader(QueueConsumer):
         """As :meth:`QueueConsumer.set_inline`; a gate with ``relief_after`` (``"adaptive"``) also
         starts this connection's relief thread, once."""
         accepted = super().set_inline(gate)
-        if gate is not None and gate.relief_after is not None and self._relief is None:
+        adaptive = gate is not None and gate.relief_after is not None
+        latch = self._relief
+        if latch is not None:
+            latch.retarget(gate if adaptive else None)
+        elif adaptive:
+            assert gate is not None
             with self._life_lock:
-                if self._relief is None and not self._stop_requested.is_set():
+                if self._relief is None and not self._stop_requested.is_set() and not self._reader_ended:
                     latch = ReliefLatch(gate)
                     thread = threading.Thread(target=self._relief_run, args=(latch, gate.relief_after),
                                               name="massive-rt-relief-" + self._name, daemon=True)  # fmt: skip
@@ -286,7 +304,7 @@ class ReliefReader(QueueConsumer):
         relieved = 0  # the delivery taken over last (each one at most once)
         idle = 0  # looks in a row that found the reader outside any delivery, and no new one
         try:
-            while not stopping.is_set():
+            while not stopping.is_set() and not latch.reader_ended:
                 if idle >= _IDLE_LOOKS:
                     # Doze: the reader rouses us as it enters its next delivery. Either it sees
                     # ``dozing`` or we see its count move (both are plain stores under the GIL).
@@ -317,6 +335,17 @@ class ReliefReader(QueueConsumer):
         """Wake a dozing relief thread (to see a stop request at once)."""
         latch = self._relief
         if latch is not None:
+            latch.wake.set()
+
+    def _end_relief(self) -> None:
+        """The reader thread: it ends (stopped, or failed for good): so does the relief thread,
+        within its interval (a client that failed on its own would otherwise keep it, and itself,
+        alive until stop())."""
+        with self._life_lock:
+            self._reader_ended = True
+            latch = self._relief
+        if latch is not None:
+            latch.reader_ended = True
             latch.wake.set()
 
     def _relieve(self, latch: ReliefLatch, interval: float) -> None:
@@ -428,8 +457,8 @@ class ReliefReader(QueueConsumer):
                     return None
                 queue_batch(proto, batch, latch.received_at_ns)
                 batch = []
-                if latch.relieved:
-                    latch.take_back(stopping)
+                if latch.relieved and not latch.take_back(stopping):
+                    return Outcome("stopped", stopped=True)  # gave up on the relief thread: hands off the socket
                 continue
             opcode, payload = messages[0]
             if opcode in _DATA_OPS and proto.authenticated and STATUS_MARK not in payload[:STATUS_WINDOW]:
@@ -439,14 +468,14 @@ class ReliefReader(QueueConsumer):
                 if raw or len(batch) == BATCH_FRAMES:
                     queue_batch(proto, batch, latch.received_at_ns)
                     batch = []
-                    if latch.relieved:
-                        latch.take_back(stopping)
+                    if latch.relieved and not latch.take_back(stopping):
+                        return Outcome("stopped", stopped=True)  # gave up on the relief thread: hands off the socket
                 continue
             if batch:  # before popping the next message: a takeover during these callbacks starts there
                 queue_batch(proto, batch, latch.received_at_ns)
                 batch = []
-                if latch.relieved:
-                    latch.take_back(stopping)
+                if latch.relieved and not latch.take_back(stopping):
+                    return Outcome("stopped", stopped=True)  # gave up on the relief thread: hands off the socket
                 continue
             messages.popleft()
             if opcode < 0:
@@ -456,8 +485,8 @@ class ReliefReader(QueueConsumer):
                 outcome = proto.on_control_frame(payload, latch.received_at_ns)
                 if outcome is not None:
                     return outcome
-                if latch.relieved:  # its data objects ran callbacks here
-                    latch.take_back(stopping)
+                if latch.relieved and not latch.take_back(stopping):  # its data objects ran callbacks here
+                    return Outcome("stopped", stopped=True)  # gave up on the relief thread: hands off the socket
             elif opcode == OP_PING:
                 ws.pong(payload)
             elif opcode == OP_PONG:

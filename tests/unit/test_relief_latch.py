@@ -51,8 +51,34 @@ def test_the_reader_takes_the_token_back_at_once_when_it_was_handed_back() -> No
     latch.busy = 1
     assert latch.take_over(1)
     latch.hand_back()
-    latch.take_back(lambda: False)  # returns: the token is back
+    assert latch.take_back(lambda: False) is True  # returns: the token is back
     assert (latch.relieved, latch.want_back) == (False, False)
     latch.end()
     assert latch.session is None
     assert not latch.messages
+
+
+def test_a_stopping_reader_gives_up_on_a_relief_thread_that_keeps_the_token_and_says_so() -> None:
+    # The relief thread is blocked (a pong to a peer that does not read): the stopping reader must
+    # not go on with the socket, the parser or the messages — take_back tells it (False).
+    latch = latch_in_a_session()
+    latch.busy = 1
+    assert latch.take_over(1)
+    assert latch.take_back(lambda: True) is False  # after its bounded wait (about a second)
+    assert latch.relieved is True
+    assert latch.want_back is False
+
+
+def test_a_latch_without_an_adaptive_gate_never_takes_over_and_a_new_gate_gets_the_takeover() -> None:
+    latch = latch_in_a_session()
+    first = latch.gate
+    assert first is not None
+    latch.retarget(None)  # the adapter went (or dispatches "thread" / "inline" now)
+    latch.busy = 1
+    assert latch.take_over(1) is False
+    assert (latch.relieved, first.open, first.reliefs) == (False, True, 0)
+    second = InlineGate(lambda events: None, relief_after=0.005)
+    latch.retarget(second)  # another adaptive adapter adopted the connection
+    assert latch.take_over(1) is True
+    assert (second.open, second.reliefs) == (False, 1)
+    assert (first.open, first.reliefs) == (True, 0)

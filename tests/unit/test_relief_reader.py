@@ -325,3 +325,20 @@ def test_thread_and_inline_modes_start_no_relief_thread(
     assert relief_threads() == []
     assert not client.relief_alive
     assert adapter.stats().reliefs == 0
+
+
+@pytest.mark.allow_errors(r"failed", logger="massive_rt.connection")
+def test_a_reader_that_fails_on_its_own_takes_its_relief_thread_with_it(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    # A refused key ends the reader FAILED with no stop(): its relief thread kept running (and kept
+    # the client alive) until someone called stop().
+    client = MassiveWebSocketClient(api_key="not-" + KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+    adapter = make_adapter(client, dispatch="adaptive")
+    adapter.start()
+    assert wait_until(lambda: client.state is mrt.ConnectionState.FAILED and not client.reader_alive, WAIT)
+    assert wait_until(lambda: not client.relief_alive, WAIT)
+    assert RELIEF + client.name not in relief_threads()
+    # A gate offered after the reader ended starts nothing.
+    client.set_inline(mrt.consumer.InlineGate(lambda events: None, relief_after=0.005))
+    assert not client.relief_alive
