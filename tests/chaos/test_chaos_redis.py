@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,8 @@ from massive_rt.redis import RedisStreamSink, RedisStreamSource
 from massive_rt.testing import FaultProxy, MockMassiveServer
 from tests.chaos._ledger import CHAOS_SECONDS, Ledger, Publisher, run_phases
 from tests.conftest import wait_until
-from tests.redis.conftest import RedisServer, require_redis
+from tests.redis.conftest import RedisServer
+from tests.redis.conftest import redis_server as redis_server  # the fixture, shared
 from tests.support import FAST, KEY
 
 pytestmark = [pytest.mark.timeout(90 + 3 * CHAOS_SECONDS)]
@@ -42,16 +42,6 @@ STREAMS = ("massive:stocks:T", "massive:stocks:status")
 QUICK = mrt.ReconnectPolicy(initial_delay=0.02, max_delay=0.2)
 #: A half-open link is found by the Redis client's read timeout (no pings on a Redis connection).
 SOCKET_TIMEOUT = 0.3
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    require_redis()
-    server = RedisServer(tmp_path).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
