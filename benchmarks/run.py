@@ -347,7 +347,7 @@ def main() -> None:
         events = 100_000 // scale
         print("throughput, ~1 KB events in frames of 10:", file=sys.stderr)
         throughput[LARGE] = repeat(url, LARGE_EVENTS, reps, events=events, batch=10, pad=LARGE_PAD)
-        sections.append(throughput_table(f"Typed events/s, {events:,} trades of ~1 KB in frames of 10",
+        sections.append(throughput_table(f"Larger events: typed events/s, {events:,} trades of ~1 KB in frames of 10",
                                          throughput[LARGE]))  # fmt: skip
         for rate in (1_000, 20_000):
             events = rate * 3 // scale

@@ -44,4 +44,4 @@ def test_the_comparison_row_and_the_benchmarks_block_follow_the_results(readme_m
     speed_row = next(line for line in regenerated.splitlines() if line.startswith("| speed "))
     assert "612k (" in speed_row
     block = regenerated.split(readme_module.BEGIN, 1)[1].split(readme_module.END, 1)[0]
-    assert '| massive_rt adapter (callbacks, `dispatch="thread"`) | 612k (' in block
+    assert '| massive_rt adapter (callbacks, the default `dispatch="adaptive"`) | 612k (' in block
