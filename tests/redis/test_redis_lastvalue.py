@@ -50,7 +50,16 @@ def test_events_are_cached_under_their_upstream_connections_market(
 
     mock_server.publish(trades(0, 3))
     mock_server.publish(crypto(3), market="crypto")
-    assert wait_until(lambda: len(mixed_cache) == 2 and crypto_cache.trade("BTC-USD") is not None, WAIT)
+
+    def last_trades_cached() -> bool:  # each cache holds the last of the three trades (not merely one)
+        mixed_btc = mixed_cache.trade("BTC-USD", market="crypto")
+        mixed_aapl = mixed_cache.trade("AAPL")
+        only_btc = crypto_cache.trade("BTC-USD")
+        return (len(mixed_cache) == 2 and mixed_btc is not None and mixed_btc.value.price == 60_002.0
+                and mixed_aapl is not None and mixed_aapl.value.sequence_number == 2
+                and only_btc is not None and only_btc.value.price == 60_002.0)  # fmt: skip
+
+    assert wait_until(last_trades_cached, WAIT)
 
     assert mixed_cache.trade("AAPL") is not None
     btc = mixed_cache.trade("BTC-USD", market="crypto")
