@@ -214,7 +214,9 @@ class RealTimeDataAdapter:
             soon after each return). A callback still running on a reader after
             ``max(inline_budget, 5 ms)`` no longer keeps its socket unread: the connection's
             relief thread (``massive-rt-relief-<name>``) reads and queues its frames and answers
-            pings until the callback returns (:mod:`massive_rt.relief`). ``"thread"``: callbacks
+            pings until the callback returns (:mod:`massive_rt.relief`). A read of more than
+            16 frames (a backlog) also goes to the dispatcher, so reading overlaps with the
+            callbacks; the next small read runs inline again. ``"thread"``: callbacks
             run on the dispatcher thread only, and a slow callback never delays reading — the
             queue absorbs it. ``"inline"``: a connection's reader
             thread runs the callbacks itself whenever the dispatcher is idle and its queue is

@@ -80,6 +80,7 @@ class QueueConsumer:
     _predecessor_marks: DeliveryMarks | None = None  # a pool replacement's: the gap it closes was theirs
     _tap: Callable[[QueueConsumer, Item], None] | None = None  # set_tap(): sees every item taken
     _relief: ReliefLatch | None = None  # "adaptive" on a connection: its relief reader may take over
+    _backlog = False  # "adaptive": the producer's current read is a backlog, for the dispatcher (offer queues)
 
     _name: str
     _queue: FrameQueue
@@ -255,9 +256,11 @@ class QueueConsumer:
 
     def offer(self, item: Item, should_stop: Callable[[], bool] | None = None) -> bool:
         """Producer side: dispatch ``item`` on this thread when the inline gate allows (a data item,
-        the queue empty and open, the consumer idle), else queue it. Returns what ``put`` returns."""
+        no backlog, the queue empty and open, the consumer idle), else queue it. Returns what
+        ``put`` returns."""
         queue = self._queue
-        if item[0] in DATA_KINDS and not len(queue) and not queue.closed and self._deliver_inline(item):
+        if (item[0] in DATA_KINDS and not self._backlog and not len(queue) and not queue.closed
+                and self._deliver_inline(item)):  # fmt: skip
             return True
         return queue.put(item, should_stop)
 

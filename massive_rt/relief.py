@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from .consumer import InlineGate
 
 __all__ = [
+    "BACKLOG_FRAMES",
     "BATCH_FRAMES",
     "OP_EOF",
     "OP_LOST",
@@ -93,6 +94,11 @@ RELIEF_INTERVAL = 0.005
 RECV_BYTES = 256 * 1024
 #: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
 BATCH_FRAMES = 16
+#: ``"adaptive"``: a read with more messages than this is a backlog (the socket had more waiting
+#: than one callback round takes): its frames go to the dispatcher thread, so reading the next
+#: read overlaps with their callbacks, as under ``dispatch="thread"``. Smaller reads (a stream
+#: the reader keeps up with) are dispatched inline, for latency.
+BACKLOG_FRAMES = BATCH_FRAMES
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array reaches
 # the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.
@@ -450,6 +456,7 @@ class ReliefReader(QueueConsumer):
         messages = latch.messages
         raw = self._raw
         stopping = self._stop_requested.is_set
+        self._backlog = len(messages) > BACKLOG_FRAMES
         batch: list[bytes] = []
         while True:
             if not messages:
