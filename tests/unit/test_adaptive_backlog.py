@@ -10,8 +10,8 @@ and kept doing so: one thread read, decoded and ran callbacks with no overlap (a
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
