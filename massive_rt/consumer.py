@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["InlineGate", "QueueConsumer", "check_timeout", "fast_loads"]
 
-# Frames get() decodes per refill: amortises the queue lock without holding many events back.
-_REFILL_FRAMES = 31
+# Queue items get() decodes per refill after the first (16 in all): amortises the queue lock; 32
+# measured 15% slower at frames of 10 (5,000 events decoded ahead fall out of the CPU cache).
+_REFILL_FRAMES = 15
 
 
 def check_timeout(timeout: float | None, field: str = "timeout") -> None:
