@@ -179,7 +179,8 @@ def test_get_decodes_at_most_sixteen_queue_items_ahead() -> None:
     for q in range(40):
         consumer._queue.put([KIND_DATA, frame(2 * q, events=2), 1, -1])
     first = consumer.get(0)
-    assert isinstance(first, mrt.EquityTrade) and first.sequence_number == 0
+    assert isinstance(first, mrt.EquityTrade)
+    assert first.sequence_number == 0
     assert len(consumer._queue) == 40 - 16
     assert [consumer.get(0).sequence_number for _ in range(31)] == list(range(1, 32))  # type: ignore[union-attr]
     assert len(consumer._queue) == 24  # 32 events decoded: the refill's, nothing more yet
