@@ -130,8 +130,9 @@ class ConnectionStats:
         duplicates_suppressed: events dropped as duplicates (``dedupe``; 0 when off).
         queue_events: events waiting in the queue (exact: counted in the queued frames when
             asked, so a long queue makes ``stats()`` take a few ms).
-        queue_high_water: most events ever waiting at once, estimated from
-            ``queue_high_water_bytes`` and the average size of the events decoded so far.
+        queue_high_water: most events ever waiting at once: the larger of the most any
+            ``stats()`` call counted (exact then) and an estimate from ``queue_high_water_bytes``
+            and the average size of the events received so far (decoded, queued or dropped).
         subscriptions: desired channels.
         acked: channels the server confirmed on the current session.
         last_message_age: seconds since the last frame was read (None before any).
@@ -342,6 +343,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
         self._frames = 0
         self._bytes = 0
         self._pings = 0
+        self._most_queued_events = 0  # the most events a stats() call found queued, or estimated
         self._last_frame_mono: float | None = None
         self._limit_retries: deque[float] = deque()  # start times of the last hour's limit retries (monotonic)
 
@@ -533,6 +535,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
             )  # fmt: skip
         age = None if last is None else time.monotonic() - last
         reason = self._health_problem(state, age, error, max_message_age)
+        queued_events = self._queue.count_events(locked=not self._forked)
         return ConnectionStats(
             name=self._name,
             market=self._config.market.value,
@@ -549,8 +552,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
             dropped_events=self._queue.dropped_events,
             dropped_frames=self._queue.dropped_frames,
             duplicates_suppressed=self._suppressed,
-            queue_events=self._queue.count_events(locked=not self._forked),
-            queue_high_water=self._estimated_events(self._queue.high_water, decode.events),
+            queue_events=queued_events,
+            queue_high_water=self._high_water_events(queued_events, decode.events),
             queue_bytes=self._queue.queued,
             queue_high_water_bytes=self._queue.high_water,
             queue_capacity_bytes=self._queue.capacity,
@@ -563,12 +566,19 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
             health_reason=reason,
         )
 
-    def _estimated_events(self, queue_bytes: int, events_decoded: int) -> int:
-        if not queue_bytes:
-            return 0
-        if not events_decoded or not self._bytes:  # nothing to average yet: the nominal size
-            return max(1, queue_bytes // BYTES_PER_EVENT)
-        return max(1, round(queue_bytes * events_decoded / self._bytes))
+    def _high_water_events(self, queued_events: int, events_decoded: int) -> int:
+        """The queue's high-water mark in events (a bytes queue counts no events as they come)."""
+        high_water_bytes = self._queue.high_water
+        received = events_decoded + queued_events + self._queue.dropped_events
+        if not high_water_bytes:
+            estimate = 0
+        elif not received or not self._bytes:  # nothing to average yet: the nominal size
+            estimate = max(1, high_water_bytes // BYTES_PER_EVENT)
+        else:  # bytes_received also holds frame headers and statuses: a slight underestimate
+            estimate = max(1, round(high_water_bytes * received / self._bytes))
+        most = max(self._most_queued_events, estimate, queued_events)
+        self._most_queued_events = most
+        return most
 
     def _health_problem(
         self, state: ConnectionState, age: float | None, error: str | None, max_age: float | None

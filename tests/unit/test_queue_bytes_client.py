@@ -65,7 +65,7 @@ def test_drops_at_the_byte_bound_count_the_exact_events_of_whole_frames(
     assert trades == list(expected)
 
 
-def test_queue_high_water_estimates_events_from_the_bytes_and_the_average_event_size(
+def test_queue_high_water_counts_the_events_queued_and_estimates_from_the_bytes(
     server: MockMassiveServer, make_client: Callable[..., MassiveWebSocketClient]
 ) -> None:
     client = make_client(subscriptions=["T.*"], queue_bytes=1_000_000)
@@ -73,15 +73,34 @@ def test_queue_high_water_estimates_events_from_the_bytes_and_the_average_event_
     client.wait_ready(WAIT)
     server.publish(three_trade_frames(100, 10), batch=3)
     assert wait_until(lambda: client.stats().queue_events == 30, WAIT)
-    high_water_bytes = client.stats().queue_high_water_bytes
-    assert client.stats().queue_high_water == max(1, high_water_bytes // 128)  # nothing decoded yet: nominal
+    # Nothing decoded yet: what is queued now is counted (the nominal 128 bytes per event, which
+    # the old estimate used, made these ~70-byte trades look like 16).
+    assert client.stats().queue_high_water == 30
 
     assert len(client.drain(1000)) >= 30
+    assert client.stats().queue_high_water == 30  # a mark: it does not fall as the queue empties
+
+
+def test_queue_high_water_after_drops_counts_the_dropped_events_in_the_average(
+    server: MockMassiveServer, make_client: Callable[..., MassiveWebSocketClient]
+) -> None:
+    size = frame_bytes(server, make_client)
+    client = make_client(subscriptions=["T.*"], queue_bytes=5 * size)
+    client.start()
+    client.wait_ready(WAIT)
+    client.drain()
+    before = client._frames
+    server.publish(three_trade_frames(100, 20), batch=3)  # 20 frames of 3 events; 5 frames fit
+    # Waits on the reader's frame count, not stats(): only the estimate may know the high water.
+    assert wait_until(lambda: client._frames >= before + 20, WAIT)
+    events = client.drain(1000)
+    assert sum(isinstance(e, mrt.EquityTrade) for e in events) == 15
 
     stats = client.stats()
-    # Now the average of what was received: the statuses of the handshake make events look a little larger.
-    assert 20 <= stats.queue_high_water <= 30
-    assert stats.queue_high_water == round(high_water_bytes * stats.events_decoded / stats.bytes_received)
+    assert stats.dropped_events == 45
+    # 15 events at most were queued. The old estimate averaged over the decoded events only
+    # (15 events for the bytes of 60): it said 4.
+    assert 12 <= stats.queue_high_water <= 15
 
 
 def test_queue_size_becomes_a_byte_bound_once_and_queue_bytes_wins() -> None:
