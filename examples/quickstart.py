@@ -4,8 +4,9 @@
     MASSIVE_API_KEY=... python examples/quickstart.py    # Massive's real-time feed
 
 The client owns the socket (its own reader thread, reconnects, re-subscribes); the adapter calls
-your handlers on one dispatcher thread, so a slow handler never stalls the socket and handlers
-never race each other.
+your handlers one at a time, in order (never racing each other): on the reader thread while they
+are fast, on its dispatcher thread once one is slow or a backlog builds, so a slow handler does
+not stall the socket (README: "dispatch=").
 """
 
 from __future__ import annotations

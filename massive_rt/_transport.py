@@ -297,7 +297,8 @@ def _market_hint(shown: str) -> str:
         return "check url=, feed= and market="
     base = parts._replace(path="", query="", fragment="").geturl()
     known = ", ".join(m for m in markets if "/" not in m)
-    return f"the URL has no market path: did you mean {base}/stocks? The path names the market: {known}"
+    which = f"/{path} is not a market path" if path else "the URL has no market path"
+    return f"{which}: did you mean {base}/stocks? The path names the market: {known}"
 
 
 def handshake(ws: websocket.WebSocket, url: str, **options: Any) -> None:

@@ -45,8 +45,19 @@ def test_a_url_without_the_market_path_says_which_url_was_meant(server: MockMass
     assert "Traceback" not in result.stderr
     error = next(line for line in result.stderr.splitlines() if "massive-rt: error:" in line)
     assert "HTTP 404" in error
-    assert f"did you mean {base}/stocks?" in error
+    assert f"the URL has no market path: did you mean {base}/stocks?" in error
     assert "stocks, options, forex, crypto, indices, futures" in error
+
+
+@pytest.mark.allow_errors(r"HTTP 404", logger="massive_rt.connection")
+def test_a_url_with_a_wrong_path_names_that_path(server: MockMassiveServer) -> None:
+    base = base_url(server)
+
+    result = run("stream", "T.AAPL", "--url", base + "/stonks", "--api-key", "right-key")
+
+    assert result.returncode == 1
+    error = next(line for line in result.stderr.splitlines() if "massive-rt: error:" in line)
+    assert f"/stonks is not a market path: did you mean {base}/stocks?" in error  # not "the URL has no market path"
 
 
 @pytest.mark.allow_errors(r"HTTP 404", logger="massive_rt.connection")

@@ -113,7 +113,13 @@ def test_inspect_reports_where_a_cut_file_stops_and_where_a_corrupt_one_breaks(t
     assert f"corrupt at byte {caught.value.offset}" in result.stdout
     assert f"health       CORRUPT: {corrupt} at byte {caught.value.offset}" in result.stdout
     assert "Traceback" not in result.stderr
-    assert f"error: {corrupt} is corrupt at byte {caught.value.offset}" in result.stderr
+    assert f"error: {corrupt} is corrupt at byte {caught.value.offset}: {caught.value.reason}\n" in result.stderr
+    assert str(corrupt) not in result.stderr.split(" is corrupt at byte ", 1)[1]  # said once, not twice
+
+    replayed = run("replay", str(corrupt), "--speed", "max", "--format", "jsonl")
+    assert replayed.returncode == 1
+    errors = [line for line in replayed.stderr.splitlines() if "ERROR" in line or "error:" in line]
+    assert errors == [f"massive-rt: error: {caught.value}"]  # one line: the replay's own ERROR log is not echoed
 
 
 def test_replay_prints_every_recorded_event_in_order_as_jsonl(tmp_path: Path) -> None:

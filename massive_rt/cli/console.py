@@ -200,8 +200,8 @@ class FailureEcho(logging.Filter):
         every_failure: the command reports every connection's final failure (``stream``, ``record``
             and ``status`` on one client). False (a pool, which replaces a failed connection, or a
             command that reports none): only a refused key, which every command reports.
-        cuts: the command's summary says where a cut recording stopped (``replay``): the replay's
-            own warning about it is dropped too.
+        cuts: the command's summary says where a cut recording stopped and why a corrupt one
+            did (``replay``): the replay's own warning and error about it are dropped too.
     """
 
     def __init__(self, every_failure: bool, cuts: bool = False) -> None:
@@ -211,7 +211,8 @@ class FailureEcho(logging.Filter):
         self._refused: set[str] = set()  # connections whose auth_failed was seen
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._cuts and getattr(record, "recording_cut", None) is not None:
+        if self._cuts and (getattr(record, "recording_cut", None) is not None
+                           or getattr(record, "replay_error", None) is not None):  # fmt: skip
             return False
         connection = getattr(record, "connection", None)
         if not isinstance(connection, str) or not record.name.startswith("massive_rt."):

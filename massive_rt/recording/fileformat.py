@@ -90,12 +90,14 @@ class RecordingError(MassiveRTError):
 
 class CorruptRecordingError(RecordingError):
     """A recording's bytes fail their checksum or framing. ``offset`` is the byte where the bad
-    block (or header) starts; ``path`` the file."""
+    block (or header) starts; ``path`` the file; ``reason`` what is wrong there (the message
+    without the path and offset)."""
 
     def __init__(self, message: str, *, offset: int, path: str) -> None:
         super().__init__(f"{path}: corrupt at byte {offset}: {message}")
         self.offset = offset
         self.path = path
+        self.reason = message
 
 
 def default_codec() -> str:

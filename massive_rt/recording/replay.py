@@ -191,7 +191,8 @@ class ReplaySource(ThreadedSource):
                     break
         except fileformat.RecordingError as exc:
             self.error = exc
-            logger.error("[%s] replay stopped: %s", self._name, exc)
+            # replay_error: lets a caller that reports the error itself (massive-rt replay) filter this.
+            logger.error("[%s] replay stopped: %s", self._name, exc, extra={"replay_error": str(exc)})
             self._emit("failed", str(exc), error=exc)
         except Exception as exc:  # a record the format accepted but whose content is not what it should be
             error = fileformat.RecordingError(f"replay stopped: a record could not be replayed ({type(exc).__name__}: "

@@ -218,7 +218,7 @@ def summarize(
                     progress(tally.records, record.received_at_ns)
         except fileformat.CorruptRecordingError as exc:
             files.append(FileHealth(path=str(file), state="corrupt", offset=exc.offset, size=file.stat().st_size,
-                                    records=tally.records - before, detail=exc.message,
+                                    records=tally.records - before, detail=exc.reason,
                                     codec=reader.header.codec))  # fmt: skip
             break
         end = reader.end
