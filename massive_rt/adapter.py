@@ -308,6 +308,9 @@ class RealTimeDataAdapter:
         self._latency_total = 0  # samples and their sum (ns) since the start: one more each per batch
         self._latency_sum_ns = 0
         self._error_log = RateLimitedLog(logger, logging.ERROR)
+        # "adaptive": seconds spent logging handler errors (a traceback takes milliseconds), which
+        # the budget does not charge to the callbacks.
+        self._logging_seconds = 0.0
         self._fatal: BaseException | None = None
         self._error: MassiveRTError | None = None  # every connection of the source failed for good
         self._ended = threading.Event()  # stop(), a fatal failure or a dispatcher crash: run_forever returns
@@ -796,9 +799,10 @@ class RealTimeDataAdapter:
                     if budget is None or budget.inline:
                         self._dispatch(events)
                     else:  # handed over: the dispatcher shows whether the callbacks are fast again
+                        logged = self._logging_seconds
                         started = clock()
                         self._dispatch(events)
-                        budget.after_round(len(events), clock() - started)
+                        budget.after_round(len(events), clock() - started - (self._logging_seconds - logged))
             except ClientClosedError:
                 continue
             finally:
@@ -830,9 +834,10 @@ class RealTimeDataAdapter:
             else:
                 gate = self._gate
                 reliefs = gate.reliefs
+                logged = self._logging_seconds
                 started = self._clock()
                 self._dispatch(events)
-                elapsed = self._clock() - started
+                elapsed = self._clock() - started - (self._logging_seconds - logged)
                 # A relief reader that took this reader's socket over closed the gate: a hand-over too.
                 relieved = gate.reliefs != reliefs
                 if (gate.open or relieved) and (
@@ -949,7 +954,12 @@ class RealTimeDataAdapter:
         name = _handler_name(handler)
         self._handler_errors += 1
         self._errors_by_handler[name] += 1
-        self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
+        if self._budget is None:
+            self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
+        else:
+            started = self._clock()
+            self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
+            self._logging_seconds += self._clock() - started
         for error_handler in list(self._error_handlers):
             try:
                 error_handler(exc, event, handler)

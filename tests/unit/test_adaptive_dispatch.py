@@ -9,6 +9,7 @@ blocked callback); stop() closes the inline path for good.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -285,3 +286,47 @@ def test_thread_and_inline_report_no_hand_overs() -> None:
     thread, inline = RealTimeDataAdapter(source, dispatch="thread"), RealTimeDataAdapter(source, dispatch="inline")
     assert (thread.stats().inline_active, inline.stats().inline_active) == (False, True)
     assert (thread.stats().handovers, inline.stats().handovers) == (0, 0)
+
+
+class SlowLog(logging.Handler):
+    """Logging a handler's error "takes" 10 ms on the adapter's clock (a traceback takes ms)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.records = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+        self.clock.advance(0.010)
+
+
+@pytest.mark.allow_errors(r"handler .* raised ValueError", logger="massive_rt.adapter")
+def test_logging_a_handler_error_is_not_charged_to_the_callbacks_budget(
+    server: MockMassiveServer, make_adapter: Callable[..., RealTimeDataAdapter]
+) -> None:
+    client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+    clock = FakeClock()
+    inline = threading.Event()
+
+    def fails(event: mrt.EquityTrade) -> None:
+        if on_reader():
+            inline.set()
+            raise ValueError("a handler bug")
+
+    adapter = make_adapter(client, dispatch="adaptive", clock=clock)
+    adapter.on(mrt.EquityTrade, fails)
+    slow_log = SlowLog(clock)
+    adapter_logger = logging.getLogger("massive_rt.adapter")
+    adapter_logger.addHandler(slow_log)
+    try:
+        adapter.start()
+        assert client.wait_acked(["T.*"], WAIT)
+        publish_until(server, inline, "AAPL", 0)
+        # Counted once the inline delivery (and its budget decision) is over.
+        assert wait_until(lambda: adapter.stats().dispatched_inline >= 1, WAIT)
+    finally:
+        adapter_logger.removeHandler(slow_log)
+    assert slow_log.records >= 1  # the error was logged, and that "took" 10 ms
+    stats = adapter.stats()
+    assert (stats.handovers, stats.inline_active) == (0, True)  # the handler itself took no time
