@@ -303,36 +303,69 @@ class Recorder:
 
     def _write_buffered(self) -> None:
         # The hot loop of the writer thread: it shares the GIL with the consumer it records, so
-        # per item it does only what it must (the consumer's name when it changes, the payload's
-        # bytes, append).
+        # per item it does only what it must (the consumer's name when it changes, one packing
+        # call per data item: a read's frames in one go); rotation and the rarer kinds take _write_item.
         buffer = self._buffer
         popleft = buffer.popleft
         last: object = None
         known = ("", "")
+        hourly = self._rotate == "hourly"
+        max_bytes = self._max_bytes
+        writer = self._writer
+        assert writer is not None
         item: Any
         for _ in range(len(buffer)):
             consumer, item, size = popleft()
             self._bytes_out += size
             if consumer is None:
                 self._write_lost(item)
+                writer = self._current_writer()
                 continue
             if consumer is not last:
                 last, known = consumer, _consumer_name(consumer)
-            kind, payload = item[0], item[1]
+            kind = item[0]
             try:
-                if kind == KIND_DATA:
-                    data = payload if payload.__class__ is bytes else payload.encode()
-                    self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
-                elif kind == KIND_FRAMES:
-                    self._append_frames(item[2], known[0], payload, known[1])
-                elif kind == KIND_OBJECTS:
-                    self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
+                if hourly or (kind != KIND_FRAMES and kind != KIND_DATA):
+                    self._write_item(consumer, item, known)
+                    writer = self._current_writer()
+                    continue
+                payload = item[1]
+                if kind == KIND_FRAMES:
+                    try:
+                        wrote = writer.append_many(item[2], known[0], fileformat.KIND_DATA, payload, known[1])
+                    except TypeError:  # a frame that is not bytes (text): encoded one by one
+                        self._write_item(consumer, item, known)
+                        writer = self._current_writer()
+                        continue
                 else:
-                    self._write_other(consumer, item, known)
+                    data = payload if payload.__class__ is bytes else payload.encode()
+                    wrote = writer.append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+                if wrote and max_bytes is not None and writer.bytes_written >= max_bytes:
+                    writer = self._next_part()
             except (TypeError, ValueError, UnicodeError) as exc:  # one item that cannot be encoded
                 self._unrecordable += 1
                 self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
                                self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
+
+    def _current_writer(self) -> fileformat.RecordingWriter:
+        writer = self._writer
+        assert writer is not None
+        return writer
+
+    def _write_item(self, consumer: QueueConsumer, item: Item, known: tuple[str, str]) -> None:
+        """Any item, through :meth:`_append` (rotation by the hour, statuses, objects, text frames)."""
+        kind, payload = item[0], item[1]
+        if kind == KIND_DATA:
+            data = payload if payload.__class__ is bytes else payload.encode()
+            self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+        elif kind == KIND_FRAMES:
+            for frame in payload:
+                data = frame if frame.__class__ is bytes else frame.encode()
+                self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+        elif kind == KIND_OBJECTS:
+            self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
+        else:
+            self._write_other(consumer, item, known)
 
     def _write_other(self, consumer: QueueConsumer, item: Item, known: tuple[str, str]) -> None:
         kind, payload, received_at_ns = item[0], item[1], item[2]
@@ -364,20 +397,6 @@ class Recorder:
                 self._hour = hour
                 writer = self._next_part()
         if writer.append(received_at_ns, connection, kind, data, market) and (
-            self._max_bytes is not None and writer.bytes_written >= self._max_bytes
-        ):
-            self._next_part()
-
-    def _append_frames(self, received_at_ns: int, connection: str, frames: list[Any], market: str) -> None:
-        """A read's frames, one data record each (as if queued one by one), in one writer call."""
-        if self._rotate == "hourly" or any(frame.__class__ is not bytes for frame in frames):
-            for frame in frames:
-                data = frame if frame.__class__ is bytes else frame.encode()
-                self._append(received_at_ns, connection, fileformat.KIND_DATA, data, market)
-            return
-        writer = self._writer
-        assert writer is not None
-        if writer.append_many(received_at_ns, connection, fileformat.KIND_DATA, frames, market) and (
             self._max_bytes is not None and writer.bytes_written >= self._max_bytes
         ):
             self._next_part()
