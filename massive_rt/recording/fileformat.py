@@ -211,6 +211,8 @@ def pack_records_python(
         raise TypeError("pack_records() takes a bytes object or a list of them")
     if out.__class__ is not bytearray:
         raise TypeError("pack_records() appends to a bytearray")
+    if not (isinstance(received_at_ns, int) and isinstance(connection, int) and isinstance(kind, int)):
+        raise TypeError("pack_records(): received_at_ns, connection and kind must be integers")
     if not 0 <= connection <= 0xFFFF or not 0 <= kind <= 0xFF:
         raise OverflowError("pack_records(): connection must fit 16 bits, kind 8")
     parts: list[bytes] = []

@@ -64,13 +64,15 @@ def test_one_bytes_payload_is_one_record(pack: Any) -> None:
         ((2**64, 0, 0, [b"a"]), OverflowError),  # ... or beyond 64 bits
         ((0, 0x10000, 0, [b"a"]), OverflowError),  # a connection id beyond 16 bits
         ((0, 0, 0x100, [b"a"]), OverflowError),  # a kind beyond 8 bits
+        ((1.5, 0, 0, [b"a"]), TypeError),  # a receive time that is not an integer
+        ((0, "1", 0, [b"a"]), TypeError),
         ((0, 0, 0, [b"a", "text"]), TypeError),  # a payload that is not bytes (the last one)
         ((0, 0, 0, [b"a", bytearray(b"b")]), TypeError),
         ((0, 0, 0, (b"a", b"b")), TypeError),  # a tuple, not a list
         ((0, 0, 0, "text"), TypeError),
     ],
     ids=["negative-time", "time-beyond-64-bits", "connection-beyond-16-bits", "kind-beyond-8-bits",
-         "str-payload", "bytearray-payload", "tuple", "str"],
+         "float-time", "str-connection", "str-payload", "bytearray-payload", "tuple", "str"],
 )  # fmt: skip
 def test_bad_input_raises_the_same_error_and_appends_nothing(pack: Any, args: tuple[Any, ...], error: type) -> None:
     out = bytearray(b"kept")
