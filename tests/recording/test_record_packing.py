@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import massive_rt as mrt
 from massive_rt import speedups
 from massive_rt.eventqueue import KIND_DATA as ITEM_DATA
+from massive_rt.eventqueue import KIND_EVENT as QUEUED_EVENT
 from massive_rt.eventqueue import KIND_FRAMES as ITEM_FRAMES
 from massive_rt.recording import RecordingHeader, RecordingReader, RecordingWriter, fileformat
 from massive_rt.recording.fileformat import KIND_DATA, KIND_STATUS, pack_records_python
@@ -155,3 +156,37 @@ def test_frames_received_as_text_are_recorded_as_their_utf8_bytes() -> None:
         (10, frames_as_bytes[0]), (10, frames_as_bytes[1]), (11, frames_as_bytes[0]), (11, frames_as_bytes[1]),
         (12, frames_as_bytes[0]),
     ]  # fmt: skip
+
+
+def test_frames_delivered_one_by_one_are_recorded_in_order_around_statuses_and_other_sources() -> None:
+    """The writer packs consecutive frames of one source with one receive time (a read delivered
+    inline, frame by frame) in one call: the file holds the same records, in the order taken, as one
+    record per item — a status, another source's frame or a new receive time ends such a run."""
+    first = mrt.SyntheticSource(("T.*",), rate=None, clock=None, name="first")
+    second = mrt.SyntheticSource(("T.*",), rate=None, clock=None, name="second")
+    frame = [b'[{"ev":"T","q":%d}]' % i for i in range(9)]
+    status = mrt.StatusMessage(status="state", message="reconnecting", connection="first")
+    taken: list[tuple[Any, list[Any]]] = [
+        (first, [ITEM_DATA, frame[0], 10, -1]), (first, [ITEM_DATA, frame[1], 10, -1]),
+        (second, [ITEM_DATA, frame[2], 10, -1]),  # another source, same receive time
+        (first, [ITEM_DATA, frame[3], 10, -1]),
+        (first, [QUEUED_EVENT, status, 10, 0]),  # a status between two frames of one read
+        (first, [ITEM_DATA, frame[4], 10, -1]), (first, [ITEM_DATA, frame[5].decode(), 10, -1]),  # text
+        (first, [ITEM_DATA, frame[6], 11, -1]),  # the next read
+        (first, [ITEM_FRAMES, [frame[7], frame[8]], 11, -1]),
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "runs.mrt"
+        recorder = mrt.Recorder(first, path)
+        for source, item in taken:  # all buffered before the writer starts: one pass of its loop
+            recorder(source, item)
+        recorder.start()
+        assert recorder.stop()
+        records = [(r.received_at_ns, r.connection, r.kind, r.payload) for r in RecordingReader(path)]
+    assert [(at, name, kind) for at, name, kind, _ in records] == [
+        (10, "first", KIND_DATA), (10, "first", KIND_DATA), (10, "second", KIND_DATA), (10, "first", KIND_DATA),
+        (10, "first", KIND_STATUS), (10, "first", KIND_DATA), (10, "first", KIND_DATA), (11, "first", KIND_DATA),
+        (11, "first", KIND_DATA), (11, "first", KIND_DATA),
+    ]  # fmt: skip
+    assert [payload for _, _, kind, payload in records if kind == KIND_DATA] == frame
+    assert b"reconnecting" in records[4][3]
