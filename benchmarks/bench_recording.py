@@ -118,7 +118,7 @@ def alternating(seconds: float, rounds: int, tmp: str) -> tuple[list[float], lis
     return without, with_rec
 
 
-def live(rounds: int, events: int, batch: int) -> None:
+def live(rounds: int, events: int, batch: int, dispatch: str = "adaptive") -> None:
     """The adapter over a real connection (the benchmark server of ``run.py``, loopback) without
     and with a Recorder on its client, each in a fresh process, alternating: the recorder's share
     of a fast path (the synthetic comparison above includes the generator's cost, ~14 µs/event)."""
@@ -135,11 +135,16 @@ def live(rounds: int, events: int, batch: int) -> None:
     server.start()
     url = f"ws://127.0.0.1:{parent.recv()}/stocks"
     try:
-        variants = ["massive_rt adapter", "massive_rt adapter recorded"]
+        base = "massive_rt adapter" if dispatch == "adaptive" else f"massive_rt adapter {dispatch}"
+        variants = [base, f"{base} recorded"]
         results = repeat(url, variants, rounds, events=events, batch=batch)
     finally:
         parent.send("stop")
         server.join(10)
+    for i, (off, on) in enumerate(zip(results[variants[0]], results[variants[1]], strict=True)):
+        print(f"  round {i + 1}: {on['eps'] / off['eps']:.1%}; CPU {off['cpu_us_per_event']:.2f} vs "
+              f"{on['cpu_us_per_event']:.2f} µs/event; events dispatched inline {off.get('dispatched_inline', 0):,} "
+              f"without, {on.get('dispatched_inline', 0):,} with the recorder")  # fmt: skip
     without = [r["eps"] for r in results[variants[0]]]
     with_rec = [r["eps"] for r in results[variants[1]]]
     ratios = sorted(on / off for off, on in zip(without, with_rec, strict=True))
@@ -147,7 +152,8 @@ def live(rounds: int, events: int, batch: int) -> None:
     cpu_on = statistics.median(r["cpu_us_per_event"] for r in results[variants[1]])
     last = results[variants[1]][-1]
     print(
-        f"live adapter, {events:,} trades in frames of {batch}, {rounds} alternating rounds: median "
+        f"live adapter (dispatch={dispatch}), {events:,} trades in frames of {batch}, {rounds} alternating rounds: "
+        f"median "
         f"{statistics.median(without):,.0f} ev/s without, {statistics.median(with_rec):,.0f} ev/s with a recorder "
         f"({last['codec']}, {last['recorded_bytes'] / events:.1f} bytes/event, {last['recorded_dropped']} lost); "
         f"ratio median {statistics.median(ratios):.1%} (min {ratios[0]:.1%}, max {ratios[-1]:.1%}); CPU "
@@ -164,9 +170,11 @@ def main() -> None:
                         help="only the comparison over a real loopback connection (the benchmark server)")
     parser.add_argument("--events", type=int, default=300_000, help="with --live: trades per run")
     parser.add_argument("--batch", type=int, default=10, help="with --live: trades per frame")
+    parser.add_argument("--dispatch", choices=("adaptive", "thread", "inline"), default="adaptive",
+                        help="with --live: the adapter's dispatch mode (default: adaptive, the adapter's default)")
     args = parser.parse_args()
     if args.live:
-        live(args.rounds, args.events, args.batch)
+        live(args.rounds, args.events, args.batch, args.dispatch)
         return
     if not args.typed_only:
         codecs(200_000)

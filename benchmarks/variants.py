@@ -237,6 +237,8 @@ VARIANTS: dict[str, Callable[..., float]] = {
     "massive_rt adapter inline": lambda url, m, ch: mrt_adapter(url, m, ch, "inline"),
     "massive_rt adapter thread": lambda url, m, ch: mrt_adapter(url, m, ch, "thread"),
     "massive_rt adapter recorded": lambda url, m, ch: mrt_adapter(url, m, ch, record=True),
+    "massive_rt adapter thread recorded": lambda url, m, ch: mrt_adapter(url, m, ch, "thread", record=True),
+    "massive_rt adapter inline recorded": lambda url, m, ch: mrt_adapter(url, m, ch, "inline", record=True),
     "massive_rt raw": lambda url, m, ch: mrt_client(url, m, ch, "raw"),
     "official typed": lambda url, m, ch: official(url, m, ch, False),
     "official raw": lambda url, m, ch: official(url, m, ch, True),

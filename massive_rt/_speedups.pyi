@@ -22,3 +22,6 @@ class Builder:
 def build_events(
     items: list[Any], builders: dict[type, Callable[[Any, int, str], Any]], received_at_ns: int, connection: str
 ) -> list[Any]: ...
+def pack_records(
+    out: bytearray, received_at_ns: int, connection: int, kind: int, payloads: bytes | list[bytes]
+) -> int: ...

@@ -9,6 +9,10 @@ is first imported) the pure-Python converters build them; nothing else changes. 
 only on msgspec's decode path, so a built extension without msgspec installed stays idle
 (``pip install 'massive-rt[fast]'`` adds msgspec).
 
+The extension also packs recording records (:data:`pack_records_native`, used by
+:class:`~massive_rt.recording.RecordingWriter` whenever the extension is built and not disabled,
+msgspec or not; the pure-Python packer writes the same bytes).
+
 Read :data:`ACTIVE` (also ``massive_rt.accelerated``) or :data:`STATUS`, or run
 ``massive-rt --version``, to see which path is in use.
 """
@@ -24,7 +28,16 @@ from typing import Any
 
 import attrs
 
-__all__ = ["ACTIVE", "DISABLE_VARIABLE", "IDLE_STATUS", "STATUS", "build_events", "build_events_python", "builder"]
+__all__ = [
+    "ACTIVE",
+    "DISABLE_VARIABLE",
+    "IDLE_STATUS",
+    "STATUS",
+    "build_events",
+    "build_events_python",
+    "builder",
+    "pack_records_native",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +77,14 @@ else:
 #: True when the C accelerator builds the events: it is built, not disabled, and msgspec (whose
 #: decode path is the only one that uses it) is importable.
 ACTIVE: bool = STATUS == "active"
+
+
+#: The compiled record packer of :mod:`massive_rt.recording.fileformat` (``pack_records(out,
+#: received_at_ns, connection, kind, payloads) -> bytes appended``) when the extension is built and
+#: not disabled, else None (the file format module then packs in Python: the same bytes).
+pack_records_native: Callable[[bytearray, int, int, int, bytes | list[bytes]], int] | None = getattr(
+    _native, "pack_records", None
+)
 
 
 def build_events_python(

@@ -303,36 +303,95 @@ class Recorder:
 
     def _write_buffered(self) -> None:
         # The hot loop of the writer thread: it shares the GIL with the consumer it records, so
-        # per item it does only what it must (the consumer's name when it changes, the payload's
-        # bytes, append).
+        # per item it does only what it must (the consumer's name when it changes, one packing
+        # call per read: a read's frames queued together, or the run of frames of one read that
+        # were delivered inline one by one); rotation and the rarer kinds take _write_item.
         buffer = self._buffer
         popleft = buffer.popleft
         last: object = None
         known = ("", "")
+        hourly = self._rotate == "hourly"
+        writer = self._current_writer()
+        run: list[bytes] = []  # consecutive data frames of one consumer with one receive time
+        run_at = 0
         item: Any
         for _ in range(len(buffer)):
             consumer, item, size = popleft()
             self._bytes_out += size
+            if run:
+                if consumer is last and item[2] == run_at and item[0] == KIND_DATA and item[1].__class__ is bytes:
+                    run.append(item[1])
+                    continue
+                writer = self._write_frames(writer, run_at, run, known)
+                run = []
             if consumer is None:
                 self._write_lost(item)
+                writer = self._current_writer()
                 continue
             if consumer is not last:
                 last, known = consumer, _consumer_name(consumer)
-            kind, payload = item[0], item[1]
+            kind = item[0]
+            if not hourly and kind == KIND_DATA and item[1].__class__ is bytes:
+                run = [item[1]]
+                run_at = item[2]
+            elif not hourly and kind == KIND_FRAMES:
+                writer = self._write_frames(writer, item[2], item[1], known, consumer, item)
+            else:
+                try:
+                    self._write_item(consumer, item, known)
+                except (TypeError, ValueError, UnicodeError, OverflowError) as exc:
+                    self._unrecordable_item(exc)
+                writer = self._current_writer()
+        if run:
+            self._write_frames(writer, run_at, run, known)
+
+    def _write_frames(
+        self, writer: fileformat.RecordingWriter, received_at_ns: int, frames: list[Any], known: tuple[str, str],
+        consumer: QueueConsumer | None = None, item: Item | None = None,
+    ) -> fileformat.RecordingWriter:  # fmt: skip
+        """Data frames with one receive time in one packing call (``item``: the read they came in,
+        written frame by frame through :meth:`_write_item` if a frame is text, not bytes).
+        Returns the writer to go on with (the next part's after a rotation by size)."""
+        try:
             try:
-                if kind == KIND_DATA:
-                    data = payload if payload.__class__ is bytes else payload.encode()
-                    self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
-                elif kind == KIND_FRAMES:
-                    self._append_frames(item[2], known[0], payload, known[1])
-                elif kind == KIND_OBJECTS:
-                    self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
-                else:
-                    self._write_other(consumer, item, known)
-            except (TypeError, ValueError, UnicodeError) as exc:  # one item that cannot be encoded
-                self._unrecordable += 1
-                self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
-                               self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
+                wrote = writer.append_many(received_at_ns, known[0], fileformat.KIND_DATA, frames, known[1])
+            except TypeError:
+                if consumer is None or item is None:
+                    raise
+                self._write_item(consumer, item, known)  # a frame as text: encoded one by one
+                return self._current_writer()
+        except (TypeError, ValueError, UnicodeError, OverflowError) as exc:
+            self._unrecordable_item(exc)
+            return self._current_writer()
+        max_bytes = self._max_bytes
+        if wrote and max_bytes is not None and writer.bytes_written >= max_bytes:
+            return self._next_part()
+        return writer
+
+    def _unrecordable_item(self, exc: Exception) -> None:
+        self._unrecordable += 1
+        self._drop_log("recorder %s: an item could not be recorded (%s: %s); %d so far",
+                       self._name, type(exc).__name__, exc, self._unrecordable)  # fmt: skip
+
+    def _current_writer(self) -> fileformat.RecordingWriter:
+        writer = self._writer
+        assert writer is not None
+        return writer
+
+    def _write_item(self, consumer: QueueConsumer, item: Item, known: tuple[str, str]) -> None:
+        """Any item, through :meth:`_append` (rotation by the hour, statuses, objects, text frames)."""
+        kind, payload = item[0], item[1]
+        if kind == KIND_DATA:
+            data = payload if payload.__class__ is bytes else payload.encode()
+            self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+        elif kind == KIND_FRAMES:
+            for frame in payload:
+                data = frame if frame.__class__ is bytes else frame.encode()
+                self._append(item[2], known[0], fileformat.KIND_DATA, data, known[1])
+        elif kind == KIND_OBJECTS:
+            self._append(item[2], known[0], fileformat.KIND_OBJECTS, dumps(payload), known[1])
+        else:
+            self._write_other(consumer, item, known)
 
     def _write_other(self, consumer: QueueConsumer, item: Item, known: tuple[str, str]) -> None:
         kind, payload, received_at_ns = item[0], item[1], item[2]
@@ -364,20 +423,6 @@ class Recorder:
                 self._hour = hour
                 writer = self._next_part()
         if writer.append(received_at_ns, connection, kind, data, market) and (
-            self._max_bytes is not None and writer.bytes_written >= self._max_bytes
-        ):
-            self._next_part()
-
-    def _append_frames(self, received_at_ns: int, connection: str, frames: list[Any], market: str) -> None:
-        """A read's frames, one data record each (as if queued one by one), in one writer call."""
-        if self._rotate == "hourly" or any(frame.__class__ is not bytes for frame in frames):
-            for frame in frames:
-                data = frame if frame.__class__ is bytes else frame.encode()
-                self._append(received_at_ns, connection, fileformat.KIND_DATA, data, market)
-            return
-        writer = self._writer
-        assert writer is not None
-        if writer.append_many(received_at_ns, connection, fileformat.KIND_DATA, frames, market) and (
             self._max_bytes is not None and writer.bytes_written >= self._max_bytes
         ):
             self._next_part()
