@@ -247,7 +247,7 @@ class TestRunForever:
     # The dispatcher thread ends by the SystemExit (by design: it is not swallowed); pytest reports that.
     @pytest.mark.allow_errors(r"^dispatcher ended by SystemExit$", logger="massive_rt.adapter")
     @pytest.mark.allow_errors(
-        r"^a handler raised SystemExit on a reader thread \(dispatch='inline'\)",
+        r"^a handler raised SystemExit on a reader thread \(dispatch='(inline|adaptive)'\)",
         logger="massive_rt.adapter",
     )
     @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
