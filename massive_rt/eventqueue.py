@@ -171,12 +171,16 @@ class FrameQueue:
             else:
                 size = item[3] = len(item[1]) if self._in_bytes else item[1].count(_EV_MARK) or 1
         dropped = 0
+        one_by_one: Item | None = None
         with self._lock:
             if self._closed and item[0] != KIND_EVENT:
                 return False  # status events still get through, so a late "why" is never lost
             was_empty = not self._items
             if item[0] in DATA_KINDS and self._size + size > self.capacity:
-                if self.overflow is Overflow.DROP_NEWEST and item[0] == KIND_FRAMES:
+                if self.overflow is Overflow.BLOCK and item[0] == KIND_FRAMES:
+                    one_by_one = item  # put frame by frame (below): those that fit go in, then it waits
+                    item = []
+                elif self.overflow is Overflow.DROP_NEWEST and item[0] == KIND_FRAMES:
                     dropped = self._put_frames_dropping_newest(item)
                     item = []  # queued (what fitted) and marked (the rest) already
                 elif self.overflow is Overflow.DROP_OLDEST and item[0] == KIND_FRAMES and size > self.capacity:
@@ -203,6 +207,12 @@ class FrameQueue:
                     was_empty = not self._items  # the consumer may have emptied it meanwhile
             if item:
                 self._append(item, size)
+        if one_by_one is not None:
+            received_at_ns = one_by_one[2]
+            for frame in one_by_one[1]:
+                if not self.put([KIND_DATA, frame, received_at_ns, self._weight(frame)], should_stop):
+                    return False
+            return True
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
         if was_empty and self._listener is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from massive_rt.consumer import InlineGate, QueueConsumer
 from massive_rt.enums import Market, Overflow
 from massive_rt.eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_FRAMES, FrameQueue, Item
 from massive_rt.protocol import Decoder
+from tests.conftest import wait_until
 
 
 class Consumer(QueueConsumer):
@@ -184,3 +186,43 @@ def test_get_decodes_at_most_sixteen_frames_per_refill() -> None:
     assert len(consumer._queue) == 40 - 16
     assert [consumer.get(0).sequence_number for _ in range(31)] == list(range(1, 32))  # type: ignore[union-attr]
     assert len(consumer._queue) == 24  # 32 events decoded: the refill's, nothing more yet
+
+
+def test_block_puts_a_reads_frames_one_by_one_never_over_the_bound() -> None:
+    # As frames one by one: those that fit go in at once, the put waits for room for the rest
+    # (it waited for room for the whole read before: a consumer saw one frame where three fit,
+    # and a read larger than the bound went in whole once the queue was empty).
+    frames = [frame(q) for q in range(100, 106)]
+    size = len(frames[0])
+    queue = FrameQueue(3 * size, Overflow.BLOCK, unit="bytes")
+    assert queue.put([KIND_DATA, frames[0], 1, -1])
+    putter = threading.Thread(target=queue.put, args=([KIND_FRAMES, frames[1:], 2, -1],), name="test-putter",
+                              daemon=True)  # fmt: skip
+    putter.start()
+    assert wait_until(lambda: queue.queued == 3 * size, 5), queue.queued  # two of the read's frames fit
+    taken: list[bytes] = []
+    while len(taken) < len(frames):
+        item = queue.get(5)
+        assert item is not None
+        taken += item[1] if item[0] == KIND_FRAMES else [item[1]]
+    putter.join(5)
+    assert not putter.is_alive()
+    assert taken == frames
+    assert queue.high_water == 3 * size
+
+
+def test_block_takes_a_read_larger_than_the_bound_frame_by_frame_into_an_empty_queue() -> None:
+    frames = [frame(q) for q in range(100, 105)]
+    size = len(frames[0])
+    queue = FrameQueue(2 * size, Overflow.BLOCK, unit="bytes")
+    putter = threading.Thread(target=queue.put, args=([KIND_FRAMES, frames, 1, -1],), name="test-putter",
+                              daemon=True)  # fmt: skip
+    putter.start()
+    taken: list[bytes] = []
+    while len(taken) < len(frames):
+        item = queue.get(5)
+        assert item is not None
+        taken += item[1] if item[0] == KIND_FRAMES else [item[1]]
+    putter.join(5)
+    assert taken == frames
+    assert queue.high_water == 2 * size  # the bound holds (it took all five at once before)
