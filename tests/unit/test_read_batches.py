@@ -188,6 +188,16 @@ def test_get_decodes_at_most_sixteen_frames_per_refill() -> None:
     assert len(consumer._queue) == 24  # 32 events decoded: the refill's, nothing more yet
 
 
+def take_frames(queue: FrameQueue, count: int) -> list[bytes]:
+    """Take ``count`` frames off ``queue`` as a consumer does, item by item (waiting for each)."""
+    taken: list[bytes] = []
+    while len(taken) < count:
+        item = queue.get(5)
+        assert item is not None
+        taken += item[1] if item[0] == KIND_FRAMES else [item[1]]
+    return taken
+
+
 def test_block_puts_a_reads_frames_one_by_one_never_over_the_bound() -> None:
     # As frames one by one: those that fit go in at once, the put waits for room for the rest
     # (it waited for room for the whole read before: a consumer saw one frame where three fit,
@@ -200,11 +210,7 @@ def test_block_puts_a_reads_frames_one_by_one_never_over_the_bound() -> None:
                               daemon=True)  # fmt: skip
     putter.start()
     assert wait_until(lambda: queue.queued == 3 * size, 5), queue.queued  # two of the read's frames fit
-    taken: list[bytes] = []
-    while len(taken) < len(frames):
-        item = queue.get(5)
-        assert item is not None
-        taken += item[1] if item[0] == KIND_FRAMES else [item[1]]
+    taken = take_frames(queue, len(frames))
     putter.join(5)
     assert not putter.is_alive()
     assert taken == frames
@@ -218,11 +224,7 @@ def test_block_takes_a_read_larger_than_the_bound_frame_by_frame_into_an_empty_q
     putter = threading.Thread(target=queue.put, args=([KIND_FRAMES, frames, 1, -1],), name="test-putter",
                               daemon=True)  # fmt: skip
     putter.start()
-    taken: list[bytes] = []
-    while len(taken) < len(frames):
-        item = queue.get(5)
-        assert item is not None
-        taken += item[1] if item[0] == KIND_FRAMES else [item[1]]
+    taken = take_frames(queue, len(frames))
     putter.join(5)
     assert taken == frames
     assert queue.high_water == 2 * size  # the bound holds (it took all five at once before)
