@@ -954,12 +954,9 @@ class RealTimeDataAdapter:
         name = _handler_name(handler)
         self._handler_errors += 1
         self._errors_by_handler[name] += 1
-        if self._budget is None:
-            self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
-        else:
-            started = self._clock()
-            self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
-            self._logging_seconds += self._clock() - started
+        started = self._clock()  # only on this error path: the budget does not charge logging to the callbacks
+        self._error_log("handler %s raised %s on %s", name, type(exc).__name__, type(event).__name__, exc_info=exc)
+        self._logging_seconds += self._clock() - started
         for error_handler in list(self._error_handlers):
             try:
                 error_handler(exc, event, handler)
