@@ -805,6 +805,9 @@ class RealTimeDataAdapter:
                         budget.after_round(len(events), clock() - started - (self._logging_seconds - logged))
             except ClientClosedError:
                 continue
+            except BaseException:
+                gate.open = False  # before the lock comes free: no reader may dispatch after this
+                raise
             finally:
                 gate.lock.release()
         backfill = self._backfill
@@ -820,6 +823,9 @@ class RealTimeDataAdapter:
                         progressed = True
                         self._dispatched_on_dispatcher += len(events)
                         self._deliver(events)
+            except BaseException:
+                gate.open = False
+                raise
             finally:
                 gate.lock.release()
         return progressed

@@ -445,6 +445,56 @@ def test_a_source_without_pending_or_set_inline_is_drained_by_the_dispatcher(mak
     assert [(s, q, name) for s, q, name in seen] == [("X", i, "massive-rt-dispatcher") for i in range(5)]
 
 
+class WatchedLock:
+    """The gate's lock, noting whether the gate was open each time the lock came free."""
+
+    def __init__(self, gate: InlineGate) -> None:
+        self._gate, self._lock = gate, gate.lock
+        self.open_at_release: list[bool] = []
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.open_at_release.append(self._gate.open)
+        self._lock.release()
+
+
+class GatedBareSource(BareSource):
+    """A BareSource that is always pending and takes a gate (whose lock it watches)."""
+
+    pending = True
+
+    def __init__(self, events: list[mrt.Event]) -> None:
+        super().__init__(events)
+        self.watched: WatchedLock | None = None
+
+    def set_inline(self, gate: InlineGate | None) -> bool:
+        if gate is not None and self.watched is None:
+            self.watched = WatchedLock(gate)
+            gate.lock = self.watched  # type: ignore[assignment]
+        return True
+
+
+@pytest.mark.allow_errors(r"^dispatcher ended by SystemExit$", logger="massive_rt.adapter")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_base_exception_on_the_dispatcher_closes_the_gate_before_freeing_it(make_adapter) -> None:
+    """Otherwise a reader could take the free, still open gate and dispatch once more after
+    dispatching has ended (seen as a second SystemExit under ``"adaptive"``)."""
+    source = GatedBareSource([mrt.EquityTrade(event_type="T", symbol="X", sequence_number=1)])
+    adapter = make_adapter(source)
+
+    def fatal(_event: mrt.EquityTrade) -> None:
+        raise SystemExit(3)
+
+    adapter.on(mrt.EquityTrade, fatal)
+    adapter.start()
+    assert wait_until(lambda: not adapter.running, WAIT)
+    assert source.watched is not None
+    assert source.watched.open_at_release
+    assert source.watched.open_at_release[-1] is False
+
+
 def test_redis_source_refuses_inline_delivery() -> None:
     redis_sinks = pytest.importorskip("massive_rt.sinks")
     source = redis_sinks.RedisStreamSource("redis://127.0.0.1:1/0", ["massive:stocks"])
