@@ -322,44 +322,69 @@ class QueueConsumer:
             return
         frames = item[1]
         received_at_ns = item[2]
-        decode = self._decode_item
+        decode = self._decode_frame
         consume_lock = self._consume_lock
         marks = self._marks
-        for index, frame in enumerate(frames):
-            if index and (not gate.open or gate.wanted):  # handed over, stopping, or the dispatcher's turn
-                rest = frames[index:]
-                # The queue is still empty (its only producer is this thread), so order holds.
-                self._queue.put([KIND_FRAMES, rest, received_at_ns, -1] if len(rest) > 1
-                                else [KIND_DATA, rest[0], received_at_ns, -1])  # fmt: skip
-                return
-            with consume_lock:  # not across the callbacks: they may call get() or drain()
-                events = decode([KIND_DATA, frame, received_at_ns, -1])
-                if marks is not None:
-                    marks.tick()
-            if events:
-                gate.dispatch(events)
+        taken = 0
+        try:
+            for frame in frames:
+                if taken and (not gate.open or gate.wanted):  # handed over, stopping, or the dispatcher's turn
+                    rest = frames[taken:]
+                    # The queue is still empty (its only producer is this thread), so order holds.
+                    self._queue.put([KIND_FRAMES, rest, received_at_ns, -1] if len(rest) > 1
+                                    else [KIND_DATA, rest[0], received_at_ns, -1])  # fmt: skip
+                    return
+                taken += 1
+                with consume_lock:  # not across the callbacks: they may call get() or drain()
+                    events = decode(frame, received_at_ns)
+                    if marks is not None:
+                        marks.tick()
+                if events:
+                    gate.dispatch(events)
+        finally:
+            if taken and self._tap is not None:
+                self._tap_taken(frames, taken, received_at_ns)
+
+    def _tap_taken(self, frames: list[bytes], taken: int, received_at_ns: int) -> None:
+        """Under the gate, after a read's inline callbacks: show the tap the frames taken, as one
+        item (one call per read, as for a queued read). Before the gate comes free, so before
+        anything later of any connection is decoded; the frames queued instead reach the tap
+        when they are decoded."""
+        taken_frames = frames if taken == len(frames) else frames[:taken]
+        with self._consume_lock:
+            tap = self._tap
+            if tap is not None:
+                tap(self, [KIND_FRAMES, taken_frames, received_at_ns, -1] if taken > 1
+                    else [KIND_DATA, taken_frames[0], received_at_ns, -1])  # fmt: skip
+
+    def _decode_frame(self, frame: bytes, received_at_ns: int) -> list[Event]:
+        """One data frame of a read, decoded without the tap (the caller shows it the read)."""
+        events = self._decoder.decode(frame, received_at_ns)
+        dedupe = self._dedupe
+        return events if dedupe is None else self._without_duplicates(dedupe, events)
 
     def _deliver_frames_relieved(self, gate: InlineGate, item: Item, relief: ReliefLatch) -> None:
         """:meth:`_deliver_frames_inline` with a relief reader watching: the frames not taken yet
         wait in ``relief.rest``, so a relief reader that takes over while a callback runs queues
         them (before anything it reads) and this thread stops after that callback."""
-        rest: deque[bytes] = deque(item[1])
+        frames = item[1]
+        rest: deque[bytes] = deque(frames)
         received_at_ns = item[2]
         relief.rest, relief.rest_ns = rest, received_at_ns
-        decode = self._decode_item
+        decode = self._decode_frame
         consume_lock = self._consume_lock
         marks = self._marks
-        first = True
+        taken = 0
         try:
             while rest:
-                if not first and (not gate.open or gate.wanted):
+                if taken and (not gate.open or gate.wanted):
                     # Between callbacks (busy is even): the relief reader cannot take over meanwhile.
                     relief.queue_rest(self._queue)
                     return
-                first = False
                 frame = rest.popleft()
+                taken += 1
                 with consume_lock:
-                    events = decode([KIND_DATA, frame, received_at_ns, -1])
+                    events = decode(frame, received_at_ns)
                     if marks is not None:
                         marks.tick()
                 if events:
@@ -369,14 +394,17 @@ class QueueConsumer:
                     try:
                         gate.dispatch(events)
                     finally:
-                        taken = relief.leave()
-                    if taken:
+                        took_over = relief.leave()
+                    if took_over:
                         return  # the relief reader queued the rest and reads the socket until we take it back
         except BaseException:
             # A crashing reader: no later takeover may queue these frames, out of order. (Not on
             # a takeover's return: the relief thread is queuing them, maybe still.)
             rest.clear()
             raise
+        finally:
+            if taken and self._tap is not None:
+                self._tap_taken(frames, taken, received_at_ns)
 
     @property
     def tap(self) -> Callable[[QueueConsumer, Item], None] | None:
@@ -389,9 +417,10 @@ class QueueConsumer:
         Items are ``[kind, payload, received_at_ns, events]`` as queued, in the order the
         consumer sees them (``dropped`` markers where the events went missing); the frames of one
         read queued together come as one ``KIND_FRAMES`` item (``payload`` is the list of frames;
-        delivered inline they come frame by frame, each as a ``KIND_DATA`` item). The tap runs on
-        the consuming thread (or a reader delivering inline) under the consume lock: it must not
-        block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
+        a read delivered inline comes the same way, once its callbacks ran, and if the rest of a
+        read was queued on the way, the frames delivered and the rest come as two items). The tap
+        runs on the consuming thread (or a reader delivering inline) under the consume lock: it
+        must not block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
         """
         self._tap = tap
 

@@ -304,26 +304,18 @@ class Recorder:
     def _write_buffered(self) -> None:
         # The hot loop of the writer thread: it shares the GIL with the consumer it records, so
         # per item it does only what it must (the consumer's name when it changes, one packing
-        # call per read: a read's frames queued together, or the run of frames of one read that
-        # were delivered inline one by one); rotation and the rarer kinds take _write_item.
+        # call per read: the taps see a read's frames as one item, queued or delivered inline);
+        # rotation and the rarer kinds take _write_item.
         buffer = self._buffer
         popleft = buffer.popleft
         last: object = None
         known = ("", "")
         hourly = self._rotate == "hourly"
         writer = self._current_writer()
-        run: list[bytes] = []  # consecutive data frames of one consumer with one receive time
-        run_at = 0
         item: Any
         for _ in range(len(buffer)):
             consumer, item, size = popleft()
             self._bytes_out += size
-            if run:
-                if consumer is last and item[2] == run_at and item[0] == KIND_DATA and item[1].__class__ is bytes:
-                    run.append(item[1])
-                    continue
-                writer = self._write_frames(writer, run_at, run, known)
-                run = []
             if consumer is None:
                 self._write_lost(item)
                 writer = self._current_writer()
@@ -331,19 +323,16 @@ class Recorder:
             if consumer is not last:
                 last, known = consumer, _consumer_name(consumer)
             kind = item[0]
-            if not hourly and kind == KIND_DATA and item[1].__class__ is bytes:
-                run = [item[1]]
-                run_at = item[2]
-            elif not hourly and kind == KIND_FRAMES:
+            if not hourly and kind == KIND_FRAMES:
                 writer = self._write_frames(writer, item[2], item[1], known, consumer, item)
+            elif not hourly and kind == KIND_DATA and item[1].__class__ is bytes:
+                writer = self._write_frames(writer, item[2], [item[1]], known)
             else:
                 try:
                     self._write_item(consumer, item, known)
                 except (TypeError, ValueError, UnicodeError, OverflowError) as exc:
                     self._unrecordable_item(exc)
                 writer = self._current_writer()
-        if run:
-            self._write_frames(writer, run_at, run, known)
 
     def _write_frames(
         self, writer: fileformat.RecordingWriter, received_at_ns: int, frames: list[Any], known: tuple[str, str],

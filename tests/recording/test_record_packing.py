@@ -158,10 +158,9 @@ def test_frames_received_as_text_are_recorded_as_their_utf8_bytes() -> None:
     ]  # fmt: skip
 
 
-def test_frames_delivered_one_by_one_are_recorded_in_order_around_statuses_and_other_sources() -> None:
-    """The writer packs consecutive frames of one source with one receive time (a read delivered
-    inline, frame by frame) in one call: the file holds the same records, in the order taken, as one
-    record per item — a status, another source's frame or a new receive time ends such a run."""
+def test_frames_taken_one_by_one_are_recorded_in_order_around_statuses_and_other_sources() -> None:
+    """The writer packs each item's frames in one call: the file holds one record per frame, in
+    the order taken, whatever comes between them (a status, another source's frame, text)."""
     first = mrt.SyntheticSource(("T.*",), rate=None, clock=None, name="first")
     second = mrt.SyntheticSource(("T.*",), rate=None, clock=None, name="second")
     frame = [b'[{"ev":"T","q":%d}]' % i for i in range(9)]

@@ -17,6 +17,7 @@ from massive_rt.consumer import InlineGate, QueueConsumer
 from massive_rt.enums import Market, Overflow
 from massive_rt.eventqueue import KIND_DATA, KIND_DROPPED, KIND_EVENT, KIND_FRAMES, FrameQueue, Item
 from massive_rt.protocol import Decoder
+from massive_rt.relief import ReliefLatch
 from tests.conftest import wait_until
 
 
@@ -173,6 +174,40 @@ def test_inline_delivery_of_a_read_yields_to_a_dispatcher_waiting_for_the_gate()
     client.offer([KIND_FRAMES, [frame(1), frame(2), frame(3)], 9, -1])
     assert calls == [1]
     assert [e.sequence_number for e in client.drain(100)] == [2, 3]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("relief", [False, True], ids=["reader", "relief-watched"])
+def test_an_inline_read_reaches_the_tap_once_after_its_callbacks_and_a_queued_rest_once_later(relief: bool) -> None:
+    # One tap call per read, as for a queued read (it was one per frame: ~1 µs a frame in a recorder).
+    client = Consumer()
+    seen: list[tuple[int, list[bytes]]] = []
+    calls: list[list[int]] = []
+    taps_during: list[int] = []  # taps so far at each callback
+
+    def dispatch(events: list[mrt.Event]) -> None:
+        calls.append([e.sequence_number for e in events])  # type: ignore[attr-defined]
+        taps_during.append(len(seen))
+        if len(calls) == 2:
+            gate.open = False  # a hand-over: the rest of the read is queued
+
+    gate = InlineGate(dispatch)
+    client.set_inline(gate)
+    if relief:
+        client._relief = ReliefLatch(gate)
+    client.set_tap(
+        lambda _consumer, item: seen.append((item[0], list(item[1]) if item[0] == KIND_FRAMES else [item[1]]))
+    )
+    frames = [frame(1, 2), frame(3), frame(4), frame(5, 2)]
+    assert client.offer([KIND_FRAMES, frames, 9, -1])
+    assert calls == [[1, 2], [3]]
+    assert seen == [(KIND_FRAMES, frames[:2])]
+    assert [e.sequence_number for e in client.drain(100)] == [4, 5, 6]  # type: ignore[attr-defined]
+    assert seen == [(KIND_FRAMES, frames[:2]), (KIND_FRAMES, frames[2:])]
+
+    gate.open = True
+    assert client.offer([KIND_FRAMES, [frame(7), frame(8)], 10, -1])
+    assert seen[2:] == [(KIND_FRAMES, [frame(7), frame(8)])]  # a whole read taken inline: one item
+    assert taps_during == [0, 0, 2, 2]  # each read's tap after its callbacks
 
 
 def test_get_decodes_at_most_sixteen_frames_per_refill() -> None:
