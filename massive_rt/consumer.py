@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._json import loads as fast_loads
 from ._util import RateLimitedLog
@@ -82,6 +82,9 @@ class QueueConsumer:
     _predecessor_marks: DeliveryMarks | None = None  # a pool replacement's: the gap it closes was theirs
     _tap: Callable[[QueueConsumer, Item], None] | None = None  # set_tap(): sees every item taken
     _relief: ReliefLatch | None = None  # "adaptive" on a connection: its relief reader may take over
+    # A read being delivered inline while a tap is set: [frames, tapped, taken, received_at_ns]
+    # (the frames taken but not shown to the tap yet are frames[tapped:taken]; see _flush_untapped).
+    _untapped: list[Any] | None = None
     _backlog = False  # "adaptive": the producer's current read is a backlog, for the dispatcher (offer queues)
 
     _name: str
@@ -325,6 +328,7 @@ class QueueConsumer:
         decode = self._decode_frame
         consume_lock = self._consume_lock
         marks = self._marks
+        untapped = None if self._tap is None else self._begin_untapped(frames, received_at_ns)
         taken = 0
         try:
             for frame in frames:
@@ -336,26 +340,44 @@ class QueueConsumer:
                     return
                 taken += 1
                 with consume_lock:  # not across the callbacks: they may call get() or drain()
+                    if untapped is not None:
+                        untapped[2] = taken
                     events = decode(frame, received_at_ns)
                     if marks is not None:
                         marks.tick()
                 if events:
                     gate.dispatch(events)
         finally:
-            if taken and self._tap is not None:
-                self._tap_taken(frames, taken, received_at_ns)
+            if untapped is not None:
+                self._end_untapped()
 
-    def _tap_taken(self, frames: list[bytes], taken: int, received_at_ns: int) -> None:
-        """Under the gate, after a read's inline callbacks: show the tap the frames taken, as one
-        item (one call per read, as for a queued read). Before the gate comes free, so before
-        anything later of any connection is decoded; the frames queued instead reach the tap
-        when they are decoded."""
-        taken_frames = frames if taken == len(frames) else frames[:taken]
+    def _begin_untapped(self, frames: list[bytes], received_at_ns: int) -> list[Any]:
+        """A read delivered inline with a tap set: its frames reach the tap as one item once its
+        callbacks ran (one tap call per read, as for a queued read) — or sooner, in order, if
+        anything else of this consumer is decoded or the tap changes meanwhile (a callback's
+        drain(), a relief reader's takeover, a recorder stopped in a callback)."""
+        untapped = self._untapped = [frames, 0, 0, received_at_ns]
+        return untapped
+
+    def _end_untapped(self) -> None:
         with self._consume_lock:
-            tap = self._tap
-            if tap is not None:
-                tap(self, [KIND_FRAMES, taken_frames, received_at_ns, -1] if taken > 1
-                    else [KIND_DATA, taken_frames[0], received_at_ns, -1])  # fmt: skip
+            self._flush_untapped()
+            self._untapped = None
+
+    def _flush_untapped(self) -> None:
+        """Under the consume lock: show the tap the frames of the read being delivered inline
+        taken since the last flush, as one item."""
+        untapped = self._untapped
+        if untapped is None:
+            return
+        frames, tapped, taken = untapped[0], untapped[1], untapped[2]
+        if taken <= tapped:
+            return
+        untapped[1] = taken
+        tap = self._tap
+        if tap is not None:
+            part = frames if tapped == 0 and taken == len(frames) else frames[tapped:taken]
+            tap(self, [KIND_FRAMES, part, untapped[3], -1] if len(part) > 1 else [KIND_DATA, part[0], untapped[3], -1])
 
     def _decode_frame(self, frame: bytes, received_at_ns: int) -> list[Event]:
         """One data frame of a read, decoded without the tap (the caller shows it the read)."""
@@ -374,6 +396,7 @@ class QueueConsumer:
         decode = self._decode_frame
         consume_lock = self._consume_lock
         marks = self._marks
+        untapped = None if self._tap is None else self._begin_untapped(frames, received_at_ns)
         taken = 0
         try:
             while rest:
@@ -384,6 +407,8 @@ class QueueConsumer:
                 frame = rest.popleft()
                 taken += 1
                 with consume_lock:
+                    if untapped is not None:
+                        untapped[2] = taken
                     events = decode(frame, received_at_ns)
                     if marks is not None:
                         marks.tick()
@@ -403,8 +428,8 @@ class QueueConsumer:
             rest.clear()
             raise
         finally:
-            if taken and self._tap is not None:
-                self._tap_taken(frames, taken, received_at_ns)
+            if untapped is not None:
+                self._end_untapped()
 
     @property
     def tap(self) -> Callable[[QueueConsumer, Item], None] | None:
@@ -417,16 +442,24 @@ class QueueConsumer:
         Items are ``[kind, payload, received_at_ns, events]`` as queued, in the order the
         consumer sees them (``dropped`` markers where the events went missing); the frames of one
         read queued together come as one ``KIND_FRAMES`` item (``payload`` is the list of frames;
-        a read delivered inline comes the same way, once its callbacks ran, and if the rest of a
-        read was queued on the way, the frames delivered and the rest come as two items). The tap
+        a read delivered inline comes the same way, once its callbacks ran — sooner, in order, if
+        anything else of this consumer is decoded meanwhile — and if the rest of a read was
+        queued on the way, the frames delivered and the rest come as separate items). The tap
         runs on the consuming thread (or a reader delivering inline) under the consume lock: it
         must not block or raise, and must not change the item. Used by :class:`~massive_rt.Recorder`.
+        A tap replaced or removed while a read is being delivered inline is first shown that
+        read's frames taken until then; one set where there was none sees the next read on.
         """
+        if self._untapped is not None:  # a read under way inline: its frames taken so far go to the old tap
+            with self._consume_lock:
+                self._flush_untapped()
         self._tap = tap
 
     def _decode_item(self, item: Item) -> list[Event]:
         kind, payload, received_at_ns = item[0], item[1], item[2]
         tap = self._tap
+        if tap is not None and self._untapped is not None:
+            self._flush_untapped()  # a read delivered inline is older than anything decoded during its callbacks
         if kind == KIND_EVENT:
             marks = self._marks
             if marks is not None and payload.__class__ is StatusMessage and payload.status in GAP_STATUSES:

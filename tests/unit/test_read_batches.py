@@ -210,6 +210,77 @@ def test_an_inline_read_reaches_the_tap_once_after_its_callbacks_and_a_queued_re
     assert taps_during == [0, 0, 2, 2]  # each read's tap after its callbacks
 
 
+def seqs(item: Item) -> list[int]:
+    """The first sequence number of each frame of a tapped data item."""
+    frames = item[1] if item[0] == KIND_FRAMES else [item[1]]
+    return [json.loads(f)[0]["q"] for f in frames]
+
+
+def test_a_callback_that_drains_what_a_relief_reader_queued_sees_the_tap_in_order() -> None:
+    # The relief reader takes over in frame 11's callback and queues 12-14; the callback drains
+    # them. The tap must show 11 before 12-14, as the consumer saw them.
+    client = Consumer()
+    seen: list[list[int]] = []
+    client.set_tap(lambda _consumer, item: seen.append(seqs(item)))
+    order: list[int] = []
+
+    def dispatch(events: list[mrt.Event]) -> None:
+        order.extend(e.sequence_number for e in events)  # type: ignore[attr-defined]
+        if len(order) == 1:
+            relief.session = object()  # type: ignore[assignment]
+            assert relief.take_over(relief.busy)  # what the relief thread does, under the latch's lock
+            relief.queue_rest(client._queue)
+            order.extend(e.sequence_number for e in client.drain(100))  # type: ignore[attr-defined]
+
+    gate = InlineGate(dispatch)
+    client.set_inline(gate)
+    relief = ReliefLatch(gate)
+    client._relief = relief
+    client.offer([KIND_FRAMES, [frame(11), frame(12), frame(13), frame(14)], 9, -1])
+    assert order == [11, 12, 13, 14]
+    assert seen == [[11], [12, 13, 14]]
+
+
+def test_a_status_drained_during_an_inline_read_is_tapped_between_its_frames() -> None:
+    client = Consumer()
+    seen: list[object] = []
+    client.set_tap(lambda _c, item: seen.append(item[1].status if item[0] == KIND_EVENT else seqs(item)))
+    order: list[object] = []
+
+    def dispatch(events: list[mrt.Event]) -> None:
+        order.extend(getattr(e, "sequence_number", None) or getattr(e, "status", None) for e in events)
+        if len(order) == 1:  # another thread's status (a pool's recycling) arrives; the callback drains it
+            status = mrt.StatusMessage(status="recycling", message="x", connection="c", received_at_ns=1)
+            client._queue.put([KIND_EVENT, status, 1, 0])
+            order.extend(e.status for e in client.drain(100))  # type: ignore[attr-defined]
+
+    client.set_inline(InlineGate(dispatch))
+    client.offer([KIND_FRAMES, [frame(11), frame(12), frame(13)], 9, -1])
+    assert order == [11, "recycling", 12, 13]
+    assert seen == [[11], "recycling", [12, 13]]
+
+
+def test_a_tap_removed_in_a_callback_first_gets_the_frames_taken_so_far() -> None:
+    # A recorder stopped in a handler ("record until event X"): X and the frames before it are in the file.
+    client = Consumer()
+    first: list[list[int]] = []
+    second: list[list[int]] = []
+    client.set_tap(lambda _c, item: first.append(seqs(item)))
+    calls: list[int] = []
+
+    def dispatch(events: list[mrt.Event]) -> None:
+        calls.append(events[0].sequence_number)  # type: ignore[attr-defined]
+        if len(calls) == 2:
+            client.set_tap(lambda _c, item: second.append(seqs(item)))
+        elif len(calls) == 3:
+            client.set_tap(None)
+
+    client.set_inline(InlineGate(dispatch))
+    client.offer([KIND_FRAMES, [frame(11), frame(12), frame(13), frame(14)], 9, -1])
+    assert calls == [11, 12, 13, 14]
+    assert (first, second) == ([[11, 12]], [[13]])
+
+
 def test_get_decodes_at_most_sixteen_frames_per_refill() -> None:
     # The item waited for plus up to 15 frames: 31 measured ~15% slower at frames of 10.
     consumer = Consumer()
