@@ -380,7 +380,8 @@ class QueueConsumer:
             tap(self, [KIND_FRAMES, part, untapped[3], -1] if len(part) > 1 else [KIND_DATA, part[0], untapped[3], -1])
 
     def _decode_frame(self, frame: bytes, received_at_ns: int) -> list[Event]:
-        """One data frame of a read, decoded without the tap (the caller shows it the read)."""
+        """One data frame of a read, decoded without the tap (the caller shows it the read).
+        Never raw: a reader batches only the frames it does not pass on raw."""
         events = self._decoder.decode(frame, received_at_ns)
         dedupe = self._dedupe
         return events if dedupe is None else self._without_duplicates(dedupe, events)
