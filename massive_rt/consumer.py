@@ -325,9 +325,7 @@ class QueueConsumer:
             return
         frames = item[1]
         received_at_ns = item[2]
-        decode = self._decode_frame
-        consume_lock = self._consume_lock
-        marks = self._marks
+        take = self._take_frame
         untapped = None if self._tap is None else self._begin_untapped(frames, received_at_ns)
         taken = 0
         try:
@@ -339,12 +337,7 @@ class QueueConsumer:
                                     else [KIND_DATA, rest[0], received_at_ns, -1])  # fmt: skip
                     return
                 taken += 1
-                with consume_lock:  # not across the callbacks: they may call get() or drain()
-                    if untapped is not None:
-                        untapped[2] = taken
-                    events = decode(frame, received_at_ns)
-                    if marks is not None:
-                        marks.tick()
+                events = take(frame, received_at_ns, untapped, taken)
                 if events:
                     gate.dispatch(events)
         finally:
@@ -379,12 +372,21 @@ class QueueConsumer:
             part = frames if tapped == 0 and taken == len(frames) else frames[tapped:taken]
             tap(self, [KIND_FRAMES, part, untapped[3], -1] if len(part) > 1 else [KIND_DATA, part[0], untapped[3], -1])
 
-    def _decode_frame(self, frame: bytes, received_at_ns: int) -> list[Event]:
-        """One data frame of a read, decoded without the tap (the caller shows it the read).
-        Never raw: a reader batches only the frames it does not pass on raw."""
-        events = self._decoder.decode(frame, received_at_ns)
-        dedupe = self._dedupe
-        return events if dedupe is None else self._without_duplicates(dedupe, events)
+    def _take_frame(self, frame: bytes, received_at_ns: int, untapped: list[Any] | None, taken: int) -> list[Event]:
+        """The ``taken``-th frame of a read delivered inline, decoded without the tap (the read
+        reaches it whole, see :meth:`_begin_untapped`). Under the consume lock, but not across the
+        callbacks: they may call get() or drain(). Never raw: a reader batches only the frames
+        it does not pass on raw."""
+        with self._consume_lock:
+            if untapped is not None:
+                untapped[2] = taken
+            events = self._decoder.decode(frame, received_at_ns)
+            dedupe = self._dedupe
+            if dedupe is not None:
+                events = self._without_duplicates(dedupe, events)
+            if self._marks is not None:
+                self._marks.tick()
+        return events
 
     def _deliver_frames_relieved(self, gate: InlineGate, item: Item, relief: ReliefLatch) -> None:
         """:meth:`_deliver_frames_inline` with a relief reader watching: the frames not taken yet
@@ -394,9 +396,7 @@ class QueueConsumer:
         rest: deque[bytes] = deque(frames)
         received_at_ns = item[2]
         relief.rest, relief.rest_ns = rest, received_at_ns
-        decode = self._decode_frame
-        consume_lock = self._consume_lock
-        marks = self._marks
+        take = self._take_frame
         untapped = None if self._tap is None else self._begin_untapped(frames, received_at_ns)
         taken = 0
         try:
@@ -407,12 +407,7 @@ class QueueConsumer:
                     return
                 frame = rest.popleft()
                 taken += 1
-                with consume_lock:
-                    if untapped is not None:
-                        untapped[2] = taken
-                    events = decode(frame, received_at_ns)
-                    if marks is not None:
-                        marks.tick()
+                events = take(frame, received_at_ns, untapped, taken)
                 if events:
                     relief.busy += 1
                     if relief.dozing:
