@@ -67,7 +67,16 @@ from .protocol import (
     parse_channels,
     wildcard_of,
 )
-from .relief import BATCH_FRAMES, RECV_BYTES, STATUS_MARK, STATUS_WINDOW, ReliefReader, ReliefSession, queue_batch
+from .relief import (
+    BATCH_FRAMES,
+    RECV_BYTES,
+    STATUS_MARK,
+    STATUS_WINDOW,
+    ReliefReader,
+    ReliefSession,
+    frame_error_outcome,
+    queue_batch,
+)
 
 __all__ = ["ConnectionStats", "MassiveWebSocketClient"]
 
@@ -897,7 +906,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
         if self._wake_r is not None:
             selector.register(self._wake_r, selectors.EVENT_READ)
         stop = self._stop_requested.is_set
-        raw = self._config.raw  # raw frames stay one item each (RawFrame per frame; the relay's input)
+        # Raw frames stay one item each (RawFrame per frame; the relay's input).
+        batch_frames = 1 if self._config.raw else BATCH_FRAMES
         relief_session = ReliefSession(sock, ws, parser, proto)
         relief = None  # the relief latch, once an adaptive adapter adopted this connection
         try:
@@ -911,21 +921,20 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                 if relief is None and self._relief is not None:
                     relief = self._relief
                     relief.begin(relief_session)
-                # Messages the relief reader left for this thread come first.
-                ready = () if pending or (relief is not None and relief.messages) else selector.select(timeout)
+                # What the relief reader left of a read it took over comes before any new read.
+                left = relief is not None and relief.messages
+                ready = () if pending or left else selector.select(timeout)
                 if stop():
                     return Outcome("stopped", stopped=True)
                 data = b""
-                if relief is not None:
-                    if pending or any(key.fileobj is sock for key, _ in ready):
-                        self.read_messages(relief, relief_session)
-                elif pending or any(key.fileobj is sock for key, _ in ready):
+                if not left and (pending or any(key.fileobj is sock for key, _ in ready)):
                     try:
                         data = sock.recv(RECV_BYTES)
                     except ssl.SSLWantReadError:
                         data = None  # type: ignore[assignment]
                     except (OSError, ssl.SSLError) as exc:
                         return proto.lost(f"connection lost: {describe(exc)}")
+                    received_at_ns = time.time_ns()  # as the bytes leave the socket: latency counts from here
                     if data == b"":
                         return proto.closed_without_frame()
                 if any(key.fileobj is self._wake_r for key, _ in ready):
@@ -933,45 +942,60 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                     _send_texts(ws, proto.sync_subscriptions())
                 now = time.monotonic()
                 # 2. Frames.
-                if relief is not None:
-                    if relief.messages:
-                        outcome = self.handle_messages(relief, transport)
-                        if outcome is not None:
-                            return outcome
-                        if stop():
-                            return Outcome("stopped", stopped=True)
+                if left:
+                    assert relief is not None
+                    outcome = self.handle_messages(relief, transport)
+                    if outcome is not None:
+                        return outcome
+                    if stop():
+                        return Outcome("stopped", stopped=True)
                 elif data:
-                    received_at_ns = time.time_ns()
                     self._bytes += len(data)
                     self._last_frame_mono = proto.recv_mono = now
                     parser.feed(data)
+                    if relief is not None:
+                        relief.received_at_ns = received_at_ns  # for a takeover during this read
+                        self._backlog = False
                     # Consecutive data frames of this read go to the queue as one item (up to
                     # BATCH_FRAMES); any other frame first sends them on, so order is kept.
                     batch: list[bytes] = []
                     try:
                         for opcode, payload in parser.messages():
                             self._frames += 1
-                            if opcode in (OP_TEXT, OP_BINARY):
-                                if proto.authenticated and STATUS_MARK not in payload[:STATUS_WINDOW]:
-                                    if raw:
-                                        proto.on_data(payload, received_at_ns)
-                                        continue
-                                    batch.append(payload)
-                                    if len(batch) == BATCH_FRAMES:
-                                        queue_batch(proto, batch, received_at_ns)
-                                        batch = []
+                            if (opcode in (OP_TEXT, OP_BINARY) and proto.authenticated
+                                    and STATUS_MARK not in payload[:STATUS_WINDOW]):  # fmt: skip
+                                batch.append(payload)
+                                if len(batch) < batch_frames:
                                     continue
-                                if batch:
-                                    queue_batch(proto, batch, received_at_ns)
-                                    batch = []
+                                message = None
+                            else:
+                                message = opcode, payload
+                            if batch:
+                                if relief is not None:
+                                    # Parked while the batch's callbacks run: a takeover goes on from it.
+                                    relief.held = message
+                                    if message is None and parser.buffered:
+                                        self._backlog = True  # more than a batch in one read: the dispatcher's
+                                queue_batch(proto, batch, received_at_ns)
+                                batch = []
+                                if relief is not None:
+                                    if relief.taken:  # the relief reader has the rest of this read
+                                        if not relief.reclaim(parser, stop):
+                                            return Outcome("stopped", stopped=True)
+                                        break
+                                    relief.held = None
+                                if message is None:
+                                    continue
+                            if opcode in (OP_TEXT, OP_BINARY):
                                 outcome = proto.on_control_frame(payload, received_at_ns)
                                 if outcome is not None:
                                     return outcome
-                                continue
-                            if batch:
-                                queue_batch(proto, batch, received_at_ns)
-                                batch = []
-                            if opcode == OP_PING:
+                                # Data objects in a status frame run callbacks too.
+                                if relief is not None and relief.taken:
+                                    if not relief.reclaim(parser, stop):
+                                        return Outcome("stopped", stopped=True)
+                                    break
+                            elif opcode == OP_PING:
                                 ws.pong(payload)
                             elif opcode == OP_PONG:
                                 proto.on_pong()
@@ -981,16 +1005,14 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 return outcome
                         if batch:
                             queue_batch(proto, batch, received_at_ns)
-                    except FrameTooLargeError as exc:
-                        if batch:  # the frames before the oversized one were whole: deliver them
+                            if relief is not None and relief.taken and not relief.reclaim(parser, stop):
+                                return Outcome("stopped", stopped=True)
+                    except (FrameTooLargeError, ProtocolViolationError) as exc:
+                        if batch:  # the frames before the refused one were whole: deliver them
                             queue_batch(proto, batch, received_at_ns)
-                        transport.send_close(1009, "message too big")
-                        return proto.lost(f"closed: {exc}")
-                    except ProtocolViolationError as exc:
-                        if batch:
-                            queue_batch(proto, batch, received_at_ns)
-                        transport.send_close(1002, "protocol error")
-                        return proto.lost(f"closed: WebSocket protocol error: {exc}")
+                            if relief is not None and relief.taken and not relief.take_back(stop):
+                                return Outcome("stopped", stopped=True)
+                        return frame_error_outcome(exc, proto, transport)
                     if stop():
                         return Outcome("stopped", stopped=True)
                 while self._statuses_in_data:

@@ -9,6 +9,7 @@ that afterwards every event arrives once, in order, with callbacks never overlap
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Callable
@@ -166,6 +167,11 @@ def test_a_stuck_callback_does_not_stall_its_socket_and_order_holds(
     assert stream.overlaps == 0
     stats = adapter.stats()
     assert (stats.reliefs, stats.handovers) == (1, 1)
+    # The reader took its socket back, wherever in its read the callback was stuck.
+    latch = client._relief
+    assert latch is not None
+    assert wait_until(lambda: not latch.relieved, WAIT)
+    assert not latch.taken
 
 
 def test_a_status_and_a_close_during_a_takeover_are_handled_after_the_reader_is_back_in_order(
@@ -204,6 +210,44 @@ def test_a_status_and_a_close_during_a_takeover_are_handled_after_the_reader_is_
     assert stream.trades("AAPL") == list(range(first + 10))
     assert stream.overlaps == 0
     assert client.stats().reconnects == 1
+
+
+def test_a_status_in_the_read_being_delivered_stays_between_the_frames_around_it(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    # One read: two trades, a status, two trades; the first trade's callback is stuck. The reader
+    # had taken the status from the parser when it handed the two trades on, so the relief reader
+    # must get it from there (it stops at it, queueing only the second trade), not skip it.
+    stream = Stream()
+    client, adapter = adaptive_client(server, make_adapter, stream)
+    (conn,) = server.active_connections()
+    nxt = 0
+    try:
+        for _ in range(5):
+            first = warm_up(server, stream, "AAPL", nxt)
+            nxt = first + 4
+            stream.block = ("AAPL", first)
+            frames = [json.dumps([trade("AAPL", q)]) for q in range(first, nxt)]
+            frames.insert(2, '[{"ev":"status","status":"notice","message":"inside a read"}]')
+            server.publish_raw_frames(frames, connection=conn)
+            assert wait_until(lambda: stream.entered.is_set() or len(stream.trades("AAPL")) >= nxt, WAIT)  # noqa: B023
+            if stream.entered.is_set():
+                break
+        assert stream.entered.is_set()
+        assert wait_until(lambda: adapter.stats().reliefs == 1, WAIT)
+        server.publish([trade("AAPL", nxt)])  # after the status: left on the socket for the reader
+        nxt += 1
+        assert wait_until(lambda: client.stats().queue_events == 1, WAIT)
+        assert ("status", "notice") not in stream.seen
+    finally:
+        stream.release.set()
+    assert stream.wait_trades("AAPL", nxt) == list(range(nxt))
+    with stream.cond:
+        order = [key for key in stream.seen if key[0] == "AAPL" or key == ("status", "notice")]
+    at = order.index(("AAPL", first))
+    assert order[at:] == [("AAPL", first), ("AAPL", first + 1), ("status", "notice"),
+                          *[("AAPL", q) for q in range(first + 2, nxt)]]  # fmt: skip
+    assert stream.overlaps == 0
 
 
 def test_a_disconnect_during_a_takeover_is_acted_on_when_the_callback_returns(
