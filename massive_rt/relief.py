@@ -113,7 +113,8 @@ RELIEF_WATCH = 0.02
 RECV_BYTES = 256 * 1024
 #: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
 BATCH_FRAMES = 16
-#: ``"adaptive"``: a read with more messages than this is a backlog (the socket had more waiting
+#: ``"adaptive"``: a read with more messages than this is a backlog (the reader sees it when a
+#: batch of this many data frames is full and bytes of the read are still unparsed; the socket had more waiting
 #: than one callback round takes): its frames go to the dispatcher thread, so reading the next
 #: read overlaps with their callbacks, as under ``dispatch="thread"``. Smaller reads (a stream
 #: the reader keeps up with) are dispatched inline, for latency.
