@@ -68,6 +68,7 @@ from .protocol import (
     wildcard_of,
 )
 from .relief import (
+    BACKLOG_FRAMES,
     BATCH_FRAMES,
     RECV_BYTES,
     STATUS_MARK,
@@ -956,6 +957,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                     if relief is not None:
                         relief.received_at_ns = received_at_ns  # for a takeover during this read
                         self._backlog = False
+                        read_from = self._frames
                     # Consecutive data frames of this read go to the queue as one item (up to
                     # BATCH_FRAMES); any other frame first sends them on, so order is kept.
                     batch: list[bytes] = []
@@ -974,7 +976,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 if relief is not None:
                                     # Parked while the batch's callbacks run: a takeover goes on from it.
                                     relief.held = message
-                                    if message is None and parser.buffered:
+                                    if (message is None and parser.buffered
+                                            and self._frames - read_from >= BACKLOG_FRAMES):  # fmt: skip
                                         self._backlog = True  # more than a batch in one read: the dispatcher's
                                 queue_batch(proto, batch, received_at_ns)
                                 batch = []
@@ -982,6 +985,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                     if relief.taken:  # the relief reader has the rest of this read
                                         if not relief.reclaim(parser, stop):
                                             return Outcome("stopped", stopped=True)
+                                        if message is not None:
+                                            self._frames -= 1  # counted again where the relief reader left it
                                         break
                                     relief.held = None
                                 if message is None:
@@ -1009,6 +1014,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 return Outcome("stopped", stopped=True)
                     except (FrameTooLargeError, ProtocolViolationError) as exc:
                         if batch:  # the frames before the refused one were whole: deliver them
+                            if relief is not None:
+                                relief.park_error(exc)  # a takeover stops there, not past it
                             queue_batch(proto, batch, received_at_ns)
                             if relief is not None and relief.taken and not relief.take_back(stop):
                                 return Outcome("stopped", stopped=True)

@@ -49,6 +49,7 @@ callbacks on the reader, including a slow one's delay, is the user's there).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import selectors
 import ssl
@@ -212,12 +213,19 @@ class ReliefLatch:
         return self._alarm.acquire(True, seconds)
 
     def ring(self) -> None:
-        """End the relief thread's pause (or doze) at once: a stop, or the reader ended. Once is enough."""
-        with self.lock:
-            if not self._rung:
-                self._rung = True
+        """End the relief thread's pause (or doze) at once: a stop, or the reader ended. Once is
+        enough. Takes no lock (``stop()`` may run in a signal handler)."""
+        if not self._rung:
+            self._rung = True
+            with contextlib.suppress(RuntimeError):  # two threads ringing at once: released already
                 self._alarm.release()
         self.wake.set()
+
+    def park_error(self, error: FrameTooLargeError | ProtocolViolationError) -> None:
+        """The reader, handing on the frames before one the parser refused: a takeover meanwhile
+        stops at the error (the parser may already be past a bad fragment: nothing after it is
+        handled)."""
+        self.held = (OP_TOO_LARGE if isinstance(error, FrameTooLargeError) else OP_VIOLATION, error)
 
     def leave(self) -> bool:
         """The reader: one frame's callbacks returned. True if the relief thread took over meanwhile."""

@@ -9,6 +9,7 @@ and kept doing so: one thread read, decoded and ran callbacks with no overlap (a
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -115,3 +116,45 @@ def test_the_docs_state_the_backlog_bound() -> None:
     root = Path(__file__).resolve().parents[2]
     assert f"more than {BACKLOG_FRAMES} frames at once" in " ".join((root / "README.md").read_text().split())
     assert f"messages ({BACKLOG_FRAMES}," in " ".join((root / "docs" / "threading.md").read_text().split())
+
+
+def test_raw_frames_of_a_small_read_stay_inline_too(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    # Raw frames are handed on one by one; a frame with more of its read behind it is not a
+    # backlog by itself (a reader once sent every raw read of two frames or more to the dispatcher).
+    cond = threading.Condition()
+    seen: list[tuple[int, str]] = []
+
+    def on_raw(event: mrt.RawFrame) -> None:
+        data = event.data if isinstance(event.data, bytes) else event.data.encode()
+        (message,) = json.loads(data)
+        with cond:
+            seen.append((message["q"], threading.current_thread().name))
+            cond.notify_all()
+
+    def wait(count: int) -> list[tuple[int, str]]:
+        with cond:
+            assert cond.wait_for(lambda: len(seen) >= count, WAIT), len(seen)
+            return list(seen)
+
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"],
+                                        raw=True)  # fmt: skip
+    adapter = make_adapter(client, dispatch="adaptive", clock=lambda: 0.0)
+    adapter.on(mrt.RawFrame, on_raw)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    sent = 0
+    for _ in range(200):  # until one runs on the reader: the dispatcher is done with the statuses
+        server.publish([trade(sent)], batch=1)
+        sent += 1
+        if wait(sent)[-1][1].startswith("massive-rt-reader-"):
+            break
+    before = adapter.stats().dispatched_on_dispatcher
+    for size in (2, BACKLOG_FRAMES // 2, BACKLOG_FRAMES):
+        server.publish([trade(q) for q in range(sent, sent + size)], batch=1)
+        sent += size
+        last = wait(sent)
+    assert [q for q, _ in last] == list(range(sent))
+    assert all(name.startswith("massive-rt-reader-") for _, name in last[-(2 + BACKLOG_FRAMES // 2 + BACKLOG_FRAMES):])
+    assert adapter.stats().dispatched_on_dispatcher == before

@@ -227,6 +227,7 @@ def test_a_status_in_the_read_being_delivered_stays_between_the_frames_around_it
             first = warm_up(server, stream, "AAPL", nxt)
             nxt = first + 4
             stream.block = ("AAPL", first)
+            frames_before = client.stats().frames_received
             frames = [json.dumps([trade("AAPL", q)]) for q in range(first, nxt)]
             frames.insert(2, '[{"ev":"status","status":"notice","message":"inside a read"}]')
             server.publish_raw_frames(frames, connection=conn)
@@ -248,6 +249,7 @@ def test_a_status_in_the_read_being_delivered_stays_between_the_frames_around_it
     assert order[at:] == [("AAPL", first), ("AAPL", first + 1), ("status", "notice"),
                           *[("AAPL", q) for q in range(first + 2, nxt)]]  # fmt: skip
     assert stream.overlaps == 0
+    assert client.stats().frames_received - frames_before == 6  # each frame counted once, the status too
 
 
 def test_a_disconnect_during_a_takeover_is_acted_on_when_the_callback_returns(
