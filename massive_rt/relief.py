@@ -225,7 +225,7 @@ class ReliefLatch:
         """The reader, handing on the frames before one the parser refused: a takeover meanwhile
         stops at the error (the parser may already be past a bad fragment: nothing after it is
         handled)."""
-        self.held = (OP_TOO_LARGE if isinstance(error, FrameTooLargeError) else OP_VIOLATION, error)
+        self.held = (_error_opcode(error), error)
 
     def leave(self) -> bool:
         """The reader: one frame's callbacks returned. True if the relief thread took over meanwhile."""
@@ -597,7 +597,12 @@ def _parse_into(messages: deque[tuple[int, Any]], parser: FrameParser) -> None:
 def frame_error_outcome(error: FrameTooLargeError | ProtocolViolationError, proto: Session,
                         transport: Transport) -> Outcome:  # fmt: skip
     """A frame the parser refused: close the WebSocket with the matching code; the session is lost."""
-    return _ended(OP_TOO_LARGE if isinstance(error, FrameTooLargeError) else OP_VIOLATION, error, proto, transport)
+    return _ended(_error_opcode(error), error, proto, transport)
+
+
+def _error_opcode(error: FrameTooLargeError | ProtocolViolationError) -> int:
+    """The pseudo-opcode of a frame the parser refused."""
+    return OP_TOO_LARGE if isinstance(error, FrameTooLargeError) else OP_VIOLATION
 
 
 def _ended(opcode: int, error: Any, proto: Session, transport: Transport) -> Outcome:
