@@ -173,6 +173,9 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
         client = next(c for c in pool.connections if c.name == owner)
         client.subscribe(channel(share + (events - share * connections if i == 0 else 0), batch, rate))
     meter.done.wait(120)
+    stats = adapter.stats()
+    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
+                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
     adapter.stop()
     return started
 
