@@ -53,8 +53,11 @@ def test_a_relay_exports_its_fan_out_its_consumers_and_its_upstream_connection(
         assert wait_until(lambda end=start + 1000: read(end), 10)
     assert wait_until(lambda: relay.stats().slow_consumers == 1, 10)
     assert relay.wait_for(lambda: len(relay.active_connections()) == 1, 10)
-    # A writer counts what it sent once its send returns, which can be after the client read it:
-    # scrape between two equal snapshots, so the scrape and stats() see the same totals.
+    # A writer counts what it sent once its send returns, which can be after the client read it
+    # (on a loaded machine, long enough for two snapshots to agree before it counts): wait for the
+    # reader's TOTAL to be counted, then scrape between two equal snapshots, so the scrape and
+    # stats() see the same totals.
+    assert wait_until(lambda: relay.stats().events_sent >= TOTAL, 10)
     scraped: list[tuple[dict[str, Any], RelayStats]] = []
 
     def settled() -> bool:
