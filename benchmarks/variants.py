@@ -120,6 +120,13 @@ def mrt_client(url: str, meter: Meter, ch: str, mode: str) -> float:
     return started
 
 
+def note_dispatch(adapter: Any) -> None:
+    """The adapter's dispatch counters into the result line (where its events were delivered)."""
+    stats = adapter.stats()
+    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
+                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
+
+
 def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str | None = None, record: bool = False) -> float:
     """The adapter with ``dispatch`` (None: the default, "adaptive")."""
     import tempfile
@@ -138,9 +145,7 @@ def mrt_adapter(url: str, meter: Meter, ch: str, dispatch: str | None = None, re
     started = time.perf_counter()
     adapter.subscribe(ch)
     meter.done.wait(120)
-    stats = adapter.stats()
-    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
-                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
+    note_dispatch(adapter)
     adapter.stop()
     if recorder is not None:
         recorder.stop()
@@ -173,9 +178,7 @@ def pool_variant(url: str, meter: Meter, events: int, batch: int, rate: int, con
         client = next(c for c in pool.connections if c.name == owner)
         client.subscribe(channel(share + (events - share * connections if i == 0 else 0), batch, rate))
     meter.done.wait(120)
-    stats = adapter.stats()
-    EXTRA.update(dispatched_inline=stats.dispatched_inline, dispatched_on_dispatcher=stats.dispatched_on_dispatcher,
-                 handovers=stats.handovers, inline_returns=stats.inline_returns)  # fmt: skip
+    note_dispatch(adapter)
     adapter.stop()
     return started
 
