@@ -486,6 +486,161 @@ pack_records(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(added);
 }
 
+
+/* ReadyGet(ready, get): a callable standing in for a consumer's get() while decoded events wait:
+ * it pops the next one from the deque `ready` in C, and otherwise (nothing ready, or arguments
+ * other than one optional timeout) calls `get`, the full method, with the same arguments. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *ready;
+    PyObject *popleft;
+    PyObject *get;
+    vectorcallfunc vectorcall;
+} ReadyGet;
+
+static PyTypeObject ReadyGet_Type;
+
+static PyObject *
+ReadyGet_call(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ReadyGet *self = (ReadyGet *)op;
+    if (self->get == NULL) { /* cleared by the garbage collector (only a finalizer can call it then) */
+        PyErr_SetString(PyExc_ReferenceError, "ReadyGet: its consumer was collected");
+        return NULL;
+    }
+    Py_ssize_t given = PyVectorcall_NARGS(nargsf);
+    if (kwnames != NULL) {
+        given += PyTuple_GET_SIZE(kwnames);
+    }
+    if (given <= 1 && (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0
+                       || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") == 0)) {
+        Py_ssize_t waiting = PyObject_Length(self->ready);
+        if (waiting < 0) {
+            return NULL;
+        }
+        if (waiting > 0) {
+            PyObject *event = PyObject_CallNoArgs(self->popleft);
+            if (event != NULL) {
+                return event;
+            }
+            if (!PyErr_ExceptionMatches(PyExc_IndexError)) {
+                return NULL;
+            }
+            PyErr_Clear(); /* another thread took the last one */
+        }
+    }
+    return PyObject_Vectorcall(self->get, args, nargsf, kwnames);
+}
+
+static PyObject *
+ReadyGet_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *ready, *get;
+    static char *names[] = {"ready", "get", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:ReadyGet", names, &ready, &get)) {
+        return NULL;
+    }
+    if (!PyCallable_Check(get)) {
+        PyErr_SetString(PyExc_TypeError, "ReadyGet(): get must be callable");
+        return NULL;
+    }
+    PyObject *popleft = PyObject_GetAttrString(ready, "popleft");
+    if (popleft == NULL) {
+        return NULL;
+    }
+    ReadyGet *self = PyObject_GC_New(ReadyGet, type);
+    if (self == NULL) {
+        Py_DECREF(popleft);
+        return NULL;
+    }
+    self->ready = Py_NewRef(ready);
+    self->popleft = popleft;
+    self->get = Py_NewRef(get);
+    self->vectorcall = ReadyGet_call;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int
+ReadyGet_traverse(ReadyGet *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->ready);
+    Py_VISIT(self->popleft);
+    Py_VISIT(self->get);
+    return 0;
+}
+
+static int
+ReadyGet_clear(ReadyGet *self)
+{
+    Py_CLEAR(self->ready);
+    Py_CLEAR(self->popleft);
+    Py_CLEAR(self->get);
+    return 0;
+}
+
+static void
+ReadyGet_dealloc(ReadyGet *self)
+{
+    PyObject_GC_UnTrack(self);
+    ReadyGet_clear(self);
+    PyObject_GC_Del(self);
+}
+
+/* What inspect, help() and a repr see: the method it stands in for. */
+static PyObject *
+ReadyGet_get_attr_of_get(ReadyGet *self, void *name)
+{
+    if (self->get == NULL) {
+        PyErr_SetString(PyExc_AttributeError, (const char *)name);
+        return NULL;
+    }
+    return PyObject_GetAttrString(self->get, (const char *)name);
+}
+
+static PyObject *
+ReadyGet_get_wrapped(ReadyGet *self, void *closure)
+{
+    if (self->get == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "__wrapped__");
+        return NULL;
+    }
+    return Py_NewRef(self->get);
+}
+
+static PyGetSetDef ReadyGet_getset[] = {
+    {"__wrapped__", (getter)ReadyGet_get_wrapped, NULL, "The full get() (called when no event is ready).", NULL},
+    {"__doc__", (getter)ReadyGet_get_attr_of_get, NULL, NULL, "__doc__"},
+    {"__name__", (getter)ReadyGet_get_attr_of_get, NULL, NULL, "__name__"},
+    {"__qualname__", (getter)ReadyGet_get_attr_of_get, NULL, NULL, "__qualname__"},
+    {NULL}
+};
+
+static PyObject *
+ReadyGet_repr(ReadyGet *self)
+{
+    if (self->get == NULL) {
+        return PyUnicode_FromString("<ReadyGet (cleared)>");
+    }
+    return PyObject_Repr(self->get);
+}
+
+static PyTypeObject ReadyGet_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "massive_rt._speedups.ReadyGet",
+    .tp_doc = "ReadyGet(ready, get): get()'s fast path in C (see massive_rt.consumer).",
+    .tp_basicsize = sizeof(ReadyGet),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = ReadyGet_new,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(ReadyGet, vectorcall),
+    .tp_traverse = (traverseproc)ReadyGet_traverse,
+    .tp_clear = (inquiry)ReadyGet_clear,
+    .tp_dealloc = (destructor)ReadyGet_dealloc,
+    .tp_getset = ReadyGet_getset,
+    .tp_repr = (reprfunc)ReadyGet_repr,
+};
+
 static PyMethodDef module_methods[] = {
     {"build_events", (PyCFunction)(void (*)(void))build_events, METH_FASTCALL,
      "build_events(items, builders, received_at_ns, connection) -> list: one event per item, "
@@ -507,7 +662,7 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    if (PyType_Ready(&Builder_Type) < 0) {
+    if (PyType_Ready(&Builder_Type) < 0 || PyType_Ready(&ReadyGet_Type) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);
@@ -517,6 +672,12 @@ PyInit__speedups(void)
     Py_INCREF(&Builder_Type);
     if (PyModule_AddObject(module, "Builder", (PyObject *)&Builder_Type) < 0) {
         Py_DECREF(&Builder_Type);
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&ReadyGet_Type);
+    if (PyModule_AddObject(module, "ReadyGet", (PyObject *)&ReadyGet_Type) < 0) {
+        Py_DECREF(&ReadyGet_Type);
         Py_DECREF(module);
         return NULL;
     }

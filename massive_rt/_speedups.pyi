@@ -25,3 +25,10 @@ def build_events(
 def pack_records(
     out: bytearray, received_at_ns: int, connection: int, kind: int, payloads: bytes | list[bytes]
 ) -> int: ...
+
+class ReadyGet:
+    """``get()``'s fast path: pops the next event of ``ready`` in C, else calls ``get``."""
+
+    __wrapped__: Callable[..., Any]
+    def __init__(self, ready: Any, get: Callable[..., Any]) -> None: ...
+    def __call__(self, timeout: float | None = None) -> Any: ...

@@ -101,7 +101,7 @@ _fork_warned_in: int | None = None  # the pid that logged the misuse line (once 
 
 def _after_fork_in_child() -> None:
     for client in list(_live_clients):
-        client._forked = True
+        client._mark_forked()
 
 
 def _warn_forked(name: str) -> None:

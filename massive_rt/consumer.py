@@ -24,6 +24,7 @@ from .eventqueue import DATA_KINDS, KIND_DATA, KIND_EVENT, KIND_FRAMES, KIND_OBJ
 from .marks import GAP_STATUSES, DeliveryMarks
 from .models import Event, RawFrame, StatusMessage
 from .protocol import MARKET_EVENTS, Decoder
+from .speedups import ready_get
 
 if TYPE_CHECKING:
     from .relief import ReliefLatch
@@ -122,6 +123,10 @@ class QueueConsumer:
         self._decoder = Decoder(market, name, loads=fast_loads, marks=self._marks)
         self._consume_lock = threading.Lock()
         self._ready = deque()
+        if ready_get is not None and type(self).get is QueueConsumer.get:
+            # get()'s fast path in C: an instance attribute in front of the method, which it calls
+            # whenever nothing decoded is waiting. Removed in a forked child (_mark_forked).
+            self.get = ready_get(self._ready, QueueConsumer.get.__get__(self))  # type: ignore[method-assign]
 
     def get(self, timeout: float | None = None) -> Event:
         """Return the next event (typed, a :class:`StatusMessage`, or a :class:`RawFrame`).
@@ -165,6 +170,11 @@ class QueueConsumer:
                     continue
         finally:
             self._consume_lock.release()
+
+    def _mark_forked(self) -> None:
+        """In a forked child: every call goes through the checks (which report the misuse)."""
+        self._forked = True
+        self.__dict__.pop("get", None)  # the C fast path would skip them
 
     def iter_events(self, timeout: float | None = None) -> Iterator[Event]:
         """Yield events until the source stops or fails (and its queue is drained).

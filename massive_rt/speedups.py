@@ -11,7 +11,9 @@ only on msgspec's decode path, so a built extension without msgspec installed st
 
 The extension also packs recording records (:data:`pack_records_native`, used by
 :class:`~massive_rt.recording.RecordingWriter` whenever the extension is built and not disabled,
-msgspec or not; the pure-Python packer writes the same bytes).
+msgspec or not; the pure-Python packer writes the same bytes), and runs ``get()``'s fast path
+(:data:`ready_get`: an event already decoded is popped in C, one C call instead of a Python call
+per event; every other case runs the Python method).
 
 Read :data:`ACTIVE` (also ``massive_rt.accelerated``) or :data:`STATUS`, or run
 ``massive-rt --version``, to see which path is in use.
@@ -37,6 +39,7 @@ __all__ = [
     "build_events_python",
     "builder",
     "pack_records_native",
+    "ready_get",
 ]
 
 logger = logging.getLogger(__name__)
@@ -85,6 +88,13 @@ ACTIVE: bool = STATUS == "active"
 pack_records_native: Callable[[bytearray, int, int, int, bytes | list[bytes]], int] | None = getattr(
     _native, "pack_records", None
 )
+
+
+#: ``ready_get(ready, get)``: a callable that pops the next event of the deque ``ready`` in C and
+#: calls ``get`` (the consumer's full ``get``) with the same arguments when none is ready; the
+#: fast path of :meth:`massive_rt.consumer.QueueConsumer.get`, one C call per event instead of a
+#: Python call. None when the extension is not built or is disabled.
+ready_get: Callable[[Any, Callable[..., Any]], Callable[..., Any]] | None = getattr(_native, "ReadyGet", None)
 
 
 def build_events_python(
