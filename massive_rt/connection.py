@@ -68,6 +68,7 @@ from .protocol import (
     wildcard_of,
 )
 from .relief import (
+    BACKLOG_BYTES,
     BACKLOG_FRAMES,
     BATCH_FRAMES,
     RECV_BYTES,
@@ -976,9 +977,9 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 if relief is not None:
                                     # Parked while the batch's callbacks run: a takeover goes on from it.
                                     relief.held = message
-                                    if (message is None and parser.buffered
+                                    if (message is None and parser.buffered >= BACKLOG_BYTES
                                             and self._frames - read_from >= BACKLOG_FRAMES):  # fmt: skip
-                                        self._backlog = True  # more than a batch in one read: the dispatcher's
+                                        self._backlog = True  # a batch and 16 KB more in one read: the dispatcher's
                                 queue_batch(proto, batch, received_at_ns)
                                 batch = []
                                 if relief is not None:
