@@ -20,7 +20,6 @@ import itertools
 import logging
 import os
 import random
-import selectors
 import socket
 import ssl
 import threading
@@ -34,6 +33,7 @@ import attrs
 import websocket
 
 from ._lifecycle import ThreadedSource
+from ._readwait import ReadWait
 from ._session import Outcome, Session
 from ._transport import StopRequested, Transport, describe, refused_upgrade, shown_url
 from ._util import ConnectionLogger, seconds, snapshot_dict
@@ -903,10 +903,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
         parser = FrameParser(self._config.max_message_size)
         auth_frame = proto.begin(started)
         self._last_frame_mono = time.monotonic()
-        selector = selectors.DefaultSelector()
-        selector.register(sock, selectors.EVENT_READ)
-        if self._wake_r is not None:
-            selector.register(self._wake_r, selectors.EVENT_READ)
+        waiter = ReadWait(sock, self._wake_r)
         stop = self._stop_requested.is_set
         # Raw frames stay one item each (RawFrame per frame; the relay's input).
         batch_frames = 1 if self._config.raw else BATCH_FRAMES
@@ -925,11 +922,11 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                     relief.begin(relief_session)
                 # What the relief reader left of a read it took over comes before any new read.
                 left = relief is not None and relief.messages
-                ready = () if pending or left else selector.select(timeout)
+                ready = 0 if pending or left else waiter.wait(timeout)
                 if stop():
                     return Outcome("stopped", stopped=True)
                 data = b""
-                if not left and (pending or any(key.fileobj is sock for key, _ in ready)):
+                if not left and (pending or ready & 1):
                     try:
                         data = sock.recv(RECV_BYTES)
                     except ssl.SSLWantReadError:
@@ -939,7 +936,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                     received_at_ns = time.time_ns()  # as the bytes leave the socket: latency counts from here
                     if data == b"":
                         return proto.closed_without_frame()
-                if any(key.fileobj is self._wake_r for key, _ in ready):
+                if ready & 2:
                     self._drain_wake()
                     _send_texts(ws, proto.sync_subscriptions())
                 now = time.monotonic()
@@ -1046,7 +1043,7 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                     transport.force_shut()
                     graceful = False
                 relief.end()
-            selector.close()
+            waiter.close()
             transport.close(graceful=graceful)
 
     def _drain_wake(self) -> None:

@@ -1,0 +1,81 @@
+"""The reader's wait (massive_rt._readwait.ReadWait): which of the socket and the wake-up pipe is
+readable, on epoll and on the selector fallback, with hang-ups reported as readable and nothing
+left open but the sockets."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from massive_rt._readwait import ReadWait
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture(params=["epoll", "selector"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "selector":
+        monkeypatch.delattr(select, "epoll", raising=False)
+    elif not hasattr(select, "epoll"):
+        pytest.skip("no epoll on this platform")
+    return str(request.param)
+
+
+@pytest.fixture
+def pairs() -> Iterator[tuple[socket.socket, socket.socket, socket.socket, socket.socket]]:
+    sock, peer = socket.socketpair()
+    wake_r, wake_w = socket.socketpair()
+    yield sock, peer, wake_r, wake_w
+    for s in (sock, peer, wake_r, wake_w):
+        s.close()
+
+
+def test_it_tells_which_is_readable(
+    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+) -> None:
+    sock, peer, wake_r, wake_w = pairs
+    waiter = ReadWait(sock, wake_r)
+    try:
+        assert (waiter._epoll is not None) == (backend == "epoll")
+        assert waiter.wait(0) == 0  # nothing yet: the timeout
+        peer.send(b"data")
+        assert waiter.wait(5) == 1
+        wake_w.send(b"!")
+        assert waiter.wait(5) == 3
+        assert sock.recv(16) == b"data"
+        assert waiter.wait(5) == 2
+        assert wake_r.recv(16) == b"!"
+        assert waiter.wait(0) == 0
+    finally:
+        waiter.close()
+
+
+def test_a_hang_up_counts_as_readable(
+    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+) -> None:
+    sock, peer, _, _ = pairs
+    waiter = ReadWait(sock)  # no wake-up pipe
+    try:
+        peer.shutdown(socket.SHUT_WR)
+        assert waiter.wait(5) == 1
+        assert sock.recv(16) == b""  # what the reader then sees: the end of the stream
+    finally:
+        waiter.close()
+
+
+def test_close_releases_only_its_own_descriptor(
+    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+) -> None:
+    sock, peer, wake_r, _ = pairs
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd to count descriptors")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        ReadWait(sock, wake_r).close()
+    assert len(os.listdir("/proc/self/fd")) == before
+    peer.send(b"x")  # the sockets are still open and usable
+    assert sock.recv(1) == b"x"
