@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import select
+import selectors
 import socket
 from collections.abc import Iterator
 
@@ -16,11 +17,13 @@ from massive_rt._readwait import ReadWait
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture(params=["epoll", "selector"])
+@pytest.fixture(params=["epoll", "selector", "green selector"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "selector":
+    if request.param == "selector":  # a platform without epoll
         monkeypatch.delattr(select, "epoll", raising=False)
-    elif not hasattr(select, "epoll"):
+    elif request.param == "green selector":  # what gevent or eventlet monkey-patching does
+        monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+    elif selectors.DefaultSelector is not getattr(selectors, "EpollSelector", None):
         pytest.skip("no epoll on this platform")
     return str(request.param)
 
