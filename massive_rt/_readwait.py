@@ -13,6 +13,16 @@ import logging
 import select
 import selectors
 import socket
+import ssl
+import sys
+
+try:  # FIONREAD: the bytes in a socket's receive buffer (not on Windows)
+    import fcntl
+    import termios
+
+    _FIONREAD: int | None = termios.FIONREAD
+except ImportError:  # pragma: no cover - Windows
+    _FIONREAD = None
 
 __all__ = ["ReadWait"]
 
@@ -46,6 +56,8 @@ class ReadWait:
         pipe) or 3 (both). A hang-up or an error on the socket counts as readable: the read
         that follows reports it."""
         ready = 0
+        if timeout < 0:
+            timeout = 0.0  # epoll would wait forever; a selector does not wait at all
         if self._epoll is not None:
             sock_fd = self._sock_fd
             for fd, _ in self._epoll.poll(timeout):
@@ -55,6 +67,21 @@ class ReadWait:
         for key, _ in self._selector.select(timeout):
             ready |= 1 if key.fileobj is self._sock else 2
         return ready
+
+    def unread(self) -> int | None:
+        """Bytes waiting to be read: those TLS has decrypted and not handed out yet, plus those in
+        the kernel's receive buffer (still encrypted, for TLS: an estimate). None where the
+        platform cannot tell (no ``FIONREAD``)."""
+        if _FIONREAD is None:
+            return None  # pragma: no cover - Windows
+        try:
+            raw = fcntl.ioctl(self._sock_fd, _FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return None
+        waiting = int.from_bytes(raw, sys.byteorder, signed=True)
+        if isinstance(self._sock, ssl.SSLSocket):
+            waiting += self._sock.pending()
+        return waiting
 
     def close(self) -> None:
         """Release the epoll descriptor or the selector (the sockets stay open)."""

@@ -105,6 +105,17 @@ def _after_fork_in_child() -> None:
         client._mark_forked()
 
 
+def _backlog_waiting(parser: FrameParser, waiter: ReadWait) -> bool:
+    """``"adaptive"``: at least ``BACKLOG_BYTES`` more wait past what the reader has taken of its
+    read: unparsed, or still on the socket (a TLS read returns one 16 KB record at most, so the
+    rest of a flood is there). Where the socket cannot tell, a full batch is enough."""
+    left = parser.buffered
+    if left >= BACKLOG_BYTES:
+        return True
+    unread = waiter.unread()
+    return unread is None or left + unread >= BACKLOG_BYTES
+
+
 def _warn_forked(name: str) -> None:
     """One line per process, at the first use of an inherited client (not at the fork: a relay's
     own connections live on in a gunicorn master and are never touched by its workers)."""
@@ -974,9 +985,10 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 if relief is not None:
                                     # Parked while the batch's callbacks run: a takeover goes on from it.
                                     relief.held = message
-                                    if (message is None and parser.buffered >= BACKLOG_BYTES
-                                            and self._frames - read_from >= BACKLOG_FRAMES):  # fmt: skip
-                                        self._backlog = True  # a batch and 16 KB more in one read: the dispatcher's
+                                    if (message is None and not self._backlog
+                                            and self._frames - read_from >= BACKLOG_FRAMES
+                                            and _backlog_waiting(parser, waiter)):  # fmt: skip
+                                        self._backlog = True  # a batch and 16 KB more: the dispatcher's
                                 queue_batch(proto, batch, received_at_ns)
                                 batch = []
                                 if relief is not None:
@@ -1007,6 +1019,11 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                 transport.send_close(reply, "")
                                 return outcome
                         if batch:
+                            # A read that never filled a batch can still be one of many waiting (a TLS
+                            # read returns one record: 16 KB, a dozen frames of 1 KB).
+                            if (relief is not None and not self._backlog and len(data) >= BACKLOG_BYTES
+                                    and _backlog_waiting(parser, waiter)):  # fmt: skip
+                                self._backlog = True
                             queue_batch(proto, batch, received_at_ns)
                             if relief is not None and relief.taken and not relief.reclaim(parser, stop):
                                 return Outcome("stopped", stopped=True)

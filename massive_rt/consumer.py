@@ -125,7 +125,8 @@ class QueueConsumer:
         self._ready = deque()
         if ready_get is not None and type(self).get is QueueConsumer.get:
             # get()'s fast path in C: an instance attribute in front of the method, which it calls
-            # whenever nothing decoded is waiting. Removed in a forked child (_mark_forked).
+            # whenever nothing decoded is waiting. Removed in a forked child (_mark_forked). A
+            # class patch made after this does not reach the instance (docs/testing.md says so).
             self.get = ready_get(self._ready, QueueConsumer.get.__get__(self))  # type: ignore[method-assign]
 
     def get(self, timeout: float | None = None) -> Event:

@@ -115,17 +115,18 @@ RELIEF_WATCH = 0.02
 RECV_BYTES = 256 * 1024
 #: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
 BATCH_FRAMES = 16
-#: ``"adaptive"``: a read with more messages than this, and at least :data:`BACKLOG_BYTES` of it
-#: still unparsed when a batch of this many data frames is full, is a backlog (the socket had more
-#: waiting than one callback round takes): its frames go to the dispatcher thread, so reading the
-#: next read overlaps with their callbacks, as under ``dispatch="thread"``. Smaller reads (a
-#: stream the reader keeps up with) are dispatched inline, for latency.
+#: ``"adaptive"``: a read with more messages than this, and at least :data:`BACKLOG_BYTES` more
+#: waiting when a batch of this many data frames is full, is a backlog (the socket had more waiting
+#: than one callback round takes): its frames go to the dispatcher thread, so reading the next read
+#: overlaps with their callbacks, as under ``dispatch="thread"``. Smaller reads (a stream the
+#: reader keeps up with) are dispatched inline, for latency.
 BACKLOG_FRAMES = BATCH_FRAMES
-#: ``"adaptive"``: the least a read must still hold, past a full batch, to be a backlog. A burst of
-#: small frames (a server catching up after a pause: at 20,000 events/s, reads of 17-100 frames of
-#: one trade, 3-15 KB) stays inline: handed to the dispatcher, its events waited 160-420 µs (median
-#: over 20,000 events) against ~25 µs inline. A stream that outpaces the reader fills the 256 KB
-#: reads, so it is still seen at the first batch.
+#: ``"adaptive"``: the least that must wait past a full batch (unparsed in the read, or still on the
+#: socket: a TLS read returns one 16 KB record at most) for a backlog; a read of 16 KB or more that
+#: never fills a batch (TLS, frames of ~1 KB) is one too with this much more on the socket. A burst
+#: of small frames (a server catching up after a pause: at 20,000 events/s, reads of 17-100 frames
+#: of one trade, 3-15 KB) stays inline: handed to the dispatcher, its events waited 160-420 us
+#: (median over 20,000 events) against ~25 us inline.
 BACKLOG_BYTES = 16 * 1024
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array reaches

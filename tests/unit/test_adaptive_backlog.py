@@ -11,11 +11,14 @@ and kept doing so: one thread read, decoded and ran callbacks with no overlap (a
 from __future__ import annotations
 
 import json
+import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 
 import massive_rt as mrt
 from massive_rt.relief import BACKLOG_BYTES, BACKLOG_FRAMES
@@ -61,8 +64,9 @@ def warm_up(server: MockMassiveServer, deliveries: Deliveries) -> int:
 
 
 def start_adaptive(server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter],
-                   deliveries: Deliveries) -> mrt.RealTimeDataAdapter:  # fmt: skip
-    client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+                   deliveries: Deliveries, **options: Any) -> mrt.RealTimeDataAdapter:  # fmt: skip
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"],
+                                        **options)  # fmt: skip
     # A budget clock that never moves: no callback ever counts as slow, so only the backlog
     # rule can send frames to the dispatcher.
     adapter = make_adapter(client, dispatch="adaptive", clock=lambda: 0.0)
@@ -181,3 +185,36 @@ def test_raw_frames_of_a_small_read_stay_inline_too(
     assert [q for q, _ in last] == list(range(sent))
     assert all(name.startswith("massive-rt-reader-") for _, name in last[-(2 + BACKLOG_FRAMES // 2 + BACKLOG_FRAMES):])
     assert adapter.stats().dispatched_on_dispatcher == before
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(tls_ca: trustme.CA) -> Iterator[MockMassiveServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls_ca.issue_cert("127.0.0.1").configure_cert(context)
+    with MockMassiveServer(api_keys={KEY}, ssl_context=context, name="tls") as server:
+        yield server
+
+
+@pytest.mark.parametrize(("frames", "per_frame"), [(3_000, 1), (400, 20)], ids=["small frames", "1 KB frames"])
+def test_a_flood_over_tls_goes_to_the_dispatcher_too(
+    tls_server: MockMassiveServer, tls_ca: trustme.CA, make_adapter: Callable[..., mrt.RealTimeDataAdapter],
+    frames: int, per_frame: int,
+) -> None:  # fmt: skip
+    # A TLS read returns one record (16 KB at most): the rest of a flood waits on the socket, not
+    # in the read. Frames of 20 trades (~1.4 KB) never fill a batch of 16 within one record.
+    context = ssl.create_default_context()
+    tls_ca.configure_trust(context)
+    deliveries = Deliveries()
+    adapter = start_adaptive(tls_server, make_adapter, deliveries, ssl_context=context)
+    first = warm_up(tls_server, deliveries)
+    total = frames * per_frame
+    tls_server.publish([trade(q) for q in range(first, first + total)], batch=per_frame)
+    seen = deliveries.wait(first + total)
+    assert [q for q, _ in seen] == list(range(first + total))  # once each, in order
+    assert [q for q, name in seen[first:] if name == "massive-rt-dispatcher"], "the whole flood ran on the reader"
+    assert adapter.stats().handovers == 0  # the backlog rule, not a slow callback

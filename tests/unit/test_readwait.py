@@ -45,6 +45,7 @@ def test_it_tells_which_is_readable(
     try:
         assert (waiter._epoll is not None) == (backend == "epoll")
         assert waiter.wait(0) == 0  # nothing yet: the timeout
+        assert waiter.wait(-1) == 0  # never a wait without end
         peer.send(b"data")
         assert waiter.wait(5) == 1
         wake_w.send(b"!")
@@ -53,6 +54,37 @@ def test_it_tells_which_is_readable(
         assert waiter.wait(5) == 2
         assert wake_r.recv(16) == b"!"
         assert waiter.wait(0) == 0
+    finally:
+        waiter.close()
+
+
+def test_unread_counts_the_bytes_waiting_on_the_socket(
+    pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket],
+) -> None:
+    sock, peer, _, _ = pairs
+    waiter = ReadWait(sock)
+    try:
+        if waiter.unread() is None:
+            pytest.skip("no FIONREAD on this platform")
+        assert waiter.unread() == 0
+        peer.sendall(b"x" * 1000)
+        assert waiter.wait(5) == 1
+        assert waiter.unread() == 1000
+        assert sock.recv(400) == b"x" * 400
+        assert waiter.unread() == 600
+    finally:
+        waiter.close()
+
+
+def test_a_reset_counts_as_readable(
+    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+) -> None:
+    sock, peer, _, _ = pairs
+    waiter = ReadWait(sock)
+    try:
+        peer.close()  # the peer is gone (EPOLLHUP), not only done writing
+        assert waiter.wait(5) == 1
+        assert sock.recv(16) == b""
     finally:
         waiter.close()
 

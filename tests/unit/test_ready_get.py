@@ -156,6 +156,24 @@ def test_both_paths_raise_the_same_errors(make_client: Callable[..., mrt.Massive
 
 
 @accelerated
+def test_with_events_waiting_both_paths_answer_odd_calls_alike(
+    server: MockMassiveServer, make_client: Callable[..., mrt.MassiveWebSocketClient]
+) -> None:
+    fast, slow = started(make_client), python_get(started(make_client))
+    server.publish([trade(q) for q in range(1, 11)], batch=10)
+    for client in (fast, slow):
+        assert client.get(timeout=5).sequence_number == 1  # type: ignore[union-attr]
+        assert len(client._ready) == 9
+        # An event waits: the timeout is not looked at (as the Python fast path never did).
+        assert client.get(timeout=-1).sequence_number == 2  # type: ignore[union-attr]
+        with pytest.raises(TypeError, match="positional"):
+            client.get(1, 2)
+        with pytest.raises(TypeError, match="wait"):
+            client.get(wait=1)  # type: ignore[call-arg]
+        assert len(client._ready) == 8  # the refused calls took nothing
+
+
+@accelerated
 def test_a_ready_event_is_returned_for_every_form_of_call_get_takes(
     server: MockMassiveServer, make_client: Callable[..., mrt.MassiveWebSocketClient]
 ) -> None:
