@@ -83,7 +83,7 @@ def _number(cell: str) -> float:
 def _short(cell: str) -> str:
     """``534,849`` → ``535k``; ``1,187,509`` → ``1.19M``."""
     value = _number(cell)
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
+    return f"{value / 1e6:.2f}M" if value >= 999_500 else f"{value / 1e3:.0f}k"  # 999,600 is 1.00M, not 1000k
 
 
 def _search(pattern: str, text: str) -> re.Match[str]:
