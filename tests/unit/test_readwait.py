@@ -76,26 +76,17 @@ def test_unread_counts_the_bytes_waiting_on_the_socket(
         waiter.close()
 
 
-def test_a_reset_counts_as_readable(
-    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
-) -> None:
-    sock, peer, _, _ = pairs
-    waiter = ReadWait(sock)
-    try:
-        peer.close()  # the peer is gone (EPOLLHUP), not only done writing
-        assert waiter.wait(5) == 1
-        assert sock.recv(16) == b""
-    finally:
-        waiter.close()
-
-
-def test_a_hang_up_counts_as_readable(
-    backend: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
+@pytest.mark.parametrize("end", ["shutdown", "close"])
+def test_the_end_of_the_peer_counts_as_readable(
+    backend: str, end: str, pairs: tuple[socket.socket, socket.socket, socket.socket, socket.socket]
 ) -> None:
     sock, peer, _, _ = pairs
     waiter = ReadWait(sock)  # no wake-up pipe
     try:
-        peer.shutdown(socket.SHUT_WR)
+        if end == "close":
+            peer.close()  # the peer is gone (EPOLLHUP), not only done writing
+        else:
+            peer.shutdown(socket.SHUT_WR)
         assert waiter.wait(5) == 1
         assert sock.recv(16) == b""  # what the reader then sees: the end of the stream
     finally:
