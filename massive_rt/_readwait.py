@@ -32,11 +32,10 @@ logger = logging.getLogger(__name__)
 class ReadWait:
     """Waits until ``sock`` or ``wake`` (None: no wake-up pipe) is readable; :meth:`close` when done."""
 
-    __slots__ = ("_epoll", "_selector", "_sock", "_sock_fd", "_wake")
+    __slots__ = ("_epoll", "_selector", "_sock", "_sock_fd")
 
     def __init__(self, sock: socket.socket, wake: socket.socket | None = None) -> None:
         self._sock = sock
-        self._wake = wake
         self._sock_fd = sock.fileno()
         self._epoll: select.epoll | None = None
         self._selector: selectors.BaseSelector | None = None
