@@ -226,7 +226,8 @@ class RealTimeDataAdapter:
             cannot deliver inline (Redis, replay) always use the dispatcher thread.
         inline_budget: ``"adaptive"``: seconds one frame's callbacks may take on a reader
             (default 0.001; wall time, decoding excluded).
-        clock: ``"adaptive"``: the clock the budget is measured with, in seconds (default
+        clock: ``"adaptive"``: the clock the budget is measured with, and a reader's time on
+            one read's callbacks (:data:`massive_rt.relief.BACKLOG_SECONDS`), in seconds (default
             :func:`time.perf_counter`; tests pass a fake one).
         dedupe: drop duplicate events before the handlers (``True``: among the last 100,000
             identities; an int: that many; a :class:`~massive_rt.DuplicateFilter` to share), whatever
@@ -276,7 +277,9 @@ class RealTimeDataAdapter:
             self._dedupe = DuplicateFilter(window) if window else None
         # Held by whoever runs callbacks: the dispatcher (per drain-and-dispatch) or, inline, a reader.
         self._gate = InlineGate(
-            self._dispatch_inline, relief_after=max(budget.budget, RELIEF_INTERVAL) if dispatch == "adaptive" else None
+            self._dispatch_inline,
+            relief_after=max(budget.budget, RELIEF_INTERVAL) if dispatch == "adaptive" else None,
+            clock=clock,
         )
         self._gate.open = dispatch != "thread"
         self._inline_thread: int | None = None

@@ -70,10 +70,12 @@ from .protocol import (
 from .relief import (
     BACKLOG_BYTES,
     BACKLOG_FRAMES,
+    BACKLOG_SECONDS,
     BATCH_FRAMES,
     RECV_BYTES,
     STATUS_MARK,
     STATUS_WINDOW,
+    TLS_RECORD_BYTES,
     ReliefReader,
     ReliefSession,
     frame_error_outcome,
@@ -105,15 +107,20 @@ def _after_fork_in_child() -> None:
         client._mark_forked()
 
 
-def _backlog_waiting(parser: FrameParser, waiter: ReadWait) -> bool:
-    """``"adaptive"``: at least ``BACKLOG_BYTES`` more wait past what the reader has taken of its
-    read: unparsed, or still on the socket (a TLS read returns one 16 KB record at most, so the
-    rest of a flood is there). Where the socket cannot tell, a full batch is enough."""
+def _backlog_waiting(parser: FrameParser, waiter: ReadWait, overdue: bool) -> bool:
+    """``"adaptive"``, at a full batch of a read: True if at least ``BACKLOG_BYTES`` more wait past
+    what the reader has taken of its read (unparsed, or still on the socket: a TLS read returns
+    one 16 KB record at most, so the rest of a flood is there), or anything more waits and the
+    read is ``overdue`` (its callbacks kept the reader from the socket ``BACKLOG_SECONDS``). Where
+    the socket cannot tell, a full batch is enough."""
     left = parser.buffered
-    if left >= BACKLOG_BYTES:
+    if left >= BACKLOG_BYTES or (overdue and left):
         return True
     unread = waiter.unread()
-    return unread is None or left + unread >= BACKLOG_BYTES
+    if unread is None:
+        return True
+    waiting = left + unread
+    return waiting >= BACKLOG_BYTES or (overdue and waiting > 0)
 
 
 def _warn_forked(name: str) -> None:
@@ -967,6 +974,9 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                         relief.received_at_ns = received_at_ns  # for a takeover during this read
                         self._backlog = False
                         read_from = self._frames
+                        gate = relief.gate
+                        clock = time.perf_counter if gate is None else gate.clock
+                        overdue_at = clock() + BACKLOG_SECONDS  # this read's callbacks have kept the socket long
                     # Consecutive data frames of this read go to the queue as one item (up to
                     # BATCH_FRAMES); any other frame first sends them on, so order is kept.
                     batch: list[bytes] = []
@@ -987,8 +997,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                                     relief.held = message
                                     if (message is None and not self._backlog
                                             and self._frames - read_from >= BACKLOG_FRAMES
-                                            and _backlog_waiting(parser, waiter)):  # fmt: skip
-                                        self._backlog = True  # a batch and 16 KB more: the dispatcher's
+                                            and _backlog_waiting(parser, waiter, clock() >= overdue_at)):  # fmt: skip
+                                        self._backlog = True  # the rest of this read: the dispatcher's
                                 queue_batch(proto, batch, received_at_ns)
                                 batch = []
                                 if relief is not None:
@@ -1021,8 +1031,8 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                         if batch:
                             # A read that never filled a batch can still be one of many waiting (a TLS
                             # read returns one record: 16 KB, a dozen frames of 1 KB).
-                            if (relief is not None and not self._backlog and len(data) >= BACKLOG_BYTES
-                                    and _backlog_waiting(parser, waiter)):  # fmt: skip
+                            if (relief is not None and not self._backlog and len(data) >= TLS_RECORD_BYTES
+                                    and _backlog_waiting(parser, waiter, clock() >= overdue_at)):  # fmt: skip
                                 self._backlog = True
                             queue_batch(proto, batch, received_at_ns)
                             if relief is not None and relief.taken and not relief.reclaim(parser, stop):

@@ -58,13 +58,17 @@ class InlineGate:
 
     ``relief_after`` (``"adaptive"`` only; None otherwise): a connection whose reader has been
     in one frame's callbacks for about this long lets its relief reader (:mod:`massive_rt.relief`)
-    take over the socket and close ``open``; each such takeover adds one to ``reliefs``.
+    take over the socket and close ``open``; each such takeover adds one to ``reliefs``. ``clock``
+    (seconds) is the adapter's: a reader times its reads' inline callbacks with it
+    (:data:`massive_rt.relief.BACKLOG_SECONDS`).
     """
 
-    __slots__ = ("dispatch", "lock", "open", "relief_after", "reliefs", "wanted")
+    __slots__ = ("clock", "dispatch", "lock", "open", "relief_after", "reliefs", "wanted")
 
-    def __init__(self, dispatch: Callable[[list[Event]], None], relief_after: float | None = None) -> None:
+    def __init__(self, dispatch: Callable[[list[Event]], None], relief_after: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:  # fmt: skip
         self.dispatch = dispatch
+        self.clock = clock
         self.lock = threading.Lock()
         self.open = True
         self.wanted = False

@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BACKLOG_BYTES",
     "BACKLOG_FRAMES",
+    "BACKLOG_SECONDS",
     "BATCH_FRAMES",
     "OP_EOF",
     "OP_LOST",
@@ -94,6 +95,7 @@ __all__ = [
     "RELIEF_WATCH",
     "STATUS_MARK",
     "STATUS_WINDOW",
+    "TLS_RECORD_BYTES",
     "ReliefLatch",
     "ReliefReader",
     "ReliefSession",
@@ -115,19 +117,30 @@ RELIEF_WATCH = 0.02
 RECV_BYTES = 256 * 1024
 #: The most data frames of one read queued as one item (larger batches measured slower: cache misses).
 BATCH_FRAMES = 16
-#: ``"adaptive"``: a read with more messages than this, and at least :data:`BACKLOG_BYTES` more
-#: waiting when a batch of this many data frames is full, is a backlog (the socket had more waiting
-#: than one callback round takes): its frames go to the dispatcher thread, so reading the next read
-#: overlaps with their callbacks, as under ``dispatch="thread"``. Smaller reads (a stream the
-#: reader keeps up with) are dispatched inline, for latency.
+#: ``"adaptive"``: a read with more messages than this is a backlog (its frames go to the dispatcher
+#: thread, so reading the next read overlaps with their callbacks, as under ``dispatch="thread"``)
+#: once a batch of this many data frames is full and either :data:`BACKLOG_BYTES` more wait, or
+#: anything more waits and the read's callbacks have kept the reader from its socket for
+#: :data:`BACKLOG_SECONDS`. Other reads (a stream the reader keeps up with, a small burst) are
+#: dispatched inline, for latency.
 BACKLOG_FRAMES = BATCH_FRAMES
 #: ``"adaptive"``: the least that must wait past a full batch (unparsed in the read, or still on the
-#: socket: a TLS read returns one 16 KB record at most) for a backlog; a read of 16 KB or more that
-#: never fills a batch (TLS, frames of ~1 KB) is one too with this much more on the socket. A burst
-#: of small frames (a server catching up after a pause: at 20,000 events/s, reads of 17-100 frames
-#: of one trade, 3-15 KB) stays inline: handed to the dispatcher, its events waited 160-420 us
-#: (median over 20,000 events) against ~25 us inline.
+#: socket: a TLS read returns one 16 KB record at most) for a backlog; a read of a whole TLS record
+#: or more that never fills a batch (TLS, frames of ~1 KB) is one too with this much more on the
+#: socket. A burst of small frames (a server catching up after a pause: at 20,000 events/s, reads
+#: of 17-100 frames of one trade, 3-15 KB) stays inline: handed to the dispatcher, its events
+#: waited 160-420 us (median over 20,000 events) against ~25 us inline. Around this size the two
+#: paths are level; past it the dispatcher's overlap wins (a burst of 300 one-trade frames, 22 KB:
+#: its last callback 0.9-1.4 ms after the read handed over, 1.5-1.6 ms inline).
 BACKLOG_BYTES = 16 * 1024
+#: ``"adaptive"``: the longest one read's callbacks keep the reader from its socket (measured with
+#: the adapter's ``clock`` at each full batch) before what is left of the read, and what waits on
+#: the socket, goes to the dispatcher: callbacks each within ``inline_budget`` but many in a row
+#: (a read of up to :data:`BACKLOG_BYTES` more than a batch) leave the socket unread for this plus
+#: one batch's callbacks at most.
+BACKLOG_SECONDS = 0.005
+#: The most one TLS ``recv`` returns (one record): a read this long may have more behind it.
+TLS_RECORD_BYTES = 16 * 1024
 # Massive sends statuses as their own frames, "ev" first. Looking for the marker only near the
 # start keeps the reader from scanning every data frame; a status later in a mixed array reaches
 # the consumer (as a StatusMessage), whose decoder hands it back to the reader to act on.

@@ -1,5 +1,6 @@
 """``dispatch="adaptive"`` under a backlog: a read with more frames than one callback round
-(``massive_rt.relief.BACKLOG_FRAMES``) and more bytes than a burst (``BACKLOG_BYTES`` past them)
+(``massive_rt.relief.BACKLOG_FRAMES``) and more bytes than a burst (``BACKLOG_BYTES`` past them),
+or whose callbacks have kept the reader from its socket ``BACKLOG_SECONDS`` with more waiting,
 goes to the dispatcher thread, as under ``"thread"``, so the reader reads on while the callbacks
 run; small reads, and bursts of small frames, are dispatched inline.
 
@@ -21,7 +22,7 @@ import pytest
 import trustme
 
 import massive_rt as mrt
-from massive_rt.relief import BACKLOG_BYTES, BACKLOG_FRAMES
+from massive_rt.relief import BACKLOG_BYTES, BACKLOG_FRAMES, BACKLOG_SECONDS
 from massive_rt.testing import MockMassiveServer
 from tests.support import FAST, KEY
 
@@ -135,6 +136,64 @@ def test_a_burst_of_many_small_frames_stays_inline(
     assert all(name.startswith("massive-rt-reader-") for _, name in seen[-len(burst):])
 
 
+class SteppedClock:
+    """The adapter's clock in seconds; it moves only when a callback advances it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_read_whose_callbacks_keep_the_socket_long_hands_the_rest_over(
+    server: MockMassiveServer, make_adapter: Callable[..., mrt.RealTimeDataAdapter]
+) -> None:
+    # A burst of ~8 KB (below BACKLOG_BYTES) whose callbacks each stay within the budget but add
+    # up: once one read's callbacks have taken BACKLOG_SECONDS, the rest of the read goes to the
+    # dispatcher and the reader goes back to its socket. Before, the reader ran the whole read (up
+    # to 16 KB more than a batch: ~200 such callbacks) whatever they took.
+    clock = SteppedClock()
+    per_callback = BACKLOG_SECONDS / 12  # a batch of 16 takes longer than BACKLOG_SECONDS
+    blocker_entered, release = threading.Event(), threading.Event()
+    blocker: list[int] = []
+    deliveries = Deliveries()
+
+    def on_trade(event: mrt.EquityTrade) -> None:
+        if blocker and event.sequence_number == blocker[0]:
+            blocker_entered.set()
+            assert release.wait(WAIT)
+        else:
+            clock.now += per_callback
+        deliveries(event)
+
+    client = mrt.MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
+    # A budget far above any callback here: no hand-over, and no relief reader while the blocker waits.
+    adapter = make_adapter(client, dispatch="adaptive", clock=clock, inline_budget=60.0)
+    adapter.on(mrt.EquityTrade, on_trade)
+    adapter.start()
+    assert client.wait_acked(["T.*"], WAIT)
+    sent = warm_up(server, deliveries)
+    # The reader waits in the blocker's callback while the burst arrives: the burst is one read.
+    blocker.append(sent)
+    server.publish([trade(sent)], batch=1)
+    assert blocker_entered.wait(WAIT)
+    burst = list(range(sent + 1, sent + 101))
+    server.publish([trade(q) for q in burst], batch=1)
+    release.set()
+    seen = deliveries.wait(burst[-1] + 1)
+    assert [q for q, _ in seen] == list(range(burst[-1] + 1))
+    threads = dict(seen)
+    assert threads[sent].startswith("massive-rt-reader-")
+    # The first batch ran inline (the read was not overdue yet); from the second, the dispatcher.
+    assert all(threads[q].startswith("massive-rt-reader-") for q in burst[:BACKLOG_FRAMES])
+    assert threads[burst[BACKLOG_FRAMES]] == "massive-rt-dispatcher"
+    stats = adapter.stats()
+    assert stats.handovers == 0  # the backlog rule, not the budget
+    assert stats.reliefs == 0
+    assert stats.inline_active
+
+
 def test_the_docs_state_the_backlog_bound() -> None:
     root = Path(__file__).resolve().parents[2]
     kb = BACKLOG_BYTES // 1024
@@ -143,6 +202,9 @@ def test_the_docs_state_the_backlog_bound() -> None:
     threading_doc = " ".join((root / "docs" / "threading.md").read_text().split())
     assert f"messages ({BACKLOG_FRAMES}," in threading_doc
     assert f"at least {kb} KB (`BACKLOG_BYTES`)" in threading_doc
+    ms = round(BACKLOG_SECONDS * 1000)
+    assert f"{ms} ms (`BACKLOG_SECONDS`)" in threading_doc
+    assert f"or its callbacks kept the reader from the socket {ms} ms" in readme
 
 
 def test_raw_frames_of_a_small_read_stay_inline_too(
