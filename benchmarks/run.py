@@ -73,9 +73,22 @@ def repeat(url: str, variants: list[str], reps: int, **kwargs: int) -> dict[str,
     for rep in range(reps):
         order = variants if rep % 2 == 0 else list(reversed(variants))
         for variant in order:
-            results[variant].append(run_variant(url, variant, **kwargs))
-            print(f"  {variant:24s} rep {rep + 1}: {results[variant][-1]['eps']:>12,.0f} ev/s", file=sys.stderr)
+            result = run_variant(url, variant, **kwargs)
+            results[variant].append(result)
+            print(f"  {variant:24s} rep {rep + 1}: {progress(result)}", file=sys.stderr)
     return results
+
+
+def progress(result: dict) -> str:
+    """One repetition's line: its rate; at a paced rate, its p99; for the adapter, where its
+    callbacks ran (a hand-over or a backlog moves events to the dispatcher thread)."""
+    line = f"{result['eps']:>12,.0f} ev/s"
+    if "recv_p99_us" in result:
+        line += f", p99 receive → consumer {result['recv_p99_us']:,.0f} µs"
+    if result.get("dispatched_on_dispatcher") is not None and "recv_p99_us" in result:
+        line += (f", {result['dispatched_on_dispatcher']:,} on the dispatcher, "
+                 f"{result.get('handovers', 0)} hand-over(s)")  # fmt: skip
+    return line
 
 
 def throughput_table(title: str, results: dict[str, list[dict]]) -> str:
