@@ -227,8 +227,9 @@ class RealTimeDataAdapter:
         inline_budget: ``"adaptive"``: seconds one frame's callbacks may take on a reader
             (default 0.001; wall time, decoding excluded).
         clock: ``"adaptive"``: the clock the budget is measured with, and a reader's time on
-            one read's callbacks (:data:`massive_rt.relief.BACKLOG_SECONDS`), in seconds (default
-            :func:`time.perf_counter`; tests pass a fake one).
+            one read (:data:`massive_rt.relief.BACKLOG_SECONDS`), in seconds (default
+            :func:`time.perf_counter`; tests pass a fake one). Reader threads call it too, without
+            a lock: it must be thread-safe and have no side effects.
         dedupe: drop duplicate events before the handlers (``True``: among the last 100,000
             identities; an int: that many; a :class:`~massive_rt.DuplicateFilter` to share), whatever
             the source (a client, a pool, Redis, a synthetic source); see
@@ -265,6 +266,10 @@ class RealTimeDataAdapter:
                                      field="dispatch")  # fmt: skip
         if not callable(clock):
             raise ConfigurationError(f"clock={clock!r} is not callable", field="clock")
+        if dispatch == "adaptive":  # readers call it too: a clock that returns no seconds fails here, not there
+            now = clock()
+            if isinstance(now, bool) or not isinstance(now, (int, float)):
+                raise ConfigurationError(f"clock() returned {now!r}, not seconds (a float)", field="clock")
         budget = InlineBudget(inline_budget)  # validated in every mode: a typo fails early
         self._budget = budget if dispatch == "adaptive" else None
         self._clock = clock

@@ -1031,9 +1031,12 @@ class MassiveWebSocketClient(ThreadedSource, ReliefReader):
                         if batch:
                             # A read that never filled a batch can still be one of many waiting (a TLS
                             # read returns one record: 16 KB, a dozen frames of 1 KB).
-                            if (relief is not None and not self._backlog and len(data) >= TLS_RECORD_BYTES
-                                    and _backlog_waiting(parser, waiter, clock() >= overdue_at)):  # fmt: skip
-                                self._backlog = True
+                            # And its last frames go on too once its callbacks have kept the socket long.
+                            if relief is not None and not self._backlog:
+                                overdue = clock() >= overdue_at
+                                record = len(data) >= TLS_RECORD_BYTES
+                                if (overdue or record) and _backlog_waiting(parser, waiter, overdue):
+                                    self._backlog = True
                             queue_batch(proto, batch, received_at_ns)
                             if relief is not None and relief.taken and not relief.reclaim(parser, stop):
                                 return Outcome("stopped", stopped=True)

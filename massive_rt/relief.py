@@ -133,11 +133,12 @@ BACKLOG_FRAMES = BATCH_FRAMES
 #: paths are level; past it the dispatcher's overlap wins (a burst of 300 one-trade frames, 22 KB:
 #: its last callback 0.9-1.4 ms after the read handed over, 1.5-1.6 ms inline).
 BACKLOG_BYTES = 16 * 1024
-#: ``"adaptive"``: the longest one read's callbacks keep the reader from its socket (measured with
-#: the adapter's ``clock`` at each full batch) before what is left of the read, and what waits on
-#: the socket, goes to the dispatcher: callbacks each within ``inline_budget`` but many in a row
-#: (a read of up to :data:`BACKLOG_BYTES` more than a batch) leave the socket unread for this plus
-#: one batch's callbacks at most.
+#: ``"adaptive"``: the longest a read keeps its reader from the socket (from its arrival: framing,
+#: decoding and callbacks; on the adapter's ``clock``, looked at each full batch and at the end of
+#: the read) before what is left of it goes to the dispatcher, if anything more waits in the read
+#: or on the socket: callbacks each within ``inline_budget`` but many in a row (a read of up to
+#: :data:`BACKLOG_BYTES` more than a batch) leave the socket unread for this plus one batch's
+#: callbacks at most.
 BACKLOG_SECONDS = 0.005
 #: The most one TLS ``recv`` returns (one record): a read this long may have more behind it.
 TLS_RECORD_BYTES = 16 * 1024

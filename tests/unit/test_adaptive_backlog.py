@@ -204,7 +204,7 @@ def test_the_docs_state_the_backlog_bound() -> None:
     assert f"at least {kb} KB (`BACKLOG_BYTES`)" in threading_doc
     ms = round(BACKLOG_SECONDS * 1000)
     assert f"{ms} ms (`BACKLOG_SECONDS`)" in threading_doc
-    assert f"or its callbacks kept the reader from the socket {ms} ms" in readme
+    assert f"once its callbacks kept the reader from the socket {ms} ms" in readme
 
 
 def test_raw_frames_of_a_small_read_stay_inline_too(

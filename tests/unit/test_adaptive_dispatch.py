@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 
@@ -279,6 +280,16 @@ def test_a_bad_inline_budget_is_refused_in_every_mode(budget: object) -> None:
             RealTimeDataAdapter(source, dispatch=dispatch, inline_budget=budget)  # type: ignore[arg-type]
     with pytest.raises(mrt.ConfigurationError, match="clock"):
         RealTimeDataAdapter(source, dispatch="adaptive", clock=0.001)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reading", [None, "12:00", True, Decimal("1.5")])
+def test_an_adaptive_clock_that_returns_no_seconds_is_refused(reading: object) -> None:
+    # Reader threads call it too: a bad one would end the connection there, not the dispatching.
+    source = SyntheticSource(["T.*"], seed=1)
+    with pytest.raises(mrt.ConfigurationError, match=r"clock\(\) returned") as caught:
+        RealTimeDataAdapter(source, dispatch="adaptive", clock=lambda: reading)  # type: ignore[arg-type,return-value]
+    assert caught.value.field == "clock"
+    RealTimeDataAdapter(source, dispatch="thread", clock=lambda: reading)  # type: ignore[arg-type,return-value]  # unused there
 
 
 def test_thread_and_inline_report_no_hand_overs() -> None:
