@@ -108,7 +108,7 @@ def _after_fork_in_child() -> None:
 
 
 def _backlog_waiting(parser: FrameParser, waiter: ReadWait, overdue: bool) -> bool:
-    """``"adaptive"``, at a full batch of a read: True if at least ``BACKLOG_BYTES`` more wait past
+    """``"adaptive"``, at a full batch of a read or at its end: True if ``BACKLOG_BYTES`` more wait past
     what the reader has taken of its read (unparsed, or still on the socket: a TLS read returns
     one 16 KB record at most, so the rest of a flood is there), or anything more waits and the
     read is ``overdue`` (its callbacks kept the reader from the socket ``BACKLOG_SECONDS``). Where
