@@ -329,8 +329,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer events and one repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--accelerator", action="store_true",
-                        help="only the typed variants with and without the C accelerator (printed, not written)")
+    parser.add_argument(
+        "--accelerator",
+        action="store_true",
+        help="only the typed variants with and without the C accelerator (printed, not written)",
+    )
     parser.add_argument("--frames", default="10,1", help="with --accelerator: the frame sizes to run (10, 1 or both)")
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps

@@ -122,7 +122,9 @@ class HandOver:
             self.back.set()
 
 
-def test_within_budget_callbacks_run_on_the_reader(server: MockMassiveServer, make_adapter) -> None:
+def test_within_budget_callbacks_run_on_the_reader(
+    server: MockMassiveServer, make_adapter: Callable[..., RealTimeDataAdapter]
+) -> None:
     client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
     trades = Trades()
     adapter = make_adapter(client, dispatch="adaptive", clock=FakeClock())  # a clock that never moves
@@ -142,7 +144,7 @@ def test_within_budget_callbacks_run_on_the_reader(server: MockMassiveServer, ma
 
 
 def test_a_slow_callback_hands_over_the_reader_keeps_reading_and_order_holds_across_and_back(
-    server: MockMassiveServer, make_adapter
+    server: MockMassiveServer, make_adapter: Callable[..., RealTimeDataAdapter]
 ) -> None:
     client = MassiveWebSocketClient(api_key=KEY, url=server.url(), reconnect=FAST, subscriptions=["T.*"])
     clock = FakeClock()
@@ -181,7 +183,7 @@ def test_a_slow_callback_hands_over_the_reader_keeps_reading_and_order_holds_acr
 
 
 def test_a_hand_over_on_one_connection_of_a_pool_holds_order_on_all_three(
-    server: MockMassiveServer, make_adapter
+    server: MockMassiveServer, make_adapter: Callable[..., RealTimeDataAdapter]
 ) -> None:
     pool = ConnectionPool(api_key=KEY, max_connections=3, max_subscriptions_per_connection=1, url=server.url)
     pool.subscribe("T.A", "T.B", "T.C")
@@ -220,7 +222,9 @@ def test_a_hand_over_on_one_connection_of_a_pool_holds_order_on_all_three(
     assert (stats.handovers, stats.inline_returns) == (1, 1)
 
 
-def test_callbacks_never_overlap_while_the_mode_flips_under_load(server: MockMassiveServer, make_adapter) -> None:
+def test_callbacks_never_overlap_while_the_mode_flips_under_load(
+    server: MockMassiveServer, make_adapter: Callable[..., RealTimeDataAdapter]
+) -> None:
     pool = ConnectionPool(api_key=KEY, max_connections=3, max_subscriptions_per_connection=1, url=server.url)
     pool.subscribe("T.A", "T.B", "T.C")
     clock = FakeClock()
