@@ -631,7 +631,7 @@ class RealTimeDataAdapter:
     def state(self) -> AdapterState:
         """``new``, ``running`` (started), ``failed`` (every connection of the source failed for
         good; see :attr:`error`) or ``stopped`` (also after :meth:`run_forever` stopped it on a
-        failure: :attr:`error` stays set)."""
+        failure: :attr:`error` stays set; and once a handler's ``BaseException`` ended dispatching)."""
         if self._stopping.is_set():
             return AdapterState.STOPPED
         if self.error is not None:
@@ -747,6 +747,10 @@ class RealTimeDataAdapter:
             self._fatal = exc
             self._ended.set()
             logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
+            # As on a reader thread: the adapter is stopped (its state says so, subscribe() refuses).
+            with self._life_lock:
+                self._discard = True
+                self._stopping.set()
             raise
         finally:
             self._gate.open = False  # nobody drains any more: nothing may be dispatched inline either

@@ -558,6 +558,10 @@ class TestRoutingAndThreading:
         adapter.start()
         assert wait_until(lambda: not adapter.running, 5)
         assert adapter.stats().handler_errors == 0
+        # Stopped, on the dispatcher thread as on a reader: not "running" with nobody dispatching.
+        assert wait_until(lambda: adapter.state is mrt.AdapterState.STOPPED, 5)
+        with pytest.raises(mrt.ClientClosedError):
+            adapter.subscribe("T.X")
 
     def test_stats_report_latency_percentiles(self, make_adapter) -> None:
         recorder = Recorder()
