@@ -744,13 +744,8 @@ class RealTimeDataAdapter:
                 if version is None:
                     clients = self._adopt(source.clients())
         except BaseException as exc:
-            self._fatal = exc
-            self._ended.set()
             logger.critical("dispatcher ended by %s", type(exc).__name__, exc_info=True)
-            # As on a reader thread: the adapter is stopped (its state says so, subscribe() refuses).
-            with self._life_lock:
-                self._discard = True
-                self._stopping.set()
+            self._end_dispatching(exc)
             raise
         finally:
             self._gate.open = False  # nobody drains any more: nothing may be dispatched inline either
@@ -871,17 +866,23 @@ class RealTimeDataAdapter:
             self._dispatched_inline += len(events)
         except BaseException as exc:
             # As on the dispatcher thread, a BaseException ends dispatching (not the connection).
-            self._gate.open = False
-            self._fatal = exc
-            self._ended.set()
             logger.critical("a handler raised %s on a reader thread (dispatch=%r): dispatching ends",
                             type(exc).__name__, self._dispatch_mode, exc_info=True)  # fmt: skip
-            with self._life_lock:
-                self._discard = True
-                self._stopping.set()
-            self._wake.set()
+            self._end_dispatching(exc)
         finally:
             self._inline_thread = None
+
+    def _end_dispatching(self, exc: BaseException) -> None:
+        """A handler's ``exc`` ended dispatching (on the dispatcher or a reader): nothing is dispatched
+        any more, inline either, and the adapter is stopped (``state``, ``subscribe()`` refusing),
+        while ``run_forever()`` re-raises ``exc``."""
+        self._gate.open = False
+        self._fatal = exc
+        self._ended.set()
+        with self._life_lock:
+            self._discard = True
+            self._stopping.set()
+        self._wake.set()
 
     def _dispatch(self, events: list[Event]) -> None:
         if self._backfill is not None:
